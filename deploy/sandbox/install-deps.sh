@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what replguard's tests and demo need from Debian/Ubuntu packages, when missing:
+# mariadb-server (mariadbd, mariadb-install-db, mariadb client) and haproxy.
+set -euo pipefail
+
+missing=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+have mariadbd || missing+=(mariadb-server)
+have mariadb-install-db || missing+=(mariadb-server)
+have mariadb || missing+=(mariadb-client)
+have haproxy || missing+=(haproxy)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install a Rust toolchain (https://rustup.rs) and run this again" >&2
+  exit 1
+fi

@@ -1,0 +1,742 @@
+//! The configuration file: parse, resolve credentials and policies, validate.
+//!
+//! Everything that can be wrong with a configuration is found here, before anything binds or
+//! connects, and reported as one [`ConfigError`] naming the file and the key. Error messages never
+//! quote a value from a credentials file or a config line, so a password cannot leak through them.
+
+use crate::policy::{line_of, Policy, PolicySet, Thresholds};
+use crate::units::serde_humantime;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Defaults, chosen for HAProxy's classic `inter 5000 rise 3 fall 3` (any check sees a sample
+/// at most `max_sample_age` old, well inside one check interval).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:31337";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+pub const DEFAULT_MAX_SAMPLE_AGE: Duration = Duration::from_secs(3);
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub path: PathBuf,
+    /// HTTP address for checks.
+    pub listen: SocketAddr,
+    /// Time between the starts of two polls of one instance.
+    pub interval: Duration,
+    /// Bound on each connect and each query of a poll.
+    pub timeout: Duration,
+    /// A sample older than this makes every policy fail ("stale sample").
+    pub max_sample_age: Duration,
+    /// The MySQL servers to watch, in file order.
+    pub instances: Vec<InstanceConfig>,
+    /// Built-in policies plus those from `policies_dir`.
+    pub policies: PolicySet,
+}
+
+/// One watched server.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    /// Unique name, used in `?instance=` and logs.
+    pub name: String,
+    /// The port HAProxy names in `?port=`; the TCP port, or the one given beside `socket`.
+    pub port: Option<u16>,
+    /// Where and as whom to connect.
+    pub target: Target,
+    /// The policy `/mysqlchk/` and `/` evaluate for this instance.
+    pub policy: String,
+    /// Per-instance threshold overrides (applied over the policy file's values).
+    pub thresholds: Thresholds,
+}
+
+/// Connection parameters for the probe.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: Addr,
+    pub user: String,
+    pub password: Secret,
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addr {
+    Tcp { host: String, port: u16 },
+    Socket(PathBuf),
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Addr::Socket(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A password. Its `Debug` never shows it, so a stray `{:?}` cannot log it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// Why a configuration was refused: the file, where in it, and what is wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    /// Dotted key path, e.g. `instance[db201].password_file`; empty when not about one key.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ": line {line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    #[serde(default, with = "serde_humantime::option")]
+    interval: Option<Duration>,
+    #[serde(default, with = "serde_humantime::option")]
+    timeout: Option<Duration>,
+    #[serde(default, with = "serde_humantime::option")]
+    max_sample_age: Option<Duration>,
+    policies_dir: Option<PathBuf>,
+    #[serde(default, rename = "instance")]
+    instances: Vec<RawInstance>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstance {
+    name: String,
+    host: Option<String>,
+    port: Option<u16>,
+    socket: Option<PathBuf>,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
+    defaults_file: Option<PathBuf>,
+    policy: Option<String>,
+    #[serde(default, with = "serde_humantime::option")]
+    max_lag: Option<Duration>,
+}
+
+impl Config {
+    /// Reads and validates the configuration at `path`, with everything it refers to.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates configuration `text` as if read from `path` (relative paths resolve against
+    /// the directory of `path`).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: key.to_string(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigError {
+                file: path.to_path_buf(),
+                line,
+                // Name the key from the line's text before '=', never quoting the value.
+                key: line
+                    .and_then(|l| text.lines().nth(l - 1))
+                    .and_then(|l| l.split_once('='))
+                    .map(|(k, _)| k.trim().to_string())
+                    .unwrap_or_default(),
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+
+        let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            err(
+                "listen",
+                format!("{listen_text:?} is not an IP:port address (e.g. \"127.0.0.1:31337\")"),
+            )
+        })?;
+        let interval = raw.interval.unwrap_or(DEFAULT_INTERVAL);
+        let timeout = raw.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let max_sample_age = raw.max_sample_age.unwrap_or(DEFAULT_MAX_SAMPLE_AGE);
+        if interval.is_zero() {
+            return Err(err("interval", "must be more than 0s".into()));
+        }
+        if timeout.is_zero() {
+            return Err(err("timeout", "must be more than 0s".into()));
+        }
+        if timeout >= interval {
+            return Err(err(
+                "timeout",
+                format!(
+                    "{} must be shorter than interval ({}) so a slow server cannot stack polls",
+                    crate::units::fmt_duration(timeout),
+                    crate::units::fmt_duration(interval)
+                ),
+            ));
+        }
+        if max_sample_age <= interval {
+            return Err(err(
+                "max_sample_age",
+                format!(
+                    "{} must be longer than interval ({}) or every sample goes stale between polls",
+                    crate::units::fmt_duration(max_sample_age),
+                    crate::units::fmt_duration(interval)
+                ),
+            ));
+        }
+
+        let mut policies = PolicySet::builtin();
+        if let Some(dir) = &raw.policies_dir {
+            load_policy_dir(&base.join(dir), &mut policies).map_err(|mut e| {
+                if e.file.as_os_str().is_empty() {
+                    e.file = path.to_path_buf();
+                }
+                e
+            })?;
+        }
+        policies.validate().map_err(|(name, e)| ConfigError {
+            file: raw
+                .policies_dir
+                .as_ref()
+                .map(|d| base.join(d).join(format!("{name}.toml")))
+                .unwrap_or_else(|| path.to_path_buf()),
+            line: e.line,
+            key: String::new(),
+            message: e.message,
+        })?;
+
+        if raw.instances.is_empty() {
+            return Err(err(
+                "instance",
+                "no [[instance]] configured: name at least one server to watch".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut ports = HashSet::new();
+        let mut instances = Vec::new();
+        for (i, ri) in raw.instances.into_iter().enumerate() {
+            let shown = display_name(&ri.name, i);
+            let at = |key: &str| format!("instance[{shown}].{key}");
+            if ri.name.is_empty()
+                || !ri
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(err(
+                    &at("name"),
+                    "use letters, digits, '.', '_' and '-' only (it appears in URLs)".into(),
+                ));
+            }
+            if !names.insert(ri.name.clone()) {
+                return Err(err(&at("name"), "duplicate instance name".into()));
+            }
+            let inst = resolve_instance(ri, base, &at).map_err(|(key, message)| ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                key,
+                message,
+            })?;
+            if let Some(port) = inst.port {
+                if !ports.insert(port) {
+                    return Err(err(
+                        &at("port"),
+                        format!(
+                            "port {port} is used by another instance; ?port= would be ambiguous"
+                        ),
+                    ));
+                }
+            }
+            if policies.get(&inst.policy).is_none() {
+                let known: Vec<&str> = policies.names().collect();
+                return Err(err(
+                    &at("policy"),
+                    format!(
+                        "no policy named {:?} (known: {})",
+                        inst.policy,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            instances.push(inst);
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            listen,
+            interval,
+            timeout,
+            max_sample_age,
+            instances,
+            policies,
+        })
+    }
+
+    /// The instance with this name.
+    pub fn instance(&self, name: &str) -> Option<&InstanceConfig> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+}
+
+fn display_name(name: &str, index: usize) -> String {
+    if name.is_empty() {
+        index.to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// Turns one `[[instance]]` block into an [`InstanceConfig`], reading its credential files.
+/// Errors are (key, message).
+fn resolve_instance(
+    ri: RawInstance,
+    base: &Path,
+    at: &dyn Fn(&str) -> String,
+) -> Result<InstanceConfig, (String, String)> {
+    let opt_file = match &ri.defaults_file {
+        Some(p) => {
+            let p = base.join(p);
+            read_option_file(&p).map_err(|m| (at("defaults_file"), m))?
+        }
+        None => ClientOptions::default(),
+    };
+    let password = match (&ri.password_file, &opt_file.password) {
+        (Some(_), Some(_)) => {
+            return Err((
+                at("password_file"),
+                "both password_file and defaults_file give a password; keep one".into(),
+            ))
+        }
+        (Some(p), None) => {
+            let p = base.join(p);
+            check_private(&p).map_err(|m| (at("password_file"), m))?;
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                (
+                    at("password_file"),
+                    format!("{}: cannot read: {e}", p.display()),
+                )
+            })?;
+            let password = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text);
+            if password.is_empty() {
+                return Err((at("password_file"), format!("{} is empty", p.display())));
+            }
+            Secret::new(password.to_string())
+        }
+        (None, Some(pw)) => Secret::new(pw.clone()),
+        (None, None) => Secret::default(),
+    };
+    let user = ri.user.or(opt_file.user).ok_or_else(|| {
+        (
+            at("user"),
+            "missing (set user, or user= in defaults_file [client])".to_string(),
+        )
+    })?;
+    let port = ri.port.or(opt_file.port);
+    let socket = ri.socket.or(opt_file.socket.map(PathBuf::from));
+    let host = ri.host.or(opt_file.host);
+    let addr = match (socket, host) {
+        (Some(_), Some(_)) => {
+            return Err((
+                at("socket"),
+                "give either socket or host, not both (port may stand beside socket as the \
+                 port HAProxy names)"
+                    .into(),
+            ))
+        }
+        (Some(socket), None) => Addr::Socket(base.join(socket)),
+        (None, host) => Addr::Tcp {
+            host: host.unwrap_or_else(|| "127.0.0.1".to_string()),
+            port: port.unwrap_or(3306),
+        },
+    };
+    let port = match &addr {
+        Addr::Tcp { port, .. } => Some(*port),
+        Addr::Socket(_) => port,
+    };
+    Ok(InstanceConfig {
+        name: ri.name,
+        port,
+        target: Target {
+            addr,
+            user,
+            password,
+        },
+        policy: ri.policy.unwrap_or_else(|| "auto".to_string()),
+        thresholds: Thresholds {
+            max_lag: ri.max_lag,
+        },
+    })
+}
+
+/// Refuses a credentials file that others may read.
+fn check_private(path: &Path) -> Result<(), String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o044 != 0 {
+        return Err(format!(
+            "{} is readable by group or others (mode {mode:04o}); chmod 600 it",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The `[client]` options replguard takes from a MySQL option file.
+#[derive(Debug, Default, PartialEq)]
+struct ClientOptions {
+    user: Option<String>,
+    password: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    socket: Option<String>,
+}
+
+fn read_option_file(path: &Path) -> Result<ClientOptions, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let opts = parse_option_file(&text).map_err(|m| format!("{}: {m}", path.display()))?;
+    if opts.password.is_some() {
+        check_private(path)?;
+    }
+    Ok(opts)
+}
+
+/// Parses the `[client]` group of a MySQL option file as `mysql --defaults-file` reads it:
+/// `key=value` or bare keys, `#`/`;` comments, optional quotes, `-` and `_` alike in names.
+/// Later values win, as in MySQL. `!include` is refused rather than half-supported.
+fn parse_option_file(text: &str) -> Result<ClientOptions, String> {
+    let mut opts = ClientOptions::default();
+    let mut in_client = false;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if line.starts_with('!') {
+            return Err(format!(
+                "line {}: !include directives are not supported; put [client] in this file",
+                n + 1
+            ));
+        }
+        if let Some(group) = line.strip_prefix('[') {
+            in_client = group.trim_end_matches(']').trim() == "client";
+            continue;
+        }
+        if !in_client {
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k.trim(), unquote(v.trim())),
+            None => (line, String::new()),
+        };
+        match key.replace('-', "_").as_str() {
+            "user" => opts.user = Some(value),
+            "password" => opts.password = Some(value),
+            "host" => opts.host = Some(value),
+            "socket" => opts.socket = Some(value),
+            "port" => {
+                opts.port = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("line {}: port is not a number", n + 1))?,
+                )
+            }
+            _ => {} // other client options (ssl, charset, ...) do not concern the guard
+        }
+    }
+    Ok(opts)
+}
+
+fn unquote(v: &str) -> String {
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return v[1..v.len() - 1].to_string();
+        }
+    }
+    // An unquoted value ends at a comment.
+    match v.find(" #") {
+        Some(i) => v[..i].trim_end().to_string(),
+        None => v.to_string(),
+    }
+}
+
+fn load_policy_dir(dir: &Path, set: &mut PolicySet) -> Result<(), ConfigError> {
+    let fail = |file: &Path, line, message: String| ConfigError {
+        file: file.to_path_buf(),
+        line,
+        key: String::new(),
+        message,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        fail(
+            Path::new(""),
+            None,
+            format!("policies_dir {}: {e}", dir.display()),
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| fail(&file, None, "policy file name is not UTF-8".into()))?
+            .to_string();
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| fail(&file, None, format!("cannot read: {e}")))?;
+        let policy = Policy::parse(&name, &text).map_err(|e| fail(&file, e.line, e.message))?;
+        set.insert(policy);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    struct Dir(tempfile::TempDir);
+
+    impl Dir {
+        fn new() -> Dir {
+            Dir(tempfile::tempdir().unwrap())
+        }
+        fn file(&self, name: &str, text: &str, mode: u32) -> PathBuf {
+            let p = self.0.path().join(name);
+            let mut f = std::fs::File::create(&p).unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        }
+        fn parse(&self, text: &str) -> Result<Config, ConfigError> {
+            Config::parse(&self.0.path().join("replguard.toml"), text)
+        }
+    }
+
+    const ONE: &str =
+        "[[instance]]\nname = \"db1\"\nport = 3307\nuser = \"u\"\npassword_file = \"pw\"\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let d = Dir::new();
+        d.file("pw", "s3cret\n", 0o600);
+        let c = d.parse(ONE).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:31337".parse().unwrap());
+        assert_eq!(
+            (c.interval, c.timeout, c.max_sample_age),
+            (DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_MAX_SAMPLE_AGE)
+        );
+        let i = &c.instances[0];
+        assert_eq!(i.policy, "auto");
+        assert_eq!(i.port, Some(3307));
+        assert_eq!(i.target.password.expose(), "s3cret");
+        assert_eq!(format!("{:?}", i.target.password), "\"***\"");
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let d = Dir::new();
+        d.file("pw", "x", 0o400);
+        std::fs::create_dir(d.0.path().join("pol")).unwrap();
+        d.file(
+            "pol/lenient.toml",
+            "checks = [\"sample\", \"lag\"]\nmax_lag = \"60s\"\n",
+            0o644,
+        );
+        let c = d
+            .parse(
+                r#"
+listen = "0.0.0.0:31337"
+interval = "2s"
+timeout = "1s"
+max_sample_age = "5s"
+policies_dir = "pol"
+
+[[instance]]
+name = "db201"
+host = "10.0.0.1"
+port = 3306
+user = "replguard"
+password_file = "pw"
+policy = "lenient"
+max_lag = "5s"
+
+[[instance]]
+name = "db202"
+socket = "/run/mysqld/mysqld2.sock"
+port = 3307
+user = "replguard"
+password_file = "pw"
+"#,
+            )
+            .unwrap();
+        assert_eq!(c.instances.len(), 2);
+        assert_eq!(
+            c.instances[0].thresholds.max_lag,
+            Some(Duration::from_secs(5))
+        );
+        assert!(c.policies.get("lenient").is_some());
+        assert_eq!(
+            c.instances[1].target.addr,
+            Addr::Socket("/run/mysqld/mysqld2.sock".into())
+        );
+        assert_eq!(c.instances[1].port, Some(3307));
+    }
+
+    #[test]
+    fn bad_configs_are_refused_naming_the_key() {
+        let d = Dir::new();
+        d.file("pw", "hunter2\n", 0o600);
+        d.file("open", "hunter2\n", 0o644);
+        d.file("group", "hunter2\n", 0o640);
+        d.file("empty", "", 0o600);
+        let two = |a: &str, b: &str| {
+            format!("[[instance]]\nname = \"a\"\nuser = \"u\"\n{a}\n[[instance]]\nname = \"b\"\nuser = \"u\"\n{b}\n")
+        };
+        #[rustfmt::skip]
+        let cases: Vec<(String, &str, &str)> = vec![
+            (format!("colour = \"blue\"\n{ONE}"), "colour", "unknown field `colour`"),
+            (format!("interval = \"1x\"\n{ONE}"), "interval", "invalid duration"),
+            (format!("interval = \"5\"\n{ONE}"), "interval", "has no unit"),
+            (format!("interval = \"1s\"\ntimeout = \"1s\"\n{ONE}"), "timeout", "must be shorter than interval"),
+            (format!("max_sample_age = \"1s\"\n{ONE}"), "max_sample_age", "must be longer than interval"),
+            (format!("listen = \"localhost\"\n{ONE}"), "listen", "not an IP:port"),
+            ("interval = \"1s\"\n".to_string(), "instance", "no [[instance]]"),
+            (two("port = 1", "port = 2").replace("name = \"b\"", "name = \"a\""), "instance[a].name", "duplicate instance name"),
+            (two("port = 1", "port = 1"), "instance[b].port", "port 1 is used by another instance"),
+            (ONE.replace("3307", "3307\npassword = \"hunter2\""), "password", "unknown field `password`"),
+            (ONE.replace("\"pw\"", "\"open\""), "instance[db1].password_file", "readable by group or others (mode 0644)"),
+            (ONE.replace("\"pw\"", "\"group\""), "instance[db1].password_file", "readable by group or others (mode 0640)"),
+            (ONE.replace("\"pw\"", "\"missing\""), "instance[db1].password_file", "cannot read"),
+            (ONE.replace("\"pw\"", "\"empty\""), "instance[db1].password_file", "is empty"),
+            (format!("{ONE}policy = \"nope\"\n"), "instance[db1].policy", "no policy named \"nope\""),
+            (format!("{ONE}max_lag = \"-1s\"\n"), "max_lag", "is negative"),
+            (format!("{ONE}socket = \"/s\"\nhost = \"h\"\n"), "instance[db1].socket", "either socket or host"),
+            (ONE.replace("db1", "db 1"), "instance[db 1].name", "letters, digits"),
+            (ONE.replace("user = \"u\"\n", ""), "instance[db1].user", "missing"),
+        ];
+        for (text, key, msg) in cases {
+            let e = d.parse(&text).expect_err(&text);
+            assert_eq!(e.key, key, "{text}\n=> {e}");
+            assert!(e.message.contains(msg), "{text}\n=> {e}");
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with(&d.0.path().join("replguard.toml").display().to_string()),
+                "{shown}"
+            );
+            assert!(!shown.contains("hunter2"), "password leaked: {shown}");
+        }
+    }
+
+    #[test]
+    fn option_file_supplies_credentials() {
+        let d = Dir::new();
+        d.file(
+            "my.cnf",
+            "[mysqld]\nport = 1\n[client]\nuser = guard\npassword = \"p w#1\" \nport=3310\nssl-mode = DISABLED\n",
+            0o600,
+        );
+        let c = d
+            .parse("[[instance]]\nname = \"x\"\ndefaults_file = \"my.cnf\"\n")
+            .unwrap();
+        let i = &c.instances[0];
+        assert_eq!(i.target.user, "guard");
+        assert_eq!(i.target.password.expose(), "p w#1");
+        assert_eq!(i.port, Some(3310));
+        // The instance's own keys win over the option file's.
+        let c = d
+            .parse("[[instance]]\nname = \"x\"\nuser = \"other\"\nport = 4000\ndefaults_file = \"my.cnf\"\n")
+            .unwrap();
+        assert_eq!(
+            (c.instances[0].target.user.as_str(), c.instances[0].port),
+            ("other", Some(4000))
+        );
+        d.file("open.cnf", "[client]\npassword=hunter2\n", 0o644);
+        let e = d
+            .parse("[[instance]]\nname = \"x\"\nuser = \"u\"\ndefaults_file = \"open.cnf\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "instance[x].defaults_file");
+        assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn option_file_parsing() {
+        let cases: &[(&str, ClientOptions)] = &[
+            (
+                "[client]\nuser=a\n",
+                ClientOptions {
+                    user: Some("a".into()),
+                    ..Default::default()
+                },
+            ),
+            ("[mysql]\nuser=a\n", ClientOptions::default()),
+            (
+                "[client]\npassword='x y'\n# c\n; c\n",
+                ClientOptions {
+                    password: Some("x y".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "[client]\nuser = b # comment\nsocket=/tmp/s\n",
+                ClientOptions {
+                    user: Some("b".into()),
+                    socket: Some("/tmp/s".into()),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(&parse_option_file(text).unwrap(), want, "{text:?}");
+        }
+        assert!(parse_option_file("!include /etc/x\n").is_err());
+        assert!(parse_option_file("[client]\nport=abc\n").is_err());
+    }
+}

@@ -1,0 +1,527 @@
+//! The HTTP check server HAProxy (and people) ask: `/mysqlchk/`, `/check/{policy}`, `/{policy}`,
+//! `/status`, `/healthz`.
+//!
+//! Handlers answer from the latest snapshots in the [`Hub`]; they never touch MySQL and never
+//! wait on a poller. Status codes: 200 pass, 503 fail, 400 bad parameter, 404 unknown instance or
+//! policy, 405 other methods. On 503 the reason phrase carries the first failing check.
+
+use crate::hub::{Hub, LookupError, Selector};
+use crate::policy::Thresholds;
+use crate::report;
+use std::convert::Infallible;
+use std::sync::Arc;
+use warp::http::{header, Method, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+/// All endpoints, with errors rendered; never rejects.
+pub fn routes(
+    hub: Arc<Hub>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let hub = warp::any().map(move || hub.clone());
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let accept = warp::header::optional::<String>("accept");
+
+    let healthz = warp::path!("healthz").map(|| respond(StatusCode::OK, None, TEXT, "ok\n".into()));
+    let status = warp::path!("status").and(hub.clone()).map(status_reply);
+    // `/` and `/mysqlchk/` evaluate the instance's configured policy.
+    let classic = warp::path::end()
+        .or(warp::path!("mysqlchk"))
+        .unify()
+        .map(|| None);
+    let named = warp::path!("check" / String)
+        .or(warp::path!(String))
+        .unify()
+        .map(Some);
+    let check = classic
+        .or(named)
+        .unify()
+        .and(query)
+        .and(accept)
+        .and(hub)
+        .map(check_reply);
+
+    evaluating_method()
+        .and(healthz.or(status).unify().or(check).unify())
+        .recover(rejection)
+        .unify()
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// GET, HEAD and OPTIONS all evaluate (HAProxy's default check is `OPTIONS /`); others are 405.
+fn evaluating_method() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::method()
+        .and_then(|m: Method| async move {
+            if m == Method::GET || m == Method::HEAD || m == Method::OPTIONS {
+                Ok(())
+            } else {
+                Err(warp::reject::custom(NotAllowed))
+            }
+        })
+        .untuple_one()
+}
+
+#[derive(Debug)]
+struct NotAllowed;
+impl warp::reject::Reject for NotAllowed {}
+
+async fn rejection(err: Rejection) -> Result<Response, Infallible> {
+    if err.find::<NotAllowed>().is_some() {
+        let mut r = respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+            TEXT,
+            "only GET, HEAD and OPTIONS\n".into(),
+        );
+        r.headers_mut().insert(
+            header::ALLOW,
+            header::HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        Ok(r)
+    } else {
+        Ok(respond(
+            StatusCode::NOT_FOUND,
+            None,
+            TEXT,
+            "no such endpoint; try /mysqlchk/?port=N, /check/{policy}, /status, /healthz\n".into(),
+        ))
+    }
+}
+
+/// A check request's parameters, parsed strictly.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    pub selector: Option<Selector>,
+    pub thresholds: Thresholds,
+    pub json: bool,
+}
+
+/// Parses a raw query string. Unknown, repeated, empty or malformed parameters are errors: a
+/// threshold that silently fell back to a default would pass a check it should fail.
+pub fn parse_params(raw: &str) -> Result<Params, String> {
+    let mut p = Params::default();
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+        if seen.iter().any(|k| k == &key) {
+            return Err(format!("{key} given more than once"));
+        }
+        seen.push(key.to_string());
+        match key.as_ref() {
+            "port" => {
+                if p.selector.is_some() {
+                    return Err("give port or instance, not both".into());
+                }
+                let port = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0 && !value.starts_with('+'))
+                    .ok_or_else(|| format!("port {value:?} is not a port number"))?;
+                p.selector = Some(Selector::Port(port));
+            }
+            "instance" => {
+                if p.selector.is_some() {
+                    return Err("give port or instance, not both".into());
+                }
+                if value.is_empty() {
+                    return Err("instance is empty".into());
+                }
+                p.selector = Some(Selector::Name(value.into_owned()));
+            }
+            "max_lag" => {
+                p.thresholds.max_lag = Some(
+                    crate::units::parse_duration(&value).map_err(|e| format!("max_lag: {e}"))?,
+                )
+            }
+            "format" => {
+                p.json = match value.as_ref() {
+                    "json" => true,
+                    "text" => false,
+                    other => return Err(format!("format {other:?}: use json or text")),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?} (known: port, instance, max_lag, format)"
+                ))
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn check_reply(
+    policy: Option<String>,
+    query: String,
+    accept: Option<String>,
+    hub: Arc<Hub>,
+) -> Response {
+    let params = match parse_params(&query) {
+        Ok(p) => p,
+        Err(msg) => return respond(StatusCode::BAD_REQUEST, None, TEXT, format!("{msg}\n")),
+    };
+    let json = params.json || accept.is_some_and(|a| a.contains(JSON));
+    let watched = match hub.find(params.selector.as_ref().unwrap_or(&Selector::Only)) {
+        Ok(w) => w,
+        Err(e @ LookupError::Ambiguous(_)) => {
+            return respond(StatusCode::BAD_REQUEST, None, TEXT, format!("{e}\n"))
+        }
+        Err(e) => return respond(StatusCode::NOT_FOUND, None, TEXT, format!("{e}\n")),
+    };
+    let now = tokio::time::Instant::now().into_std();
+    let Some(verdict) = hub.evaluate(watched, policy.as_deref(), &params.thresholds, now) else {
+        let known: Vec<&str> = hub.policies.names().collect();
+        return respond(
+            StatusCode::NOT_FOUND,
+            None,
+            TEXT,
+            format!(
+                "no policy named {:?} (known: {})\n",
+                policy.unwrap_or_default(),
+                known.join(", ")
+            ),
+        );
+    };
+    let (status, reason) = if verdict.healthy {
+        (StatusCode::OK, None)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, report::reason(&verdict))
+    };
+    if json {
+        respond(
+            status,
+            reason,
+            JSON,
+            report::json(&watched.config.name, &verdict),
+        )
+    } else {
+        respond(status, reason, TEXT, report::text(&verdict))
+    }
+}
+
+fn status_reply(hub: Arc<Hub>) -> Response {
+    let now = tokio::time::Instant::now().into_std();
+    let body = report::status(&hub.instances, &hub.policies, hub.max_sample_age, now);
+    respond(StatusCode::OK, None, JSON, body)
+}
+
+fn respond(
+    status: StatusCode,
+    reason: Option<String>,
+    content_type: &str,
+    body: String,
+) -> Response {
+    let mut r = warp::reply::with_status(body, status).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_str(content_type).expect("static content type"),
+    );
+    // Checks must never be cached by anything between HAProxy and us.
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    if let Some(reason) = reason {
+        // report::reason yields printable ASCII only, which ReasonPhrase accepts.
+        if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
+            r.extensions_mut().insert(phrase);
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Addr, InstanceConfig, Secret, Target};
+    use crate::hub::Watched;
+    use crate::policy::PolicySet;
+    use crate::sample::fixtures::{primary, replica, snap};
+    use crate::sample::{ProbeError, ProbeErrorKind};
+    use crate::snapshot::Snapshot;
+    use std::time::{Duration, Instant};
+    use warp::http::Response;
+    use warp::hyper::body::Bytes;
+
+    fn inst(name: &str, port: u16, policy: &str) -> InstanceConfig {
+        InstanceConfig {
+            name: name.into(),
+            port: Some(port),
+            target: Target {
+                addr: Addr::Tcp {
+                    host: "127.0.0.1".into(),
+                    port,
+                },
+                user: "replguard".into(),
+                password: Secret::default(),
+            },
+            policy: policy.into(),
+            thresholds: Thresholds::default(),
+        }
+    }
+
+    fn hub(entries: Vec<(InstanceConfig, Snapshot)>) -> Arc<Hub> {
+        let instances = entries
+            .into_iter()
+            .map(|(config, s)| Watched {
+                config,
+                // The receiver keeps the last value after the sender is gone.
+                snapshot: tokio::sync::watch::channel(Arc::new(s)).1,
+            })
+            .collect();
+        Arc::new(Hub {
+            instances,
+            policies: Arc::new(PolicySet::builtin()),
+            max_sample_age: Duration::from_secs(3),
+        })
+    }
+
+    fn fresh(state: crate::sample::ServerState) -> Snapshot {
+        snap(Ok(state), Instant::now(), Duration::from_millis(100))
+    }
+
+    /// A primary on 3306 and a replica on 3307 lagging 4s.
+    fn pair() -> Arc<Hub> {
+        let mut lagging = replica();
+        lagging.channels[0].lag = Some(Duration::from_secs(4));
+        hub(vec![
+            (inst("db1", 3306, "auto"), fresh(primary())),
+            (inst("db2", 3307, "auto"), fresh(lagging)),
+        ])
+    }
+
+    async fn get(hub: &Arc<Hub>, method: &str, path: &str) -> Response<Bytes> {
+        warp::test::request()
+            .method(method)
+            .path(path)
+            .reply(&routes(hub.clone()))
+            .await
+    }
+
+    fn body(r: &Response<Bytes>) -> String {
+        String::from_utf8(r.body().to_vec()).unwrap()
+    }
+
+    fn reason(r: &Response<Bytes>) -> Option<String> {
+        r.extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|p| String::from_utf8(p.as_bytes().to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn status_codes_by_request() {
+        let h = pair();
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, u16)] = &[
+            ("GET", "/mysqlchk/?port=3306", 200),
+            ("GET", "/mysqlchk?port=3306", 200),
+            ("HEAD", "/mysqlchk/?port=3306", 200),
+            ("OPTIONS", "/?port=3306", 200),
+            ("GET", "/mysqlchk/?instance=db2", 200),
+            ("GET", "/check/replica?port=3307", 200),
+            ("GET", "/replica?port=3307", 200),
+            ("GET", "/replica?port=3307&max_lag=3s", 503),
+            ("GET", "/replica?port=3306", 503),
+            ("GET", "/primary?port=3306", 200),
+            ("GET", "/primary?port=3307", 503),
+            ("GET", "/", 400),
+            ("GET", "/mysqlchk/", 400),
+            ("GET", "/replica?port=3307&max_lag=3", 400),
+            ("GET", "/replica?port=3307&max_lag=", 400),
+            ("GET", "/replica?port=3307&max_lag=-1s", 400),
+            ("GET", "/replica?port=3307&max_lag=1s&max_lag=9s", 400),
+            ("GET", "/replica?port=x", 400),
+            ("GET", "/replica?port=3307&colour=red", 400),
+            ("GET", "/replica?port=9999", 404),
+            ("GET", "/replica?instance=nope", 404),
+            ("GET", "/check/nope?port=3307", 404),
+            ("GET", "/nope?port=3307", 404),
+            ("GET", "/a/b/c", 404),
+            ("POST", "/replica?port=3307", 405),
+            ("PUT", "/status", 405),
+            ("GET", "/healthz", 200),
+            ("GET", "/status", 200),
+        ];
+        for (method, path, want) in cases {
+            let r = get(&h, method, path).await;
+            assert_eq!(r.status().as_u16(), *want, "{method} {path}: {}", body(&r));
+        }
+    }
+
+    #[tokio::test]
+    async fn one_instance_needs_no_selector() {
+        let h = hub(vec![(inst("only", 3306, "replica"), fresh(replica()))]);
+        for path in ["/", "/mysqlchk/", "/replica", "/check/replica"] {
+            assert_eq!(get(&h, "GET", path).await.status(), 200, "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn failing_check_names_its_reason_in_body_and_status_line() {
+        let h = pair();
+        let r = get(&h, "GET", "/replica?port=3307&max_lag=2s").await;
+        assert_eq!(r.status(), 503);
+        assert_eq!(reason(&r).as_deref(), Some("lag 4s > 2s"));
+        let text = body(&r);
+        assert!(text.lines().any(|l| l == "FAIL lag 4s > 2s"), "{text}");
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with("ok ") || l.starts_with("FAIL ")),
+            "{text}"
+        );
+        assert_eq!(r.headers()["content-type"], TEXT);
+        // A passing answer carries no custom reason.
+        let r = get(&h, "GET", "/replica?port=3307").await;
+        assert_eq!((r.status().as_u16(), reason(&r)), (200, None));
+        assert!(body(&r).contains("ok lag 4s <= 10s"), "{}", body(&r));
+    }
+
+    #[tokio::test]
+    async fn fails_closed_without_a_sample_or_with_a_stale_or_failed_one() {
+        let denied = ProbeError {
+            kind: ProbeErrorKind::AccessDenied,
+            errno: Some(1045),
+            message: "Access denied for user 'replguard'@'localhost' (using password: YES)".into(),
+        };
+        let h = hub(vec![
+            (inst("new", 1, "replica"), Snapshot::default()),
+            (
+                inst("stale", 2, "replica"),
+                snap(Ok(replica()), Instant::now(), Duration::from_secs(9)),
+            ),
+            (
+                inst("denied", 3, "replica"),
+                snap(Err(denied), Instant::now(), Duration::ZERO),
+            ),
+        ]);
+        let cases = [
+            ("/?port=1", "sample none yet: no poll has finished"),
+            ("/?port=2", "sample stale: age 9s > 3s"),
+            ("/?port=3", "reachable check user refused: 1045 Access denied for user 'replguard'@'localhost' (using password: YES)"),
+        ];
+        for (path, why) in cases {
+            let r = get(&h, "GET", path).await;
+            assert_eq!(
+                (r.status().as_u16(), reason(&r).as_deref()),
+                (503, Some(why)),
+                "{path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn json_on_request() {
+        let h = pair();
+        for (path, accept) in [
+            ("/replica?port=3307&format=json&max_lag=1s", None),
+            ("/replica?port=3307&max_lag=1s", Some("application/json")),
+        ] {
+            let mut req = warp::test::request().path(path);
+            if let Some(a) = accept {
+                req = req.header("accept", a);
+            }
+            let r = req.reply(&routes(h.clone())).await;
+            assert_eq!(r.status(), 503);
+            assert_eq!(r.headers()["content-type"], JSON);
+            let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+            assert_eq!(v["instance"], "db2");
+            assert_eq!(v["policy"], "replica");
+            assert_eq!(v["healthy"], false);
+            assert!(v["sample_age_ms"].as_u64().is_some());
+            let lag = v["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "lag")
+                .unwrap();
+            assert_eq!(
+                (lag["ok"].as_bool(), lag["detail"].as_str()),
+                (Some(false), Some("4s > 1s"))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn status_lists_every_instance_and_policy() {
+        let r = get(&pair(), "GET", "/status").await;
+        let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        let list = v["instances"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1]["name"], "db2");
+        assert_eq!(list[1]["state"]["channels"][0]["lag_s"], 4.0);
+        let verdicts = list[1]["verdicts"].as_array().unwrap();
+        let names: Vec<&str> = verdicts
+            .iter()
+            .map(|v| v["policy"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["auto", "primary", "replica"]);
+        assert_eq!(verdicts[1]["healthy"], false);
+        assert_eq!(verdicts[1]["reason"], "read_only ON, want OFF");
+    }
+
+    #[test]
+    fn params_are_strict() {
+        let ok: &[(&str, Params)] = &[
+            ("", Params::default()),
+            (
+                "port=3306",
+                Params {
+                    selector: Some(Selector::Port(3306)),
+                    ..Default::default()
+                },
+            ),
+            (
+                "instance=db1&format=json",
+                Params {
+                    selector: Some(Selector::Name("db1".into())),
+                    json: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "max_lag=2s",
+                Params {
+                    thresholds: Thresholds {
+                        max_lag: Some(Duration::from_secs(2)),
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "max_lag=1500ms&port=1",
+                Params {
+                    selector: Some(Selector::Port(1)),
+                    thresholds: Thresholds {
+                        max_lag: Some(Duration::from_millis(1500)),
+                    },
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (q, want) in ok {
+            assert_eq!(&parse_params(q).expect(q), want, "{q}");
+        }
+        let bad = [
+            "max_lag=",
+            "max_lag=5",
+            "max_lag=-1s",
+            "max_lag=soon",
+            "max_lag=1s&max_lag=2s",
+            "port=",
+            "port=abc",
+            "port=70000",
+            "port=0",
+            "port=+1",
+            "port=1&port=1",
+            "port=1&instance=a",
+            "instance=",
+            "format=xml",
+            "maxlag=1s",
+            "port",
+        ];
+        for q in bad {
+            assert!(parse_params(q).is_err(), "{q} should be refused");
+        }
+    }
+}

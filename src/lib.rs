@@ -1,0 +1,30 @@
+//! replguard: a replication-aware health check for MySQL and MariaDB behind HAProxy.
+//!
+//! A poller per instance samples replication state into immutable snapshots; HTTP checks are
+//! answered from those snapshots by pure policies. Modules:
+//!
+//! - [`config`]: the TOML configuration, credentials files, validation with clear errors.
+//! - [`units`]: strict duration parsing and compact rendering.
+//! - [`sample`]: what one poll observed (plain data).
+//! - [`snapshot`]: the published unit (latest sample + memory across polls), pure transitions.
+//! - [`policy`]: policy files and their pure evaluation into verdicts (no I/O, no tokio).
+//! - [`probe`]: the only module that talks to MySQL (mysql_async), bounded by timeouts.
+//! - [`poller`]: the per-instance loop that runs the probe and publishes snapshots.
+//! - [`hub`]: the read side shared by HTTP and CLI: latest snapshots and instance lookup.
+//! - [`report`]: text/JSON rendering of verdicts and `/status`.
+//! - [`http`]: warp endpoints for HAProxy and people; never touches MySQL.
+//! - [`serve`]: wiring of pollers and HTTP under one shutdown token.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod policy;
+pub mod poller;
+pub mod probe;
+pub mod report;
+pub mod sample;
+pub mod serve;
+pub mod snapshot;
+pub mod units;

@@ -1,0 +1,191 @@
+//! The `replguard` binary: parse the command line, load the config, then serve or check once.
+//! Exit codes: 0 ok/healthy, 1 unhealthy or runtime failure, 2 usage or configuration error.
+
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use replguard::config::Config;
+use replguard::hub::{Hub, Selector, Watched};
+use replguard::policy::Thresholds;
+use replguard::snapshot::Snapshot;
+use replguard::{poller, probe, report, serve};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Replication-aware HAProxy health checks for MySQL and MariaDB"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: poll every instance and answer HTTP checks from memory.
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Poll one instance once and print the verdict HTTP would give (exit 0 healthy, 1 not).
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Instance name; may be omitted when only one is configured.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Policy to evaluate; defaults to the instance's configured policy.
+        #[arg(long)]
+        policy: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config_path = match &cli.command {
+        Command::Serve { config } | Command::Check { config, .. } => config.clone(),
+    };
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("replguard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("replguard: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { .. } => run_serve(config).await,
+            Command::Check {
+                instance,
+                policy,
+                format,
+                ..
+            } => run_check(config, instance, policy, format).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("replguard: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_serve(config: Config) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        instances = config.instances.len(),
+        interval = %humantime::format_duration(config.interval),
+        "serving"
+    );
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+        on_signal.cancel();
+    });
+    serve::serve(config, listener, shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_check(
+    config: Config,
+    instance: Option<String>,
+    policy: Option<String>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let selector = instance.map(Selector::Name).unwrap_or(Selector::Only);
+    let inst = match &selector {
+        Selector::Name(n) => config.instance(n),
+        _ if config.instances.len() == 1 => config.instances.first(),
+        _ => None,
+    };
+    let Some(inst) = inst.cloned() else {
+        let names: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+        eprintln!(
+            "replguard: {}: name an instance with --instance (configured: {})",
+            config.path.display(),
+            names.join(", ")
+        );
+        return Ok(ExitCode::from(2));
+    };
+    if let Some(p) = &policy {
+        if config.policies.get(p).is_none() {
+            let known: Vec<&str> = config.policies.names().collect();
+            eprintln!(
+                "replguard: no policy named {p:?} (known: {})",
+                known.join(", ")
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let mut probe = probe::Probe::new(&inst.target, config.timeout, config.interval);
+    let sample = poller::poll_once(&mut probe).await;
+    probe.close().await;
+    let snapshot = Snapshot::default().next(sample);
+    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
+    let hub = Hub {
+        instances: vec![Watched {
+            config: inst,
+            snapshot: rx,
+        }],
+        policies: Arc::new(config.policies),
+        max_sample_age: config.max_sample_age,
+    };
+    let watched = &hub.instances[0];
+    let now = tokio::time::Instant::now().into_std();
+    let verdict = hub
+        .evaluate(watched, policy.as_deref(), &Thresholds::default(), now)
+        .context("policy vanished after validation")?;
+    match format {
+        Format::Text => print!("{}", report::text(&verdict)),
+        Format::Json => println!("{}", report::json(&watched.config.name, &verdict)),
+    }
+    Ok(if verdict.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,755 @@
+//! Policies: named sets of checks with thresholds, read from TOML files, and their evaluation.
+//!
+//! Evaluation is a pure function of (policy, snapshot, thresholds, now) that returns a
+//! [`Verdict`] with one entry per check. This module does no I/O, reads no clock and imports
+//! nothing from tokio, mysql_async or warp; the built-in policy files are compiled in.
+
+use crate::sample::{Channel, ServerState};
+use crate::snapshot::Snapshot;
+use crate::units::{fmt_duration, serde_humantime};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The built-in policy files, by name; a file in `policies_dir` with the same name replaces one.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("auto", include_str!("../policies/auto.toml")),
+    ("primary", include_str!("../policies/primary.toml")),
+    ("replica", include_str!("../policies/replica.toml")),
+];
+
+/// One rule a policy can require. Its name in a policy file is also the check name in verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A sample exists and is no older than `max_sample_age`.
+    Sample,
+    /// The last poll reached the server.
+    Reachable,
+    /// read_only, super_read_only and innodb_read_only are all OFF.
+    Writable,
+    /// The server has at least one replication channel.
+    ReplicaStatus,
+    /// Every channel's IO thread is `Yes`.
+    IoThread,
+    /// Every channel's SQL thread is `Yes`.
+    SqlThread,
+    /// No channel reports an IO or SQL error.
+    ReplicationErrors,
+    /// Every channel's lag is known and at most `max_lag`.
+    Lag,
+}
+
+/// Thresholds a policy file sets and an instance or a request may override.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Largest acceptable replication lag.
+    #[serde(default, with = "serde_humantime::option")]
+    pub max_lag: Option<Duration>,
+}
+
+impl Thresholds {
+    /// `self` with every threshold that `over` sets replaced by `over`'s value.
+    pub fn overlay(&self, over: &Thresholds) -> Thresholds {
+        Thresholds {
+            max_lag: over.max_lag.or(self.max_lag),
+        }
+    }
+}
+
+/// A named policy as loaded from its file.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub description: String,
+    pub body: Body,
+}
+
+/// What a policy does: run checks, or pick another policy by the server's role.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Checks {
+        rules: Vec<Rule>,
+        thresholds: Thresholds,
+    },
+    ByRole {
+        when_writable: String,
+        when_read_only: String,
+    },
+}
+
+/// The file format; `deny_unknown_fields` so a misspelt key is an error, not a silent default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    description: Option<String>,
+    checks: Option<Vec<Rule>>,
+    when_writable: Option<String>,
+    when_read_only: Option<String>,
+    #[serde(flatten)]
+    thresholds: Thresholds,
+}
+
+/// A policy file that cannot be used, and why. `line` is 1-based where the parser knows it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct PolicyError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl PolicyError {
+    fn new(message: impl Into<String>) -> Self {
+        PolicyError {
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl Policy {
+    /// Parses one policy file's text.
+    pub fn parse(name: &str, text: &str) -> Result<Policy, PolicyError> {
+        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError {
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().to_string(),
+        })?;
+        let body = match (file.checks, file.when_writable, file.when_read_only) {
+            (Some(rules), None, None) => {
+                if rules.is_empty() {
+                    return Err(PolicyError::new(
+                        "checks: a policy needs at least one check",
+                    ));
+                }
+                if rules.contains(&Rule::Lag) && file.thresholds.max_lag.is_none() {
+                    return Err(PolicyError::new("max_lag: the lag check needs a max_lag"));
+                }
+                Body::Checks {
+                    rules,
+                    thresholds: file.thresholds,
+                }
+            }
+            (None, Some(when_writable), Some(when_read_only)) => {
+                if file.thresholds != Thresholds::default() {
+                    return Err(PolicyError::new(
+                        "max_lag: a policy that picks by role takes its thresholds from the \
+                         policies it picks",
+                    ));
+                }
+                Body::ByRole {
+                    when_writable,
+                    when_read_only,
+                }
+            }
+            _ => {
+                return Err(PolicyError::new(
+                    "checks: give either `checks` or both `when_writable` and `when_read_only`",
+                ))
+            }
+        };
+        Ok(Policy {
+            name: name.to_string(),
+            description: file.description.unwrap_or_default(),
+            body,
+        })
+    }
+}
+
+/// 1-based line number of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
+}
+
+/// All policies known to one process: the built-ins plus those from `policies_dir`.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    policies: BTreeMap<String, Policy>,
+}
+
+impl PolicySet {
+    /// The built-in policies only.
+    pub fn builtin() -> PolicySet {
+        let policies = BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                // The built-ins are compiled in and covered by tests: a parse failure is a bug.
+                let policy = Policy::parse(name, text).expect("built-in policy parses");
+                (name.to_string(), policy)
+            })
+            .collect();
+        PolicySet { policies }
+    }
+
+    /// Adds a policy, replacing a built-in of the same name.
+    pub fn insert(&mut self, policy: Policy) {
+        self.policies.insert(policy.name.clone(), policy);
+    }
+
+    /// Checks that every role-picking policy names policies that exist and run checks.
+    pub fn validate(&self) -> Result<(), (String, PolicyError)> {
+        for policy in self.policies.values() {
+            if let Body::ByRole {
+                when_writable,
+                when_read_only,
+            } = &policy.body
+            {
+                for (key, target) in [
+                    ("when_writable", when_writable),
+                    ("when_read_only", when_read_only),
+                ] {
+                    match self.policies.get(target).map(|p| &p.body) {
+                        Some(Body::Checks { .. }) => {}
+                        Some(Body::ByRole { .. }) => {
+                            return Err((
+                                policy.name.clone(),
+                                PolicyError::new(format!(
+                                "{key}: {target:?} picks by role itself; name a policy with checks"
+                            )),
+                            ))
+                        }
+                        None => {
+                            return Err((
+                                policy.name.clone(),
+                                PolicyError::new(format!("{key}: no policy named {target:?}")),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Policy> {
+        self.policies.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.policies.keys().map(String::as_str)
+    }
+
+    /// Evaluates policy `name` for one snapshot; `None` if there is no such policy.
+    pub fn evaluate(&self, name: &str, input: &Input<'_>) -> Option<Verdict> {
+        let policy = self.policies.get(name)?;
+        Some(match &policy.body {
+            Body::Checks { rules, thresholds } => {
+                let thresholds = thresholds.overlay(input.overrides);
+                let checks = run_rules(rules, &thresholds, input);
+                Verdict::new(name, name, checks, input)
+            }
+            Body::ByRole {
+                when_writable,
+                when_read_only,
+            } => {
+                let state = input.state();
+                let (target, role_check) = match state {
+                    Ok(s) if s.writable() => (
+                        when_writable,
+                        Check::fact("role", true, format!("writable -> {when_writable}")),
+                    ),
+                    Ok(_) => (
+                        when_read_only,
+                        Check::fact("role", true, format!("read-only -> {when_read_only}")),
+                    ),
+                    Err(why) => (
+                        when_read_only,
+                        Check::fact("role", false, format!("unknown: {why}")),
+                    ),
+                };
+                let mut checks = match self.policies.get(target).map(|p| &p.body) {
+                    Some(Body::Checks { rules, thresholds }) => {
+                        run_rules(rules, &thresholds.overlay(input.overrides), input)
+                    }
+                    // validate() rules this out; fail closed if it was skipped.
+                    _ => vec![Check::fact("policy", false, format!("{target:?} unusable"))],
+                };
+                if role_check.ok {
+                    checks.insert(0, role_check);
+                } else {
+                    // The real cause (no sample, unreachable) should lead, for the reason phrase.
+                    checks.push(role_check);
+                }
+                Verdict::new(name, target, checks, input)
+            }
+        })
+    }
+}
+
+/// Everything an evaluation reads besides the policy itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub snapshot: &'a Snapshot,
+    /// A sample older than this fails the `sample` check.
+    pub max_sample_age: Duration,
+    /// Thresholds from the instance's config and the request, already overlaid in that order.
+    pub overrides: &'a Thresholds,
+    /// The moment of evaluation; the only notion of time evaluation has.
+    pub now: Instant,
+}
+
+impl Input<'_> {
+    /// The server state of the latest sample, or why there is none to judge.
+    fn state(&self) -> Result<&ServerState, String> {
+        match &self.snapshot.sample {
+            None => Err("no sample yet".to_string()),
+            Some(sample) => match &sample.outcome {
+                Ok(state) => Ok(state),
+                Err(err) => Err(format!("unreachable ({err})")),
+            },
+        }
+    }
+}
+
+/// The answer to "does this instance pass this policy now?", with one entry per check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// The policy asked for (e.g. `auto`).
+    pub policy: String,
+    /// The policy whose checks ran (e.g. `replica` when `auto` saw a read-only server).
+    pub resolved_policy: String,
+    pub healthy: bool,
+    pub checks: Vec<Check>,
+    /// Age of the sample judged, `None` before the first poll.
+    pub sample_age_ms: Option<u64>,
+}
+
+impl Verdict {
+    fn new(policy: &str, resolved: &str, checks: Vec<Check>, input: &Input<'_>) -> Verdict {
+        Verdict {
+            policy: policy.to_string(),
+            resolved_policy: resolved.to_string(),
+            healthy: checks.iter().all(|c| c.ok),
+            checks,
+            sample_age_ms: input.snapshot.age(input.now).map(|a| a.as_millis() as u64),
+        }
+    }
+
+    /// The first failing check, which names the verdict's reason.
+    pub fn first_failure(&self) -> Option<&Check> {
+        self.checks.iter().find(|c| !c.ok)
+    }
+}
+
+/// One line of a verdict: `ok|FAIL <name> <detail>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    /// Measured value and threshold as one phrase, e.g. `12s > 10s` or `No, want Yes`.
+    pub detail: String,
+    /// The measured value alone, e.g. `12s`, `No`, `NULL`.
+    pub measured: String,
+    /// The threshold alone, e.g. `<= 10s`, `Yes`; empty where the check has none.
+    pub threshold: String,
+}
+
+impl Check {
+    /// A check with no separate threshold: the detail is the measurement.
+    fn fact(name: impl Into<String>, ok: bool, detail: String) -> Check {
+        Check {
+            name: name.into(),
+            ok,
+            measured: detail.clone(),
+            detail,
+            threshold: String::new(),
+        }
+    }
+
+    /// A check that a value equals what is wanted.
+    fn want(name: impl Into<String>, measured: String, want: &str) -> Check {
+        let ok = measured == want;
+        Check {
+            name: name.into(),
+            ok,
+            detail: if ok {
+                measured.clone()
+            } else {
+                format!("{measured}, want {want}")
+            },
+            measured,
+            threshold: want.to_string(),
+        }
+    }
+
+    /// A check that a duration is at most a limit.
+    fn at_most(name: impl Into<String>, measured: Duration, limit: Duration, what: &str) -> Check {
+        let ok = measured <= limit;
+        let (m, l) = (fmt_duration(measured), fmt_duration(limit));
+        Check {
+            name: name.into(),
+            ok,
+            detail: if ok {
+                format!("{what}{m} <= {l}")
+            } else {
+                format!("{what}{m} > {l}")
+            },
+            measured: m,
+            threshold: format!("<= {l}"),
+        }
+    }
+
+    /// The line as it appears in a text body.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} {}",
+            if self.ok { "ok" } else { "FAIL" },
+            self.name,
+            self.detail
+        )
+    }
+}
+
+fn on_off(flag: bool) -> String {
+    if flag { "ON" } else { "OFF" }.to_string()
+}
+
+fn run_rules(rules: &[Rule], thresholds: &Thresholds, input: &Input<'_>) -> Vec<Check> {
+    let mut out = Vec::new();
+    for rule in rules {
+        run_rule(*rule, thresholds, input, &mut out);
+    }
+    out
+}
+
+fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Vec<Check>) {
+    let name = rule_name(rule);
+    if rule == Rule::Sample {
+        out.push(match input.snapshot.age(input.now) {
+            None => Check::fact(name, false, "none yet: no poll has finished".to_string()),
+            Some(age) => {
+                let mut c = Check::at_most(name, age, input.max_sample_age, "age ");
+                if !c.ok {
+                    c.detail = format!("stale: {}", c.detail);
+                }
+                c
+            }
+        });
+        return;
+    }
+    let state = match input.state() {
+        Ok(state) => state,
+        Err(why) => {
+            let ok = false;
+            out.push(match (&input.snapshot.sample, rule) {
+                (Some(sample), Rule::Reachable) => match &sample.outcome {
+                    Err(err) => Check::fact(name, ok, err.to_string()),
+                    Ok(_) => unreachable!("state() is Err only for a failed or missing sample"),
+                },
+                _ => Check::fact(name, ok, format!("unknown: {why}")),
+            });
+            return;
+        }
+    };
+    match rule {
+        Rule::Sample => {}
+        Rule::Reachable => out.push(Check::fact(
+            name,
+            true,
+            format!(
+                "{} {} server_id {}",
+                state.flavor, state.version, state.server_id
+            ),
+        )),
+        Rule::Writable => {
+            out.push(Check::want("read_only", on_off(state.read_only), "OFF"));
+            out.push(match state.super_read_only {
+                Some(flag) => Check::want("super_read_only", on_off(flag), "OFF"),
+                None => Check::fact("super_read_only", true, format!("n/a ({})", state.flavor)),
+            });
+            out.push(Check::want(
+                "innodb_read_only",
+                on_off(state.innodb_read_only),
+                "OFF",
+            ));
+        }
+        Rule::ReplicaStatus => out.push(match state.channels.len() {
+            0 => Check::fact(
+                name,
+                false,
+                "empty: not configured as a replica (no replica status row)".to_string(),
+            ),
+            1 => Check::fact(name, true, "1 channel".to_string()),
+            n => Check::fact(name, true, format!("{n} channels")),
+        }),
+        Rule::IoThread | Rule::SqlThread | Rule::ReplicationErrors | Rule::Lag => {
+            if state.channels.is_empty() {
+                out.push(Check::fact(
+                    name,
+                    false,
+                    "unknown: no replica status".to_string(),
+                ));
+            }
+            for ch in &state.channels {
+                out.push(channel_check(rule, ch, thresholds));
+            }
+        }
+    }
+}
+
+fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -> Check {
+    let name = ch.label(rule_name(rule));
+    match rule {
+        Rule::IoThread => {
+            let mut c = Check::want(name, ch.io_thread.to_string(), "Yes");
+            if !c.ok {
+                c.detail = format!(
+                    "{} (source {}:{})",
+                    c.detail, ch.source_host, ch.source_port
+                );
+            }
+            c
+        }
+        Rule::SqlThread => Check::want(name, ch.sql_thread.to_string(), "Yes"),
+        Rule::ReplicationErrors => {
+            let mut errors = Vec::new();
+            if ch.last_io_errno != 0 {
+                errors.push(format!("io {} {}", ch.last_io_errno, ch.last_io_error));
+            }
+            if ch.last_sql_errno != 0 {
+                errors.push(format!("sql {} {}", ch.last_sql_errno, ch.last_sql_error));
+            }
+            if errors.is_empty() {
+                Check::fact(name, true, "none".to_string())
+            } else {
+                Check::fact(name, false, errors.join("; "))
+            }
+        }
+        Rule::Lag => {
+            // Policy::parse refuses a lag rule without max_lag and overrides only replace it.
+            let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+            match ch.lag {
+                Some(lag) => Check::at_most(name, lag, limit, ""),
+                None => Check {
+                    name,
+                    ok: false,
+                    detail: format!("NULL (unknown), want <= {}", fmt_duration(limit)),
+                    measured: "NULL".to_string(),
+                    threshold: format!("<= {}", fmt_duration(limit)),
+                },
+            }
+        }
+        _ => unreachable!("channel_check is called for per-channel rules only"),
+    }
+}
+
+fn rule_name(rule: Rule) -> &'static str {
+    match rule {
+        Rule::Sample => "sample",
+        Rule::Reachable => "reachable",
+        Rule::Writable => "writable",
+        Rule::ReplicaStatus => "replica_status",
+        Rule::IoThread => "io_thread",
+        Rule::SqlThread => "sql_thread",
+        Rule::ReplicationErrors => "replication_errors",
+        Rule::Lag => "lag",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::fixtures::{channel, primary, replica, snap};
+    use crate::sample::{Flavor, ProbeError, ProbeErrorKind, ServerState, ThreadState};
+
+    fn err(kind: ProbeErrorKind, errno: Option<u16>, msg: &str) -> ProbeError {
+        ProbeError {
+            kind,
+            errno,
+            message: msg.into(),
+        }
+    }
+
+    fn eval(policy: &str, snapshot: &Snapshot, now: Instant, max_lag: Option<u64>) -> Verdict {
+        let overrides = Thresholds {
+            max_lag: max_lag.map(Duration::from_secs),
+        };
+        PolicySet::builtin()
+            .evaluate(
+                policy,
+                &Input {
+                    snapshot,
+                    max_sample_age: Duration::from_secs(3),
+                    overrides: &overrides,
+                    now,
+                },
+            )
+            .expect("policy exists")
+    }
+
+    fn with<F: FnOnce(&mut ServerState)>(mut s: ServerState, f: F) -> ServerState {
+        f(&mut s);
+        s
+    }
+
+    fn with_ch<F: FnOnce(&mut Channel)>(s: ServerState, f: F) -> ServerState {
+        with(s, |s| f(&mut s.channels[0]))
+    }
+
+    /// (policy, outcome, sample age, request max_lag, healthy, first failing line or "")
+    type Case = (
+        &'static str,
+        Result<ServerState, ProbeError>,
+        Duration,
+        Option<u64>,
+        bool,
+        &'static str,
+    );
+
+    #[test]
+    fn policy_rules_table() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let fresh = Duration::from_millis(300);
+        let refused = err(ProbeErrorKind::Refused, None, "127.0.0.1:3307");
+        let denied = err(
+            ProbeErrorKind::AccessDenied,
+            Some(1045),
+            "Access denied for user 'replguard'@'localhost' (using password: YES)",
+        );
+        // (policy, outcome, sample age, request max_lag, healthy, first failing line or "")
+        #[rustfmt::skip]
+        let cases: Vec<Case> = vec![
+            ("replica", Ok(replica()), fresh, None, true, ""),
+            ("replica", Ok(replica()), Duration::from_secs(4), None, false, "FAIL sample stale: age 4s > 3s"),
+            ("replica", Ok(replica()), Duration::from_secs(3), None, true, ""),
+            ("replica", Err(refused.clone()), fresh, None, false, "FAIL reachable connection refused: 127.0.0.1:3307"),
+            ("replica", Err(denied.clone()), fresh, None, false, "FAIL reachable check user refused: 1045 Access denied for user 'replguard'@'localhost' (using password: YES)"),
+            ("replica", Err(err(ProbeErrorKind::Timeout, None, "query took over 500ms")), fresh, None, false, "FAIL reachable timeout: query took over 500ms"),
+            ("replica", Ok(with(replica(), |s| s.channels.clear())), fresh, None, false, "FAIL replica_status empty: not configured as a replica (no replica status row)"),
+            ("replica", Ok(with_ch(replica(), |c| c.io_thread = ThreadState::Connecting)), fresh, None, false, "FAIL io_thread Connecting, want Yes (source 127.0.0.1:3306)"),
+            ("replica", Ok(with_ch(replica(), |c| c.io_thread = ThreadState::No)), fresh, None, false, "FAIL io_thread No, want Yes (source 127.0.0.1:3306)"),
+            ("replica", Ok(with_ch(replica(), |c| c.sql_thread = ThreadState::No)), fresh, None, false, "FAIL sql_thread No, want Yes"),
+            ("replica", Ok(with_ch(replica(), |c| { c.last_sql_errno = 1062; c.last_sql_error = "Duplicate entry".into() })), fresh, None, false, "FAIL replication_errors sql 1062 Duplicate entry"),
+            ("replica", Ok(with_ch(replica(), |c| { c.last_io_errno = 2003; c.last_io_error = "error connecting".into() })), fresh, None, false, "FAIL replication_errors io 2003 error connecting"),
+            ("replica", Ok(with_ch(replica(), |c| c.lag = None)), fresh, None, false, "FAIL lag NULL (unknown), want <= 10s"),
+            ("replica", Ok(with_ch(replica(), |c| c.lag = Some(Duration::from_secs(10)))), fresh, None, true, ""),
+            ("replica", Ok(with_ch(replica(), |c| c.lag = Some(Duration::from_secs(11)))), fresh, None, false, "FAIL lag 11s > 10s"),
+            ("replica", Ok(with_ch(replica(), |c| c.lag = Some(Duration::from_secs(11)))), fresh, Some(20), true, ""),
+            ("replica", Ok(with_ch(replica(), |c| c.lag = Some(Duration::from_secs(3)))), fresh, Some(2), false, "FAIL lag 3s > 2s"),
+            ("replica", Ok(with_ch(replica(), |c| c.lag = Some(Duration::ZERO))), fresh, Some(0), true, ""),
+            ("replica", Ok(with(replica(), |s| { let mut c = channel(); c.name = "b".into(); c.sql_thread = ThreadState::No; s.channels.push(c) })), fresh, None, false, "FAIL sql_thread[b] No, want Yes"),
+            ("replica", Ok(primary()), fresh, None, false, "FAIL replica_status empty: not configured as a replica (no replica status row)"),
+            ("primary", Ok(primary()), fresh, None, true, ""),
+            ("primary", Ok(replica()), fresh, None, false, "FAIL read_only ON, want OFF"),
+            ("primary", Ok(with(primary(), |s| { s.flavor = Flavor::MySql; s.super_read_only = Some(true) })), fresh, None, false, "FAIL super_read_only ON, want OFF"),
+            ("primary", Ok(with(primary(), |s| s.innodb_read_only = true)), fresh, None, false, "FAIL innodb_read_only ON, want OFF"),
+            ("primary", Ok(with(primary(), |s| s.channels = vec![with_ch(replica(), |c| c.lag = None).channels[0].clone()])), fresh, None, true, ""),
+            ("primary", Err(refused.clone()), fresh, None, false, "FAIL reachable connection refused: 127.0.0.1:3307"),
+            ("auto", Ok(primary()), fresh, None, true, ""),
+            ("auto", Ok(replica()), fresh, None, true, ""),
+            ("auto", Ok(with_ch(replica(), |c| c.lag = Some(Duration::from_secs(60)))), fresh, None, false, "FAIL lag 60s > 10s"),
+            ("auto", Err(refused), fresh, None, false, "FAIL reachable connection refused: 127.0.0.1:3307"),
+        ];
+        for (i, (policy, outcome, age, max_lag, healthy, first_fail)) in
+            cases.into_iter().enumerate()
+        {
+            let snapshot = snap(outcome, now, age);
+            let v = eval(policy, &snapshot, now, max_lag);
+            let got = v.first_failure().map(Check::line).unwrap_or_default();
+            assert_eq!(
+                (v.healthy, got.as_str()),
+                (healthy, first_fail),
+                "case {i} ({policy}): {v:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_sample_fails_closed_for_every_policy() {
+        let now = Instant::now();
+        let empty = Snapshot::default();
+        for policy in ["primary", "replica", "auto"] {
+            let v = eval(policy, &empty, now, None);
+            assert!(!v.healthy, "{policy}");
+            assert_eq!(
+                v.checks[0].line(),
+                "FAIL sample none yet: no poll has finished",
+                "{policy}"
+            );
+            assert!(v.checks.iter().skip(1).all(|c| !c.ok), "{policy}: {v:#?}");
+        }
+    }
+
+    #[test]
+    fn auto_names_the_role_it_picked() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let v = eval("auto", &snap(Ok(primary()), now, Duration::ZERO), now, None);
+        assert_eq!(v.resolved_policy, "primary");
+        assert_eq!(v.checks[0].line(), "ok role writable -> primary");
+        let v = eval("auto", &snap(Ok(replica()), now, Duration::ZERO), now, None);
+        assert_eq!(v.resolved_policy, "replica");
+        assert_eq!(v.checks[0].line(), "ok role read-only -> replica");
+    }
+
+    #[test]
+    fn every_check_line_lists_measured_and_threshold() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let v = eval(
+            "replica",
+            &snap(Ok(replica()), now, Duration::from_millis(400)),
+            now,
+            None,
+        );
+        let lines: Vec<String> = v.checks.iter().map(Check::line).collect();
+        assert_eq!(
+            lines,
+            [
+                "ok sample age 400ms <= 3s",
+                "ok reachable MariaDB 10.11.19-MariaDB server_id 2",
+                "ok replica_status 1 channel",
+                "ok io_thread Yes",
+                "ok sql_thread Yes",
+                "ok replication_errors none",
+                "ok lag 0s <= 10s",
+            ]
+        );
+    }
+
+    #[test]
+    fn policy_files_are_checked() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &str)] = &[
+            ("checks = [\"lag\"]", "max_lag: the lag check needs a max_lag"),
+            ("checks = []", "checks: a policy needs at least one check"),
+            ("checks = [\"sample\", \"telepathy\"]", "unknown variant `telepathy`"),
+            ("checks = [\"sample\"]\nmax_lga = \"1s\"", "unknown field `max_lga`"),
+            ("checks = [\"lag\"]\nmax_lag = \"10\"", "has no unit"),
+            ("when_writable = \"primary\"", "checks: give either"),
+            ("when_writable = \"a\"\nwhen_read_only = \"b\"\nmax_lag = \"1s\"", "max_lag: a policy that picks by role"),
+        ];
+        for (text, want) in cases {
+            let err = Policy::parse("p", text).expect_err(text);
+            assert!(
+                err.message.contains(want),
+                "{text:?}: got {:?}",
+                err.message
+            );
+        }
+        let mut set = PolicySet::builtin();
+        set.insert(
+            Policy::parse(
+                "auto",
+                "when_writable = \"primary\"\nwhen_read_only = \"nope\"",
+            )
+            .unwrap(),
+        );
+        let (name, err) = set.validate().expect_err("dangling target");
+        assert_eq!(
+            (name.as_str(), err.message.as_str()),
+            ("auto", "when_read_only: no policy named \"nope\"")
+        );
+        assert!(PolicySet::builtin().validate().is_ok());
+    }
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        let base = Thresholds {
+            max_lag: Some(Duration::from_secs(10)),
+        };
+        assert_eq!(base.overlay(&Thresholds::default()), base);
+        let over = Thresholds {
+            max_lag: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(base.overlay(&over), over);
+    }
+}

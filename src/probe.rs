@@ -1,0 +1,414 @@
+//! The probe: the one module that talks to MySQL/MariaDB (and the only one that knows
+//! mysql_async). One [`Probe`] per instance keeps one connection, reused across polls.
+//!
+//! [`Probe::sample`] never returns an error type: whatever happens (refused, access denied,
+//! timeout, an unexpected column set) becomes a [`ProbeError`] value inside the sample. Every
+//! connect and every query is bounded by the configured timeout. The probe only reads.
+
+use crate::config::{Addr, Target};
+use crate::sample::{
+    Channel, Flavor, GtidState, ProbeError, ProbeErrorKind, ServerState, ThreadState,
+};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One persistent, lazily (re)connected session to one server.
+pub struct Probe {
+    /// Connection options, password included; never logged.
+    opts: mysql_async::Opts,
+    /// Shown in errors instead of the options.
+    addr: String,
+    /// Bound on each connect and each query.
+    timeout: Duration,
+    /// The open connection and what was learnt when it was opened.
+    conn: Option<(Conn, ServerKind)>,
+    /// Reconnect backoff: consecutive failed connects, the error to repeat until the next try,
+    /// and when that try is due.
+    failures: u32,
+    retry: Option<(Instant, ProbeError)>,
+    /// Longest wait between connect attempts.
+    max_backoff: Duration,
+}
+
+/// What a connection learnt about the server when it opened; it cannot change without a restart,
+/// which breaks the connection.
+#[derive(Debug, Clone)]
+struct ServerKind {
+    flavor: Flavor,
+    version: String,
+    /// The statement that lists replication channels on this server.
+    replica_status_sql: &'static str,
+    vars_sql: &'static str,
+}
+
+impl Probe {
+    /// A probe for `target`; nothing connects until the first [`Probe::sample`].
+    /// `max_backoff` caps the wait between reconnect attempts after failures.
+    pub fn new(target: &Target, timeout: Duration, max_backoff: Duration) -> Probe {
+        let mut b = OptsBuilder::default()
+            .user(Some(target.user.clone()))
+            .pass(Some(target.password.expose().to_string()))
+            // Exactly the address configured: no switch to the server's socket behind our back.
+            .prefer_socket(false)
+            .stmt_cache_size(0)
+            .tcp_nodelay(true);
+        b = match &target.addr {
+            Addr::Tcp { host, port } => b.ip_or_hostname(host.clone()).tcp_port(*port),
+            Addr::Socket(path) => b.socket(Some(path.to_string_lossy().into_owned())),
+        };
+        Probe {
+            opts: b.into(),
+            addr: target.addr.to_string(),
+            timeout,
+            conn: None,
+            failures: 0,
+            retry: None,
+            max_backoff,
+        }
+    }
+
+    /// Reads the server's replication state once, reconnecting first if needed.
+    pub async fn sample(&mut self) -> Result<ServerState, ProbeError> {
+        if self.conn.is_none() {
+            if let Some((due, err)) = &self.retry {
+                if Instant::now() < *due {
+                    return Err(err.clone());
+                }
+            }
+            match self.connect().await {
+                Ok(c) => {
+                    self.failures = 0;
+                    self.retry = None;
+                    self.conn = Some(c);
+                }
+                Err(err) => {
+                    self.failures += 1;
+                    // Doubling from one timeout (the first retry comes at the next poll), capped
+                    // so a server that comes back is noticed within `max_backoff`.
+                    let wait = self
+                        .timeout
+                        .saturating_mul(1 << (self.failures - 1).min(10))
+                        .min(self.max_backoff);
+                    self.retry = Some((Instant::now() + wait, err.clone()));
+                    return Err(err);
+                }
+            }
+        }
+        let (conn, kind) = self.conn.as_mut().expect("connected just above");
+        let result = read_state(conn, kind, self.timeout).await;
+        if let Err(err) = &result {
+            // A server error (e.g. a missing privilege) leaves the session usable; anything else
+            // (timeout, broken pipe) leaves it in an unknown state: drop it and reconnect.
+            if !matches!(
+                err.kind,
+                ProbeErrorKind::Server | ProbeErrorKind::NotPermitted | ProbeErrorKind::Protocol
+            ) {
+                self.conn = None;
+            }
+        }
+        result
+    }
+
+    /// Closes the connection politely (COM_QUIT), bounded by the timeout.
+    pub async fn close(&mut self) {
+        if let Some((conn, _)) = self.conn.take() {
+            let _ = tokio::time::timeout(self.timeout, conn.disconnect()).await;
+        }
+    }
+
+    async fn connect(&self) -> Result<(Conn, ServerKind), ProbeError> {
+        let mut conn = bounded(self.timeout, "connect", Conn::new(self.opts.clone()))
+            .await
+            .map_err(|e| self.with_addr(e))?;
+        let version: String = bounded(
+            self.timeout,
+            "SELECT VERSION()",
+            conn.query_first::<String, _>("SELECT VERSION()"),
+        )
+        .await?
+        .ok_or_else(|| protocol("SELECT VERSION() returned no row"))?;
+        Ok((conn, ServerKind::detect(version)))
+    }
+
+    fn with_addr(&self, mut e: ProbeError) -> ProbeError {
+        if matches!(
+            e.kind,
+            ProbeErrorKind::Refused | ProbeErrorKind::Network | ProbeErrorKind::Timeout
+        ) {
+            e.message = format!("{} ({})", e.message, self.addr);
+        }
+        e
+    }
+}
+
+impl ServerKind {
+    fn detect(version: String) -> ServerKind {
+        if version.contains("MariaDB") {
+            ServerKind {
+                flavor: Flavor::MariaDb,
+                // SHOW SLAVE STATUS shows only the default connection; ALL shows every one.
+                replica_status_sql: "SHOW ALL SLAVES STATUS",
+                vars_sql: "SELECT @@global.server_id, @@global.read_only, NULL, \
+                           @@global.innodb_read_only, NULL, NULL, @@global.gtid_binlog_pos, \
+                           @@global.gtid_slave_pos, @@global.gtid_current_pos",
+                version,
+            }
+        } else {
+            let (major, minor, patch) = parse_version(&version);
+            // SHOW REPLICA STATUS arrived in 8.0.22; SHOW SLAVE STATUS is gone in 8.4.
+            let replica_status_sql = if (major, minor, patch) >= (8, 0, 22) {
+                "SHOW REPLICA STATUS"
+            } else {
+                "SHOW SLAVE STATUS"
+            };
+            ServerKind {
+                flavor: Flavor::MySql,
+                replica_status_sql,
+                vars_sql: "SELECT @@global.server_id, @@global.read_only, \
+                           @@global.super_read_only, @@global.innodb_read_only, \
+                           @@global.gtid_mode, @@global.gtid_executed, NULL, NULL, NULL",
+                version,
+            }
+        }
+    }
+}
+
+/// `8.0.36-log` → (8, 0, 36); unknown parts are 0.
+fn parse_version(v: &str) -> (u32, u32, u32) {
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+async fn read_state(
+    conn: &mut Conn,
+    kind: &ServerKind,
+    timeout: Duration,
+) -> Result<ServerState, ProbeError> {
+    let vars: Row = bounded(
+        timeout,
+        "variables",
+        conn.query_first::<Row, _>(kind.vars_sql),
+    )
+    .await?
+    .ok_or_else(|| protocol("variables query returned no row"))?;
+    let var = |i: usize| vars.as_ref(i).and_then(text);
+    let flag = |i: usize| var(i).map(|v| !matches!(v.as_str(), "0" | "OFF"));
+    let server_id = var(0)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| protocol("@@server_id is not a number"))?;
+
+    let uptime: Option<Row> = bounded(
+        timeout,
+        "SHOW GLOBAL STATUS",
+        conn.query_first::<Row, _>("SHOW GLOBAL STATUS LIKE 'Uptime'"),
+    )
+    .await?;
+    let uptime = uptime
+        .and_then(|r| r.as_ref(1).and_then(text))
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs);
+
+    let rows: Vec<Row> = bounded(
+        timeout,
+        kind.replica_status_sql,
+        conn.query::<Row, _>(kind.replica_status_sql),
+    )
+    .await?;
+    let channels = rows
+        .iter()
+        .map(parse_channel)
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(ServerState {
+        flavor: kind.flavor,
+        version: kind.version.clone(),
+        server_id,
+        read_only: flag(1).ok_or_else(|| protocol("@@read_only is NULL"))?,
+        super_read_only: flag(2),
+        innodb_read_only: flag(3).unwrap_or(false),
+        uptime,
+        gtid: GtidState {
+            mode: var(4),
+            executed: var(5),
+            binlog_pos: var(6),
+            slave_pos: var(7),
+            current_pos: var(8),
+        },
+        channels,
+    })
+}
+
+/// Maps one replica status row, whichever spelling its columns use, into a [`Channel`].
+/// A column the probe needs but cannot find is an error: a guessed default could pass a check.
+fn parse_channel(row: &Row) -> Result<Channel, ProbeError> {
+    let cols: HashMap<String, usize> = row
+        .columns_ref()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name_str().into_owned(), i))
+        .collect();
+    let get = |names: &[&str]| -> Result<Option<String>, ProbeError> {
+        for n in names {
+            if let Some(&i) = cols.get(*n) {
+                return Ok(row.as_ref(i).and_then(text));
+            }
+        }
+        Err(protocol(&format!(
+            "replica status has no column {}",
+            names.join(" or ")
+        )))
+    };
+    let optional = |names: &[&str]| get(names).ok().flatten();
+    let string = |names: &[&str]| get(names).map(Option::unwrap_or_default);
+    let number = |names: &[&str]| -> Result<u64, ProbeError> {
+        let v = string(names)?;
+        if v.is_empty() {
+            return Ok(0);
+        }
+        v.parse()
+            .map_err(|_| protocol(&format!("{} is not a number: {v:?}", names[0])))
+    };
+    let lag = get(&["Seconds_Behind_Source", "Seconds_Behind_Master"])?
+        .map(|v| {
+            v.parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| protocol(&format!("Seconds_Behind is not a number: {v:?}")))
+        })
+        .transpose()?;
+    Ok(Channel {
+        name: optional(&["Channel_Name", "Connection_name"]).unwrap_or_default(),
+        io_thread: ThreadState::parse(&string(&["Replica_IO_Running", "Slave_IO_Running"])?),
+        sql_thread: ThreadState::parse(&string(&["Replica_SQL_Running", "Slave_SQL_Running"])?),
+        lag,
+        last_io_errno: number(&["Last_IO_Errno"])? as u32,
+        last_io_error: string(&["Last_IO_Error"])?,
+        last_sql_errno: number(&["Last_SQL_Errno"])? as u32,
+        last_sql_error: string(&["Last_SQL_Error"])?,
+        source_host: string(&["Source_Host", "Master_Host"])?,
+        source_port: number(&["Source_Port", "Master_Port"])? as u16,
+        read_log_file: string(&["Source_Log_File", "Master_Log_File"])?,
+        read_log_pos: number(&["Read_Source_Log_Pos", "Read_Master_Log_Pos"])?,
+        exec_log_file: string(&["Relay_Source_Log_File", "Relay_Master_Log_File"])?,
+        exec_log_pos: number(&["Exec_Source_Log_Pos", "Exec_Master_Log_Pos"])?,
+        relay_log_space: number(&["Relay_Log_Space"])?,
+        sql_delay: optional(&["SQL_Delay"])
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs),
+        retrieved_gtid_set: optional(&["Retrieved_Gtid_Set"]),
+        executed_gtid_set: optional(&["Executed_Gtid_Set"]),
+        using_gtid: optional(&["Using_Gtid"]),
+        gtid_io_pos: optional(&["Gtid_IO_Pos"]),
+    })
+}
+
+/// A column value as text; `None` for SQL NULL (kept distinct from any value).
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        other => Some(other.as_sql(true)),
+    }
+}
+
+fn protocol(message: &str) -> ProbeError {
+    ProbeError {
+        kind: ProbeErrorKind::Protocol,
+        errno: None,
+        message: message.to_string(),
+    }
+}
+
+/// Runs one MySQL operation with a deadline, turning every failure into a [`ProbeError`].
+async fn bounded<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, mysql_async::Error>>,
+) -> Result<T, ProbeError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(classify(e)),
+        Err(_) => Err(ProbeError {
+            kind: ProbeErrorKind::Timeout,
+            errno: None,
+            message: format!(
+                "{what} took longer than {}",
+                crate::units::fmt_duration(timeout)
+            ),
+        }),
+    }
+}
+
+fn classify(e: mysql_async::Error) -> ProbeError {
+    use mysql_async::{Error, IoError};
+    match e {
+        Error::Server(s) => ProbeError {
+            kind: match s.code {
+                1045 => ProbeErrorKind::AccessDenied,
+                1040 | 1203 => ProbeErrorKind::TooManyConnections,
+                1227 | 1142 | 1044 => ProbeErrorKind::NotPermitted,
+                _ => ProbeErrorKind::Server,
+            },
+            errno: Some(s.code),
+            message: s.message,
+        },
+        Error::Io(IoError::Io(io)) => ProbeError {
+            kind: match io.kind() {
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
+                    ProbeErrorKind::Refused
+                }
+                std::io::ErrorKind::TimedOut => ProbeErrorKind::Timeout,
+                _ => ProbeErrorKind::Network,
+            },
+            errno: None,
+            message: io.to_string(),
+        },
+        Error::Driver(d) => ProbeError {
+            kind: ProbeErrorKind::Network,
+            errno: None,
+            message: d.to_string(),
+        },
+        other => ProbeError {
+            kind: ProbeErrorKind::Network,
+            errno: None,
+            message: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flavour_and_statement_by_version() {
+        let cases = [
+            (
+                "10.11.19-MariaDB-0+deb12u1",
+                Flavor::MariaDb,
+                "SHOW ALL SLAVES STATUS",
+            ),
+            ("11.4.2-MariaDB", Flavor::MariaDb, "SHOW ALL SLAVES STATUS"),
+            ("5.7.44-log", Flavor::MySql, "SHOW SLAVE STATUS"),
+            ("8.0.21", Flavor::MySql, "SHOW SLAVE STATUS"),
+            ("8.0.22", Flavor::MySql, "SHOW REPLICA STATUS"),
+            ("8.4.3", Flavor::MySql, "SHOW REPLICA STATUS"),
+            ("9.1.0", Flavor::MySql, "SHOW REPLICA STATUS"),
+        ];
+        for (v, flavor, sql) in cases {
+            let k = ServerKind::detect(v.to_string());
+            assert_eq!((k.flavor, k.replica_status_sql), (flavor, sql), "{v}");
+        }
+    }
+}

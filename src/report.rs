@@ -1,0 +1,173 @@
+//! Renders verdicts and instance status for people and tools: the text body (one line per
+//! check), the JSON body, the one-line reason for HAProxy's log, and the `/status` document.
+//! Shared by the HTTP handlers and `replguard check`, so both say exactly the same thing.
+
+use crate::hub::Watched;
+use crate::policy::{PolicySet, Verdict};
+use crate::sample::{ProbeError, ServerState};
+use serde::Serialize;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The text body: one `ok|FAIL <check> <detail>` line per check.
+pub fn text(verdict: &Verdict) -> String {
+    let mut out = String::with_capacity(verdict.checks.len() * 40);
+    for c in &verdict.checks {
+        out.push_str(&c.line());
+        out.push('\n');
+    }
+    out
+}
+
+/// The JSON body: `{"instance","policy","healthy","checks":[{"name","ok","detail",..}],..}`.
+pub fn json(instance: &str, verdict: &Verdict) -> String {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        instance: &'a str,
+        #[serde(flatten)]
+        verdict: &'a Verdict,
+    }
+    serde_json::to_string(&Body { instance, verdict }).expect("verdict serialises")
+}
+
+/// The reason phrase for a failing verdict: its first failing check, on one short ASCII line,
+/// because HAProxy logs the status line (e.g. `503 lag 12s > 10s`), not the body.
+pub fn reason(verdict: &Verdict) -> Option<String> {
+    let c = verdict.first_failure()?;
+    let mut r: String = format!("{} {}", c.name, c.detail)
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_graphic() || ch == ' ' {
+                ch
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if r.len() > 120 {
+        r.truncate(117);
+        r.push_str("...");
+    }
+    Some(r)
+}
+
+/// One instance in `/status`.
+#[derive(Serialize)]
+pub struct InstanceStatus<'a> {
+    pub name: &'a str,
+    pub port: Option<u16>,
+    pub address: String,
+    pub policy: &'a str,
+    pub polls: u64,
+    pub sample_age_ms: Option<u64>,
+    pub sampled_at: Option<String>,
+    pub poll_ms: Option<u64>,
+    /// The server state of the latest sample, when the poll succeeded.
+    pub state: Option<&'a ServerState>,
+    /// Why the latest poll failed, when it did.
+    pub error: Option<&'a ProbeError>,
+    /// The latest failed poll, even if later polls succeeded.
+    pub last_error: Option<TimedError<'a>>,
+    /// Per channel: when the IO thread was last seen connected, and the lag then.
+    pub io_last_connected: Vec<SeenConnected<'a>>,
+    /// Every policy's verdict: healthy, and the first failing check.
+    pub verdicts: Vec<PolicyVerdict>,
+}
+
+#[derive(Serialize)]
+pub struct TimedError<'a> {
+    pub at: String,
+    pub error: &'a ProbeError,
+}
+
+#[derive(Serialize)]
+pub struct SeenConnected<'a> {
+    pub channel: &'a str,
+    pub at: String,
+    pub ago_ms: u64,
+    #[serde(serialize_with = "crate::units::ser_opt_secs")]
+    pub lag_s: Option<Duration>,
+}
+
+#[derive(Serialize)]
+pub struct PolicyVerdict {
+    pub policy: String,
+    pub healthy: bool,
+    pub reason: Option<String>,
+}
+
+/// The `/status` document for all instances.
+pub fn status(
+    instances: &[Watched],
+    policies: &PolicySet,
+    max_sample_age: Duration,
+    now: Instant,
+) -> String {
+    let snapshots: Vec<_> = instances.iter().map(|w| w.latest()).collect();
+    let entries: Vec<InstanceStatus<'_>> = instances
+        .iter()
+        .zip(&snapshots)
+        .map(|(w, snap)| {
+            let sample = snap.sample.as_deref();
+            let verdicts = policies
+                .names()
+                .filter_map(|name| {
+                    let v = policies.evaluate(
+                        name,
+                        &crate::policy::Input {
+                            snapshot: snap,
+                            max_sample_age,
+                            overrides: &w.config.thresholds,
+                            now,
+                        },
+                    )?;
+                    Some(PolicyVerdict {
+                        policy: name.to_string(),
+                        healthy: v.healthy,
+                        reason: reason(&v),
+                    })
+                })
+                .collect();
+            InstanceStatus {
+                name: &w.config.name,
+                port: w.config.port,
+                address: w.config.target.addr.to_string(),
+                policy: &w.config.policy,
+                polls: snap.polls,
+                sample_age_ms: snap.age(now).map(|a| a.as_millis() as u64),
+                sampled_at: sample.map(|s| wall(s.taken_at_wall)),
+                poll_ms: sample.map(|s| s.duration.as_millis() as u64),
+                state: sample.and_then(|s| s.outcome.as_ref().ok()),
+                error: sample.and_then(|s| s.outcome.as_ref().err()),
+                last_error: snap
+                    .memory
+                    .last_error
+                    .as_ref()
+                    .map(|(at, error)| TimedError {
+                        at: wall(*at),
+                        error,
+                    }),
+                io_last_connected: snap
+                    .memory
+                    .io_last_connected
+                    .iter()
+                    .map(|(channel, seen)| SeenConnected {
+                        channel,
+                        at: wall(seen.at_wall),
+                        ago_ms: now.saturating_duration_since(seen.at).as_millis() as u64,
+                        lag_s: seen.lag,
+                    })
+                    .collect(),
+                verdicts,
+            }
+        })
+        .collect();
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        instances: Vec<InstanceStatus<'a>>,
+    }
+    serde_json::to_string_pretty(&Doc { instances: entries }).expect("status serialises")
+}
+
+fn wall(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,294 @@
+//! What one poll of one MySQL/MariaDB server observed, as plain data.
+//!
+//! The probe fills these types in; policies and reports read them. Nothing here does I/O or knows
+//! mysql_async: a failed poll is a [`ProbeError`] value, not an error that travels up a stack.
+
+use crate::units::ser_opt_secs;
+use serde::Serialize;
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The server family, detected from `VERSION()`; column names and statements differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Flavor {
+    #[serde(rename = "MariaDB")]
+    MariaDb,
+    #[serde(rename = "MySQL")]
+    MySql,
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flavor::MariaDb => "MariaDB",
+            Flavor::MySql => "MySQL",
+        })
+    }
+}
+
+/// One finished poll: when it finished, how long it took, and what it saw or why it saw nothing.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Monotonic time the poll finished; sample age (freshness) is measured from here.
+    pub taken_at: Instant,
+    /// Wall-clock time of the same moment, for people and JSON.
+    pub taken_at_wall: SystemTime,
+    /// How long the poll took, connect included.
+    pub duration: Duration,
+    /// The server's state, or why it could not be read.
+    pub outcome: Result<ServerState, ProbeError>,
+}
+
+/// The replication-relevant state of one server at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerState {
+    /// MariaDB or MySQL.
+    pub flavor: Flavor,
+    /// `VERSION()` as the server reports it, e.g. `10.11.19-MariaDB-0+deb12u1`.
+    pub version: String,
+    /// `@@server_id`.
+    pub server_id: u32,
+    /// `@@read_only`; anything but OFF/0 counts as read-only (MariaDB 11 has `NO_LOCK` variants).
+    pub read_only: bool,
+    /// `@@super_read_only`; MySQL only, `None` on MariaDB which has no such flag.
+    pub super_read_only: Option<bool>,
+    /// `@@innodb_read_only`: a server started read-only cannot take writes whatever read_only says.
+    pub innodb_read_only: bool,
+    /// Server uptime (`SHOW GLOBAL STATUS LIKE 'Uptime'`): tells a restarted server from a live one.
+    #[serde(rename = "uptime_s", serialize_with = "ser_opt_secs")]
+    pub uptime: Option<Duration>,
+    /// GTID positions of the server as a whole (not per channel).
+    pub gtid: GtidState,
+    /// One entry per replication channel (multi-source keeps them all); empty when not a replica.
+    pub channels: Vec<Channel>,
+}
+
+impl ServerState {
+    /// True when the server takes writes from ordinary clients: every read-only flag is off.
+    pub fn writable(&self) -> bool {
+        !self.read_only && self.super_read_only != Some(true) && !self.innodb_read_only
+    }
+}
+
+/// Server-wide GTID positions; each field is `None` where the flavour has no such variable.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GtidState {
+    /// MySQL `@@gtid_mode` (`ON`, `OFF`, …).
+    pub mode: Option<String>,
+    /// MySQL `@@gtid_executed`.
+    pub executed: Option<String>,
+    /// MariaDB `@@gtid_binlog_pos`.
+    pub binlog_pos: Option<String>,
+    /// MariaDB `@@gtid_slave_pos`.
+    pub slave_pos: Option<String>,
+    /// MariaDB `@@gtid_current_pos`.
+    pub current_pos: Option<String>,
+}
+
+/// A replication thread's state as `SHOW REPLICA STATUS` reports it. `Connecting` is kept apart
+/// from `Yes` and `No`: it means the thread runs but has no source, which is not "running".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreadState {
+    Yes,
+    Connecting,
+    No,
+    /// Anything else the server said, kept verbatim rather than guessed into one of the above.
+    Other(String),
+}
+
+impl ThreadState {
+    pub fn parse(text: &str) -> ThreadState {
+        match text {
+            "Yes" => ThreadState::Yes,
+            "Connecting" => ThreadState::Connecting,
+            "No" => ThreadState::No,
+            other => ThreadState::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ThreadState::Yes => "Yes",
+            ThreadState::Connecting => "Connecting",
+            ThreadState::No => "No",
+            ThreadState::Other(s) => s,
+        })
+    }
+}
+
+impl Serialize for ThreadState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One row of `SHOW REPLICA STATUS` / `SHOW ALL SLAVES STATUS`, under one set of names whichever
+/// spelling (`Slave_*`/`Master_*` or `Replica_*`/`Source_*`) the server used.
+#[derive(Debug, Clone, Serialize)]
+pub struct Channel {
+    /// Channel (MySQL) or connection (MariaDB multi-source) name; empty for the default one.
+    pub name: String,
+    /// `Replica_IO_Running` / `Slave_IO_Running`.
+    pub io_thread: ThreadState,
+    /// `Replica_SQL_Running` / `Slave_SQL_Running`.
+    pub sql_thread: ThreadState,
+    /// `Seconds_Behind_Source` / `_Master`; `None` when the server says NULL (never read as 0).
+    #[serde(rename = "lag_s", serialize_with = "ser_opt_secs")]
+    pub lag: Option<Duration>,
+    /// `Last_IO_Errno` and `Last_IO_Error`.
+    pub last_io_errno: u32,
+    pub last_io_error: String,
+    /// `Last_SQL_Errno` and `Last_SQL_Error`.
+    pub last_sql_errno: u32,
+    pub last_sql_error: String,
+    /// Where this channel replicates from.
+    pub source_host: String,
+    pub source_port: u16,
+    /// How far the IO thread has read: `Source_Log_File` / `Read_Source_Log_Pos`.
+    pub read_log_file: String,
+    pub read_log_pos: u64,
+    /// How far the SQL thread has applied: `Relay_Source_Log_File` / `Exec_Source_Log_Pos`.
+    pub exec_log_file: String,
+    pub exec_log_pos: u64,
+    /// `Relay_Log_Space`, bytes of relay log not yet purged.
+    pub relay_log_space: u64,
+    /// `SQL_Delay` (seconds of deliberate delay), `None` where the server has no such column.
+    #[serde(rename = "sql_delay_s", serialize_with = "ser_opt_secs")]
+    pub sql_delay: Option<Duration>,
+    /// MySQL `Retrieved_Gtid_Set` and `Executed_Gtid_Set`.
+    pub retrieved_gtid_set: Option<String>,
+    pub executed_gtid_set: Option<String>,
+    /// MariaDB `Using_Gtid` (`No`, `Slave_Pos`, `Current_Pos`) and `Gtid_IO_Pos`.
+    pub using_gtid: Option<String>,
+    pub gtid_io_pos: Option<String>,
+}
+
+impl Channel {
+    /// The name used in check lines: `sql_thread` for the default channel, `sql_thread[ch2]` else.
+    pub fn label(&self, check: &str) -> String {
+        if self.name.is_empty() {
+            check.to_string()
+        } else {
+            format!("{check}[{}]", self.name)
+        }
+    }
+}
+
+/// Why a poll saw nothing. Kinds are distinct so that a check-user problem is reported as such
+/// rather than as an unhealthy replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeErrorKind {
+    /// The server refused the check user's credentials (1045).
+    AccessDenied,
+    /// The check user lacks a privilege a query needs (1227, 1142).
+    NotPermitted,
+    /// The server has no connection slot left (1040, 1203).
+    TooManyConnections,
+    /// Nothing listens at the address (connection refused, no socket file).
+    Refused,
+    /// A connect or query did not finish within `timeout`.
+    Timeout,
+    /// Another error the server returned, with its errno.
+    Server,
+    /// The connection broke or could not be made for another network reason.
+    Network,
+    /// The server answered something the probe does not understand (e.g. a missing column).
+    Protocol,
+}
+
+/// A failed poll, with enough detail for an operator to act on.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeError {
+    pub kind: ProbeErrorKind,
+    /// MySQL errno when the server sent one.
+    pub errno: Option<u16>,
+    /// What went wrong, as the server or the OS said it; never contains the password.
+    pub message: String,
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ProbeErrorKind::AccessDenied => "check user refused",
+            ProbeErrorKind::NotPermitted => "check user lacks a privilege",
+            ProbeErrorKind::TooManyConnections => "too many connections",
+            ProbeErrorKind::Refused => "connection refused",
+            ProbeErrorKind::Timeout => "timeout",
+            ProbeErrorKind::Server => "server error",
+            ProbeErrorKind::Network => "network error",
+            ProbeErrorKind::Protocol => "unexpected answer",
+        };
+        match self.errno {
+            Some(errno) => write!(f, "{what}: {errno} {}", self.message),
+            None => write!(f, "{what}: {}", self.message),
+        }
+    }
+}
+
+/// Hand-built states for tests of policies, reports and HTTP handlers.
+#[cfg(test)]
+pub mod fixtures {
+    use super::*;
+    use crate::snapshot::Snapshot;
+
+    pub fn channel() -> Channel {
+        Channel {
+            name: String::new(),
+            io_thread: ThreadState::Yes,
+            sql_thread: ThreadState::Yes,
+            lag: Some(Duration::ZERO),
+            last_io_errno: 0,
+            last_io_error: String::new(),
+            last_sql_errno: 0,
+            last_sql_error: String::new(),
+            source_host: "127.0.0.1".into(),
+            source_port: 3306,
+            read_log_file: "mysql-bin.000001".into(),
+            read_log_pos: 100,
+            exec_log_file: "mysql-bin.000001".into(),
+            exec_log_pos: 100,
+            relay_log_space: 0,
+            sql_delay: Some(Duration::ZERO),
+            retrieved_gtid_set: None,
+            executed_gtid_set: None,
+            using_gtid: Some("Slave_Pos".into()),
+            gtid_io_pos: Some("0-1-5".into()),
+        }
+    }
+
+    pub fn replica() -> ServerState {
+        ServerState {
+            flavor: Flavor::MariaDb,
+            version: "10.11.19-MariaDB".into(),
+            server_id: 2,
+            read_only: true,
+            super_read_only: None,
+            innodb_read_only: false,
+            uptime: Some(Duration::from_secs(100)),
+            gtid: GtidState::default(),
+            channels: vec![channel()],
+        }
+    }
+
+    pub fn primary() -> ServerState {
+        ServerState {
+            read_only: false,
+            server_id: 1,
+            channels: vec![],
+            ..replica()
+        }
+    }
+
+    /// A snapshot whose only sample finished `age` before `now`.
+    pub fn snap(outcome: Result<ServerState, ProbeError>, now: Instant, age: Duration) -> Snapshot {
+        Snapshot::default().next(Sample {
+            taken_at: now - age,
+            taken_at_wall: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_millis(2),
+            outcome,
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! The unit the poller publishes and every reader shares: the latest sample of one instance plus
+//! what the poller remembers across polls.
+//!
+//! A snapshot is immutable once published (readers hold an `Arc`). Moving from one snapshot to the
+//! next is the pure [`Snapshot::next`]; no I/O and no clock reads happen here.
+
+use crate::sample::{ProbeError, Sample, ThreadState};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Everything known about one instance at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The latest finished poll; `None` until the first poll finishes (a check then fails closed).
+    pub sample: Option<Arc<Sample>>,
+    /// What earlier polls showed that later policies need.
+    pub memory: Memory,
+    /// How many polls have finished, for `/status` and tests.
+    pub polls: u64,
+}
+
+/// Facts carried from poll to poll.
+#[derive(Debug, Clone, Default)]
+pub struct Memory {
+    /// Per channel name: the last poll that saw its IO thread connected (`Yes`), and the lag then.
+    /// When the source vanishes the lag becomes NULL; this is what was known just before.
+    pub io_last_connected: BTreeMap<String, SeenConnected>,
+    /// The most recent failed poll, kept after recovery so `/status` can tell what happened.
+    pub last_error: Option<(SystemTime, ProbeError)>,
+}
+
+/// One observation of a channel with its IO thread connected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenConnected {
+    pub at: Instant,
+    pub at_wall: SystemTime,
+    /// The lag reported then; `None` if it was NULL even while connected.
+    pub lag: Option<Duration>,
+}
+
+impl Snapshot {
+    /// The snapshot that follows `self` once `sample` has been taken.
+    pub fn next(&self, sample: Sample) -> Snapshot {
+        let mut memory = self.memory.clone();
+        match &sample.outcome {
+            Ok(state) => {
+                for ch in &state.channels {
+                    if ch.io_thread == ThreadState::Yes {
+                        memory.io_last_connected.insert(
+                            ch.name.clone(),
+                            SeenConnected {
+                                at: sample.taken_at,
+                                at_wall: sample.taken_at_wall,
+                                lag: ch.lag,
+                            },
+                        );
+                    }
+                }
+            }
+            Err(err) => memory.last_error = Some((sample.taken_at_wall, err.clone())),
+        }
+        Snapshot {
+            sample: Some(Arc::new(sample)),
+            memory,
+            polls: self.polls + 1,
+        }
+    }
+
+    /// How old the latest sample is at `now`; `None` before the first poll.
+    pub fn age(&self, now: Instant) -> Option<Duration> {
+        self.sample
+            .as_ref()
+            .map(|s| now.saturating_duration_since(s.taken_at))
+    }
+}
