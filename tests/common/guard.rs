@@ -1,0 +1,189 @@
+//! Runs replguard in-process against harness databases and asks it over real HTTP.
+//!
+//! The guard is started with `serve::serve` on a port-0 listener and a cancellation token, as
+//! `replguard serve` does after loading its config file. Requests go over a plain TCP socket so
+//! tests see the raw status line (its reason phrase is what HAProxy logs).
+
+#![allow(dead_code)]
+
+use replguard::config::Config;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::mariadb::MariaDb;
+
+/// One HTTP answer as a client on the wire sees it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// The status line's reason phrase.
+    pub reason: String,
+    pub body: String,
+}
+
+impl Reply {
+    /// The body line for check `name` (`ok name ...` or `FAIL name ...`).
+    pub fn line(&self, name: &str) -> Option<&str> {
+        self.body.lines().find(|l| {
+            let mut w = l.split(' ');
+            matches!(w.next(), Some("ok" | "FAIL")) && w.next() == Some(name)
+        })
+    }
+}
+
+/// A running in-process guard.
+pub struct Guard {
+    pub addr: SocketAddr,
+    pub config: Config,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+    dir: tempfile::TempDir,
+}
+
+/// An `[[instance]]` block for `db` with the guard user and a password file in `dir`.
+pub fn instance_block(dir: &Path, name: &str, db: &MariaDb, policy: &str, extra: &str) -> String {
+    let pw = super::mariadb::write_password_file(
+        dir,
+        &format!("{name}.password"),
+        super::mariadb::GUARD_PASSWORD,
+    );
+    format!(
+        "[[instance]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
+         password_file = \"{}\"\npolicy = \"{policy}\"\n{extra}\n",
+        db.port(),
+        super::mariadb::GUARD_USER,
+        pw.display()
+    )
+}
+
+/// Fast timing for tests: polls every 300 ms, each step bounded by 250 ms.
+pub const FAST: &str = "interval = \"300ms\"\ntimeout = \"250ms\"\nmax_sample_age = \"1s\"\n";
+
+impl Guard {
+    /// Starts a guard with `globals` (top-level keys) and instance blocks built by `blocks`,
+    /// which receives the directory for password files.
+    pub async fn start(globals: &str, blocks: impl FnOnce(&Path) -> String) -> Guard {
+        // Guard logs go through libtest's capture: shown only for a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "replguard=debug".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = format!("{globals}\n{}", blocks(dir.path()));
+        let path = dir.path().join("replguard.toml");
+        std::fs::write(&path, &text).expect("write config");
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("config refused: {e}\n{text}"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(replguard::serve::serve(
+            config.clone(),
+            listener,
+            shutdown.clone(),
+        ));
+        Guard {
+            addr,
+            config,
+            shutdown,
+            task,
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `GET path` over a fresh connection.
+    pub async fn get(&self, path: &str) -> Reply {
+        request(self.addr, "GET", path).await
+    }
+
+    /// Polls `path` every 20 ms until `done` holds, panicking with the last reply after `limit`.
+    pub async fn wait_for(
+        &self,
+        path: &str,
+        limit: Duration,
+        done: impl Fn(&Reply) -> bool,
+    ) -> Reply {
+        let start = Instant::now();
+        loop {
+            let r = self.get(path).await;
+            if done(&r) {
+                return r;
+            }
+            if start.elapsed() > limit {
+                panic!("{path}: condition not met within {limit:?}; last reply: {r:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How many polls of `instance` have finished, from `/status`.
+    pub async fn polls(&self, instance: &str) -> u64 {
+        let r = self.get("/status").await;
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("status is JSON");
+        v["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .find(|i| i["name"] == instance)
+            .and_then(|i| i["polls"].as_u64())
+            .unwrap_or_else(|| panic!("no instance {instance} in /status"))
+    }
+
+    /// Waits until `n` more polls of `instance` have finished than now.
+    pub async fn wait_polls(&self, instance: &str, n: u64) {
+        let target = self.polls(instance).await + n;
+        let limit = self.config.interval * (n as u32 + 4) + self.config.timeout * (n as u32 * 3);
+        let start = Instant::now();
+        while self.polls(instance).await < target {
+            assert!(
+                start.elapsed() < limit * 4,
+                "{instance}: {n} polls did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the guard as SIGTERM would, and waits for it to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("guard stops within 10s")
+            .expect("guard task did not panic");
+    }
+}
+
+/// Sends one HTTP/1.1 request with `Connection: close` and reads the whole answer.
+pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
+    let mut s = TcpStream::connect(addr).await.expect("connect to guard");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: guard\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read reply");
+    let raw = String::from_utf8(raw).expect("utf-8 reply");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("header/body separator");
+    let status_line = head.lines().next().expect("status line");
+    let mut parts = status_line.splitn(3, ' ');
+    let _version = parts.next();
+    let status = parts
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let reason = parts.next().unwrap_or("").to_string();
+    Reply {
+        status,
+        reason,
+        body: body.to_string(),
+    }
+}
