@@ -181,9 +181,32 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
         .and_then(|c| c.parse().ok())
         .expect("status code");
     let reason = parts.next().unwrap_or("").to_string();
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
     Reply {
         status,
         reason,
-        body: body.to_string(),
+        body: if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
     }
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body (HAProxy's stats page sends one).
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .expect("chunk size");
+        if size == 0 {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    out
 }

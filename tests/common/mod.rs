@@ -6,4 +6,5 @@
 #![allow(dead_code)]
 
 pub mod guard;
+pub mod haproxy;
 pub mod mariadb;
