@@ -707,6 +707,20 @@ password_file = "pw"
     }
 
     #[test]
+    fn deploy_example_config_is_valid() {
+        let d = Dir::new();
+        let pw = d.file("db201.password", "x", 0o600);
+        let text = include_str!("../deploy/replguard.toml")
+            .replace("/etc/replguard/db201.password", pw.to_str().unwrap());
+        let c = d.parse(&text).expect("deploy/replguard.toml parses");
+        assert_eq!(c.instances[0].name, "db201");
+        assert_eq!(
+            c.instances[0].thresholds.max_lag,
+            Some(Duration::from_secs(5))
+        );
+    }
+
+    #[test]
     fn option_file_parsing() {
         let cases: &[(&str, ClientOptions)] = &[
             (

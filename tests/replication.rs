@@ -280,6 +280,34 @@ async fn wrong_password_is_reported_as_the_check_user_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_privilege_is_reported_as_such() {
+    let db = MariaDb::start("nopriv", 8).await;
+    db.exec("CREATE USER 'nopriv'@'%' IDENTIFIED BY 'np'").await;
+    let g = Guard::start(FAST, |dir| {
+        let pw = common::mariadb::write_password_file(dir, "np.password", "np");
+        format!(
+            "[[instance]]\nname = \"db\"\nport = {}\nuser = \"nopriv\"\npassword_file = \"{}\"\npolicy = \"replica\"\n",
+            db.port(),
+            pw.display()
+        )
+    })
+    .await;
+    let reply = g
+        .wait_for("/replica", Duration::from_secs(20), |r| {
+            r.reason.starts_with("reachable")
+        })
+        .await;
+    assert_eq!(reply.status, 503);
+    assert!(
+        reply
+            .reason
+            .starts_with("reachable check user lacks a privilege: 1227"),
+        "{reply:#?}"
+    );
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_add_no_mysql_load_and_shutdown_closes_the_connection() {
     let (primary, replica) = pair().await;
     let g = guard(&primary, &replica, FAST).await;
