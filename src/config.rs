@@ -38,6 +38,9 @@ pub struct Config {
     pub instances: Vec<InstanceConfig>,
     /// Built-in policies plus those from `policies_dir`.
     pub policies: PolicySet,
+    /// Where each instance's memory is kept across replguard restarts (created if missing);
+    /// `None`: memory lives in RAM only.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// One watched server.
@@ -132,6 +135,7 @@ struct RawConfig {
     #[serde(default, with = "serde_humantime::option")]
     max_sample_age: Option<Duration>,
     policies_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     #[serde(default, rename = "instance")]
     instances: Vec<RawInstance>,
 }
@@ -149,6 +153,10 @@ struct RawInstance {
     policy: Option<String>,
     #[serde(default, with = "serde_humantime::option")]
     max_lag: Option<Duration>,
+    max_apply_backlog: Option<u64>,
+    #[serde(default, with = "serde_humantime::option")]
+    max_source_lost: Option<Duration>,
+    require_writable: Option<bool>,
 }
 
 impl Config {
@@ -301,7 +309,19 @@ impl Config {
             instances.push(inst);
         }
 
+        let state_dir = match raw.state_dir {
+            Some(dir) => {
+                let dir = base.join(dir);
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    err("state_dir", format!("cannot create {}: {e}", dir.display()))
+                })?;
+                Some(dir)
+            }
+            None => None,
+        };
+
         Ok(Config {
+            state_dir,
             path: path.to_path_buf(),
             listen,
             interval,
@@ -407,6 +427,9 @@ fn resolve_instance(
         policy: ri.policy.unwrap_or_else(|| "auto".to_string()),
         thresholds: Thresholds {
             max_lag: ri.max_lag,
+            max_apply_backlog: ri.max_apply_backlog,
+            max_source_lost: ri.max_source_lost,
+            require_writable: ri.require_writable,
         },
     })
 }

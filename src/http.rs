@@ -455,9 +455,9 @@ mod tests {
             .iter()
             .map(|v| v["policy"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["auto", "primary", "replica"]);
-        assert_eq!(verdicts[1]["healthy"], false);
-        assert_eq!(verdicts[1]["reason"], "read_only ON, want OFF");
+        assert_eq!(names, ["auto", "backup", "primary", "replica"]);
+        assert_eq!(verdicts[2]["healthy"], false);
+        assert_eq!(verdicts[2]["reason"], "read_only ON, want OFF");
     }
 
     #[test]
@@ -484,6 +484,7 @@ mod tests {
                 Params {
                     thresholds: Thresholds {
                         max_lag: Some(Duration::from_secs(2)),
+                        ..Default::default()
                     },
                     ..Default::default()
                 },
@@ -494,6 +495,7 @@ mod tests {
                     selector: Some(Selector::Port(1)),
                     thresholds: Thresholds {
                         max_lag: Some(Duration::from_millis(1500)),
+                        ..Default::default()
                     },
                     ..Default::default()
                 },

@@ -13,6 +13,7 @@
 //! - [`hub`]: the read side shared by HTTP and CLI: latest snapshots and instance lookup.
 //! - [`report`]: text/JSON rendering of verdicts and `/status`.
 //! - [`http`]: warp endpoints for HAProxy and people; never touches MySQL.
+//! - [`store`]: the state file that carries memory across replguard restarts.
 //! - [`serve`]: wiring of pollers and HTTP under one shutdown token.
 
 #![forbid(unsafe_code)]
@@ -27,4 +28,5 @@ pub mod report;
 pub mod sample;
 pub mod serve;
 pub mod snapshot;
+pub mod store;
 pub mod units;

@@ -4,7 +4,7 @@
 //! [`Verdict`] with one entry per check. This module does no I/O, reads no clock and imports
 //! nothing from tokio, mysql_async or warp; the built-in policy files are compiled in.
 
-use crate::sample::{Channel, ServerState};
+use crate::sample::{Channel, ServerState, ThreadState};
 use crate::snapshot::Snapshot;
 use crate::units::{fmt_duration, serde_humantime};
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 /// The built-in policy files, by name; a file in `policies_dir` with the same name replaces one.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("auto", include_str!("../policies/auto.toml")),
+    ("backup", include_str!("../policies/backup.toml")),
     ("primary", include_str!("../policies/primary.toml")),
     ("replica", include_str!("../policies/replica.toml")),
 ];
@@ -38,6 +39,14 @@ pub enum Rule {
     ReplicationErrors,
     /// Every channel's lag is known and at most `max_lag`.
     Lag,
+    /// No channel reports an SQL error (IO errors are expected while the source is gone).
+    SqlError,
+    /// Every channel has applied what its IO thread received (within `max_apply_backlog`).
+    Applied,
+    /// The backup gate's lag rule: with the IO thread connected, lag known and at most
+    /// `max_lag`; with the source lost, the last connected observation showed lag at most
+    /// `max_lag`, the server has not restarted since, and the relay log is applied.
+    Source,
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
@@ -47,6 +56,16 @@ pub struct Thresholds {
     /// Largest acceptable replication lag.
     #[serde(default, with = "serde_humantime::option")]
     pub max_lag: Option<Duration>,
+    /// Bytes of received but not yet applied relay log tolerated by `applied` (default 0).
+    #[serde(default)]
+    pub max_apply_backlog: Option<u64>,
+    /// How long the `source` rule trusts the last connected observation after the source is
+    /// lost (default: as long as the server keeps running).
+    #[serde(default, with = "serde_humantime::option")]
+    pub max_source_lost: Option<Duration>,
+    /// Also require the server to be writable (every read-only flag OFF).
+    #[serde(default)]
+    pub require_writable: Option<bool>,
 }
 
 impl Thresholds {
@@ -54,6 +73,9 @@ impl Thresholds {
     pub fn overlay(&self, over: &Thresholds) -> Thresholds {
         Thresholds {
             max_lag: over.max_lag.or(self.max_lag),
+            max_apply_backlog: over.max_apply_backlog.or(self.max_apply_backlog),
+            max_source_lost: over.max_source_lost.or(self.max_source_lost),
+            require_writable: over.require_writable.or(self.require_writable),
         }
     }
 }
@@ -122,7 +144,9 @@ impl Policy {
                         "checks: a policy needs at least one check",
                     ));
                 }
-                if rules.contains(&Rule::Lag) && file.thresholds.max_lag.is_none() {
+                if (rules.contains(&Rule::Lag) || rules.contains(&Rule::Source))
+                    && file.thresholds.max_lag.is_none()
+                {
                     return Err(PolicyError::new("max_lag: the lag check needs a max_lag"));
                 }
                 Body::Checks {
@@ -409,6 +433,9 @@ fn run_rules(rules: &[Rule], thresholds: &Thresholds, input: &Input<'_>) -> Vec<
     for rule in rules {
         run_rule(*rule, thresholds, input, &mut out);
     }
+    if thresholds.require_writable == Some(true) && !rules.contains(&Rule::Writable) {
+        run_rule(Rule::Writable, thresholds, input, &mut out);
+    }
     out
 }
 
@@ -472,7 +499,13 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
             1 => Check::fact(name, true, "1 channel".to_string()),
             n => Check::fact(name, true, format!("{n} channels")),
         }),
-        Rule::IoThread | Rule::SqlThread | Rule::ReplicationErrors | Rule::Lag => {
+        Rule::IoThread
+        | Rule::SqlThread
+        | Rule::ReplicationErrors
+        | Rule::Lag
+        | Rule::SqlError
+        | Rule::Applied
+        | Rule::Source => {
             if state.channels.is_empty() {
                 out.push(Check::fact(
                     name,
@@ -481,7 +514,10 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
                 ));
             }
             for ch in &state.channels {
-                out.push(channel_check(rule, ch, thresholds));
+                out.push(match rule {
+                    Rule::Source => source_check(ch, state, thresholds, input),
+                    _ => channel_check(rule, ch, thresholds),
+                });
             }
         }
     }
@@ -529,8 +565,148 @@ fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -> Check {
                 },
             }
         }
+        Rule::SqlError => {
+            if ch.last_sql_errno == 0 {
+                Check::fact(name, true, "none".to_string())
+            } else {
+                Check::fact(
+                    name,
+                    false,
+                    format!("{} {}", ch.last_sql_errno, ch.last_sql_error),
+                )
+            }
+        }
+        Rule::Applied => {
+            let backlog = thresholds.max_apply_backlog.unwrap_or(0);
+            let (ok, detail) = applied(ch, backlog);
+            Check::fact(name, ok, detail)
+        }
         _ => unreachable!("channel_check is called for per-channel rules only"),
     }
+}
+
+/// Whether the SQL thread has applied what the IO thread received, within `backlog` bytes,
+/// judged on source coordinates (read vs executed), which every flavour reports.
+fn applied(ch: &Channel, backlog: u64) -> (bool, String) {
+    let read = format!("{}:{}", ch.read_log_file, ch.read_log_pos);
+    if ch.read_log_file == ch.exec_log_file {
+        let behind = ch.read_log_pos.saturating_sub(ch.exec_log_pos);
+        if behind == 0 {
+            (true, format!("relay log applied (executed = read {read})"))
+        } else {
+            (
+                behind <= backlog,
+                format!(
+                    "{behind} bytes not applied (read {read}, executed {}), max {backlog}",
+                    ch.exec_log_pos
+                ),
+            )
+        }
+    } else {
+        (
+            false,
+            format!(
+                "not applied: read {read}, executed {}:{}",
+                ch.exec_log_file, ch.exec_log_pos
+            ),
+        )
+    }
+}
+
+/// The backup gate's lag rule for one channel (see [`Rule::Source`]).
+fn source_check(
+    ch: &Channel,
+    state: &ServerState,
+    thresholds: &Thresholds,
+    input: &Input<'_>,
+) -> Check {
+    // Policy::parse refuses a source rule without max_lag and overrides only replace it.
+    let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    if ch.io_thread == ThreadState::Yes {
+        return channel_check(Rule::Lag, ch, thresholds);
+    }
+    let name = ch.label("source_lost");
+    let fail = |detail: String| Check::fact(name.clone(), false, detail);
+    let Some(seen) = input.snapshot.memory.io_last_connected.get(&ch.name) else {
+        return fail(format!(
+            "IO thread {} and never seen connected: no caught-up observation to trust",
+            ch.io_thread
+        ));
+    };
+    let taken_at = input
+        .snapshot
+        .sample
+        .as_ref()
+        .map(|s| s.taken_at)
+        .unwrap_or(input.now);
+    let since = format!(
+        "since {} ({} ago)",
+        clock_time(seen.at_wall),
+        fmt_duration(round_secs(input.now.saturating_duration_since(seen.at)))
+    );
+    // A server that restarted after the observation may have missed writes while it was down:
+    // its uptime now must cover its uptime then plus the time since. Uptime has whole-second
+    // granularity (both readings may be up to 1s short), hence the tolerance.
+    const UPTIME_TOLERANCE: Duration = Duration::from_millis(1250);
+    match (state.uptime, seen.uptime) {
+        (Some(now_up), Some(then_up))
+            if now_up + UPTIME_TOLERANCE
+                >= then_up + taken_at.saturating_duration_since(seen.at) => {}
+        (Some(now_up), Some(_)) => {
+            return fail(format!(
+                "{since}, memory void: the server restarted {} ago",
+                fmt_duration(now_up)
+            ))
+        }
+        _ => return fail(format!("{since}, memory void: server uptime unknown")),
+    }
+    let last = match seen.lag {
+        Some(lag) if lag <= limit => format!("last lag {}", fmt_duration(lag)),
+        Some(lag) => {
+            return fail(format!(
+                "{since}, last lag {} > {}",
+                fmt_duration(lag),
+                fmt_duration(limit)
+            ))
+        }
+        None => return fail(format!("{since}, last lag NULL (unknown)")),
+    };
+    if let Some(max) = thresholds.max_source_lost {
+        let lost_for = input.now.saturating_duration_since(seen.at);
+        if lost_for > max {
+            return fail(format!(
+                "{since}, {last}, lost for longer than max_source_lost {}",
+                fmt_duration(max)
+            ));
+        }
+    }
+    let (applied, detail) = applied(ch, thresholds.max_apply_backlog.unwrap_or(0));
+    if !applied {
+        return fail(format!("{since}, {last}, {detail}"));
+    }
+    let restored = if input.snapshot.memory.restored {
+        " (remembered across a replguard restart)"
+    } else {
+        ""
+    };
+    Check::fact(
+        name,
+        true,
+        format!("{since}, {last}, relay log applied{restored}"),
+    )
+}
+
+/// `14:03:07 UTC` for a wall-clock time.
+fn clock_time(t: std::time::SystemTime) -> String {
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    // RFC 3339 is `YYYY-MM-DDTHH:MM:SSZ`; the time of day is what an operator looks for.
+    text.get(11..19)
+        .map(|hms| format!("{hms} UTC"))
+        .unwrap_or(text)
+}
+
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
 }
 
 fn rule_name(rule: Rule) -> &'static str {
@@ -543,6 +719,9 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::SqlThread => "sql_thread",
         Rule::ReplicationErrors => "replication_errors",
         Rule::Lag => "lag",
+        Rule::SqlError => "sql_error",
+        Rule::Applied => "applied",
+        Rule::Source => "source",
     }
 }
 
@@ -551,6 +730,7 @@ mod tests {
     use super::*;
     use crate::sample::fixtures::{channel, primary, replica, snap};
     use crate::sample::{Flavor, ProbeError, ProbeErrorKind, ServerState, ThreadState};
+    use std::sync::Arc;
 
     fn err(kind: ProbeErrorKind, errno: Option<u16>, msg: &str) -> ProbeError {
         ProbeError {
@@ -563,6 +743,7 @@ mod tests {
     fn eval(policy: &str, snapshot: &Snapshot, now: Instant, max_lag: Option<u64>) -> Verdict {
         let overrides = Thresholds {
             max_lag: max_lag.map(Duration::from_secs),
+            ..Default::default()
         };
         PolicySet::builtin()
             .evaluate(
@@ -745,11 +926,103 @@ mod tests {
     fn overrides_replace_only_what_they_set() {
         let base = Thresholds {
             max_lag: Some(Duration::from_secs(10)),
+            ..Default::default()
         };
         assert_eq!(base.overlay(&Thresholds::default()), base);
         let over = Thresholds {
             max_lag: Some(Duration::from_secs(2)),
+            ..Default::default()
         };
         assert_eq!(base.overlay(&over), over);
+    }
+
+    /// A backup whose IO thread was last seen connected with `seen_lag` `ago` before `now`
+    /// (`None`: never seen connected), now in `state` with `uptime`.
+    fn backup_history(
+        seen_lag: Option<Option<u64>>,
+        ago: u64,
+        state: ServerState,
+        uptime: u64,
+        now: Instant,
+    ) -> Snapshot {
+        let mut s = Snapshot::default();
+        if let Some(lag) = seen_lag {
+            // The server has run continuously since unless `uptime` says otherwise.
+            let then_up = Duration::from_secs(uptime.max(ago) - ago);
+            let connected = with(
+                with_ch(replica(), |c| c.lag = lag.map(Duration::from_secs)),
+                |s| s.uptime = Some(then_up),
+            );
+            s = snap(Ok(connected), now, Duration::from_secs(ago));
+        }
+        let now_state = with(state, |s| s.uptime = Some(Duration::from_secs(uptime)));
+        let mut next = snap(Ok(now_state), now, Duration::ZERO);
+        next.memory = s.memory.clone();
+        let sample = next.sample.take().unwrap();
+        s.next(Arc::try_unwrap(sample).unwrap())
+    }
+
+    fn lost(s: ServerState) -> ServerState {
+        with_ch(s, |c| {
+            c.io_thread = ThreadState::Connecting;
+            c.lag = None;
+            c.last_io_errno = 2003;
+            c.last_io_error = "error connecting to master".into();
+        })
+    }
+
+    #[test]
+    fn backup_gate_table() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let t = |max_apply_backlog: Option<u64>,
+                 max_source_lost: Option<u64>,
+                 require_writable: Option<bool>| Thresholds {
+            max_apply_backlog,
+            max_source_lost: max_source_lost.map(Duration::from_secs),
+            require_writable,
+            ..Default::default()
+        };
+        let ahead = |s: ServerState| with_ch(s, |c| c.read_log_pos += 100);
+        // (history, thresholds, healthy, text the first failing line or the source line contains)
+        #[rustfmt::skip]
+        let cases: Vec<(Snapshot, Thresholds, bool, &str)> = vec![
+            (backup_history(Some(Some(0)), 1, replica(), 100, now), t(None, None, None), true, "ok lag 0s <= 2s"),
+            (backup_history(Some(Some(0)), 1, with_ch(replica(), |c| c.lag = Some(Duration::from_secs(3))), 100, now), t(None, None, None), false, "FAIL lag 3s > 2s"),
+            (backup_history(Some(Some(0)), 1, ahead(replica()), 100, now), t(None, None, None), false, "FAIL applied 100 bytes not applied (read mysql-bin.000001:200, executed 100), max 0"),
+            (backup_history(Some(Some(0)), 1, ahead(replica()), 100, now), t(Some(100), None, None), true, "ok lag 0s"),
+            (backup_history(Some(Some(0)), 10, lost(replica()), 100, now), t(None, None, None), true, "ok source_lost since 00:00:00 UTC (10s ago), last lag 0s, relay log applied"),
+            (backup_history(Some(Some(5)), 10, lost(replica()), 100, now), t(None, None, None), false, "FAIL source_lost since 00:00:00 UTC (10s ago), last lag 5s > 2s"),
+            (backup_history(Some(None), 10, lost(replica()), 100, now), t(None, None, None), false, "last lag NULL (unknown)"),
+            (backup_history(None, 10, lost(replica()), 100, now), t(None, None, None), false, "FAIL source_lost IO thread Connecting and never seen connected"),
+            (backup_history(Some(Some(0)), 10, lost(replica()), 5, now), t(None, None, None), false, "memory void: the server restarted 5s ago"),
+            (backup_history(Some(Some(0)), 10, lost(replica()), 9, now), t(None, None, None), true, "ok source_lost"),
+            (backup_history(Some(Some(0)), 10, ahead(lost(replica())), 100, now), t(None, None, None), false, "FAIL applied 100 bytes not applied"),
+            (backup_history(Some(Some(0)), 10, lost(replica()), 100, now), t(None, Some(5), None), false, "lost for longer than max_source_lost 5s"),
+            (backup_history(Some(Some(0)), 10, lost(replica()), 100, now), t(None, Some(60), None), true, "ok source_lost"),
+            (backup_history(Some(Some(0)), 1, with_ch(replica(), |c| c.sql_thread = ThreadState::No), 100, now), t(None, None, None), false, "FAIL sql_thread No, want Yes"),
+            (backup_history(Some(Some(0)), 1, with_ch(replica(), |c| { c.last_sql_errno = 1062; c.last_sql_error = "Duplicate".into() }), 100, now), t(None, None, None), false, "FAIL sql_error 1062 Duplicate"),
+            (backup_history(Some(Some(0)), 1, replica(), 100, now), t(None, None, Some(true)), false, "FAIL read_only ON, want OFF"),
+            (backup_history(Some(Some(0)), 1, with(replica(), |s| s.read_only = false), 100, now), t(None, None, Some(true)), true, "ok read_only OFF"),
+        ];
+        for (i, (snapshot, overrides, healthy, want)) in cases.into_iter().enumerate() {
+            let v = PolicySet::builtin()
+                .evaluate(
+                    "backup",
+                    &Input {
+                        snapshot: &snapshot,
+                        max_sample_age: Duration::from_secs(3),
+                        overrides: &overrides,
+                        now,
+                    },
+                )
+                .unwrap();
+            let lines: Vec<String> = v.checks.iter().map(Check::line).collect();
+            let shown = match v.first_failure() {
+                Some(c) => c.line(),
+                None => lines.join("\n"),
+            };
+            assert_eq!(v.healthy, healthy, "case {i}: {lines:#?}");
+            assert!(shown.contains(want), "case {i}: want {want:?} in {shown:?}");
+        }
     }
 }

@@ -9,6 +9,8 @@ use crate::policy::{PolicySet, Thresholds};
 use crate::probe::Probe;
 use crate::sample::Sample;
 use crate::snapshot::Snapshot;
+use crate::store::{self, Persisted};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -36,15 +38,28 @@ pub struct Judge {
     pub max_sample_age: Duration,
 }
 
-/// Samples every `interval` until `shutdown`, then closes the connection.
+/// Samples every `interval` until `shutdown`, then closes the connection. With a `state_file`,
+/// memory from an earlier run is restored at the first successful poll (if the server's
+/// executed position has not moved) and the memory is written back whenever it changes.
 pub async fn run(
     instance: String,
     mut probe: Probe,
     interval: Duration,
     tx: watch::Sender<Arc<Snapshot>>,
     judge: Judge,
+    state_file: Option<PathBuf>,
     shutdown: CancellationToken,
 ) {
+    let mut pending = state_file
+        .as_deref()
+        .and_then(|path| match store::load(path) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(instance = %instance, error = %e, "state file ignored");
+                None
+            }
+        });
+    let mut written: Option<Persisted> = None;
     let mut ticker = tokio::time::interval(interval);
     // After a slow poll, keep the spacing rather than firing a burst to catch up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -68,7 +83,32 @@ pub async fn run(
             ),
             Err(err) => tracing::debug!(instance = %instance, error = %err, "poll failed"),
         }
-        let snapshot = tx.borrow().next(sample);
+        let mut snapshot = tx.borrow().next(sample);
+        if let Some(sample) = snapshot.sample.clone() {
+            if let Ok(state) = &sample.outcome {
+                if let Some(p) = pending.take() {
+                    match p.restore_into(&mut snapshot.memory, &sample, state) {
+                        Ok(n) => {
+                            tracing::info!(instance = %instance, channels = n, "memory restored from state file")
+                        }
+                        Err(why) => {
+                            tracing::warn!(instance = %instance, reason = %why, "remembered state void")
+                        }
+                    }
+                }
+                if let Some(path) = &state_file {
+                    let p = Persisted::new(&snapshot.memory, state);
+                    if written.as_ref() != Some(&p) {
+                        match store::save(path, &p).await {
+                            Ok(()) => written = Some(p),
+                            Err(e) => {
+                                tracing::warn!(instance = %instance, error = %e, path = %path.display(), "cannot write state file")
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let verdict = judge.policies.evaluate(
             &judge.policy,
             &crate::policy::Input {

@@ -47,6 +47,10 @@ pub fn start_pollers(
             config.interval,
             tx,
             judge,
+            config
+                .state_dir
+                .as_deref()
+                .map(|dir| crate::store::file_for(dir, &inst.name)),
             shutdown.clone(),
         )));
         instances.push(Watched {

@@ -28,6 +28,8 @@ pub struct Memory {
     pub io_last_connected: BTreeMap<String, SeenConnected>,
     /// The most recent failed poll, kept after recovery so `/status` can tell what happened.
     pub last_error: Option<(SystemTime, ProbeError)>,
+    /// True when `io_last_connected` came from the state file of an earlier replguard run.
+    pub restored: bool,
 }
 
 /// One observation of a channel with its IO thread connected.
@@ -37,6 +39,9 @@ pub struct SeenConnected {
     pub at_wall: SystemTime,
     /// The lag reported then; `None` if it was NULL even while connected.
     pub lag: Option<Duration>,
+    /// The server's uptime then: a later uptime that does not cover the time since means the
+    /// server restarted in between.
+    pub uptime: Option<Duration>,
 }
 
 impl Snapshot {
@@ -47,12 +52,14 @@ impl Snapshot {
             Ok(state) => {
                 for ch in &state.channels {
                     if ch.io_thread == ThreadState::Yes {
+                        memory.restored = false;
                         memory.io_last_connected.insert(
                             ch.name.clone(),
                             SeenConnected {
                                 at: sample.taken_at,
                                 at_wall: sample.taken_at_wall,
                                 lag: ch.lag,
+                                uptime: state.uptime,
                             },
                         );
                     }

@@ -68,6 +68,15 @@ impl Guard {
     /// Starts a guard with `globals` (top-level keys) and instance blocks built by `blocks`,
     /// which receives the directory for password files.
     pub async fn start(globals: &str, blocks: impl FnOnce(&Path) -> String) -> Guard {
+        Guard::start_on(None, globals, blocks).await
+    }
+
+    /// Like [`Guard::start`], on a given address (to stand in for a restarted guard).
+    pub async fn start_on(
+        listen: Option<SocketAddr>,
+        globals: &str,
+        blocks: impl FnOnce(&Path) -> String,
+    ) -> Guard {
         // Guard logs go through libtest's capture: shown only for a failing test.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -81,7 +90,9 @@ impl Guard {
         let path = dir.path().join("replguard.toml");
         std::fs::write(&path, &text).expect("write config");
         let config = Config::load(&path).unwrap_or_else(|e| panic!("config refused: {e}\n{text}"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = TcpListener::bind(listen.unwrap_or(([127, 0, 0, 1], 0).into()))
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(replguard::serve::serve(
