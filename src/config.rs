@@ -733,8 +733,10 @@ password_file = "pw"
     fn deploy_example_config_is_valid() {
         let d = Dir::new();
         let pw = d.file("db201.password", "x", 0o600);
+        let state = d.0.path().join("state");
         let text = include_str!("../deploy/replguard.toml")
-            .replace("/etc/replguard/db201.password", pw.to_str().unwrap());
+            .replace("/etc/replguard/db201.password", pw.to_str().unwrap())
+            .replace("/var/lib/replguard", state.to_str().unwrap());
         let c = d.parse(&text).expect("deploy/replguard.toml parses");
         assert_eq!(c.instances[0].name, "db201");
         assert_eq!(

@@ -269,6 +269,8 @@ listen = "127.0.0.1:$GUARD_PORT"
 interval = "1s"
 timeout = "500ms"
 max_sample_age = "3s"
+# Memory of the backup gate ("last seen caught up") survives replguard restarts here.
+state_dir = "$WORK/state"
 
 [[instance]]
 name = "primary"
@@ -284,8 +286,8 @@ host = "127.0.0.1"
 port = ${PORT[replica1]}
 user = "replguard"
 password_file = "$PWFILE"
-policy = "replica"
-max_lag = "5s"
+# replica1 is HAProxy's backup for writes: /mysqlchk/ evaluates the backup gate for it.
+policy = "backup"
 
 [[instance]]
 name = "replica2"
@@ -328,13 +330,16 @@ defaults
     timeout check 1s
     default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions
 
-# writes: only the server whose guard says "primary"
+# writes: the primary while its guard says "primary"; replica1 as the backup, admitted only
+# while its guard's backup gate says it could take over without serving stale data.
+# /mysqlchk/ evaluates each instance's configured policy (primary: primary, replica1: backup).
 listen mysql_rw
     bind 127.0.0.1:$RW_PORT
     option httpchk
-    http-check send meth GET uri-lf /primary?instance=%[srv_name]
+    http-check send meth GET uri-lf /mysqlchk/?instance=%[srv_name]
     http-check expect status 200
     server primary 127.0.0.1:${PORT[primary]} check addr 127.0.0.1 port $GUARD_PORT
+    server replica1 127.0.0.1:${PORT[replica1]} check addr 127.0.0.1 port $GUARD_PORT backup
 
 # reads: replicas that are connected, running and not lagging
 listen mysql_ro
@@ -387,6 +392,7 @@ if [ "$CHECK_MODE" = 1 ]; then
   wait_for "GET /replica?port=${PORT[primary]} -> 503 (a primary is no replica)" 10 code_is 503 "/replica?port=${PORT[primary]}" || fail=1
   wait_for "GET /status -> 200"                          10 code_is 200 /status || fail=1
   wait_for "haproxy mysql_rw/primary UP"   20 state_is UP mysql_rw primary || fail=1
+  wait_for "haproxy mysql_rw/replica1 (backup) UP" 20 state_is UP mysql_rw replica1 || fail=1
   wait_for "haproxy mysql_ro/replica1 UP"  20 state_is UP mysql_ro replica1 || fail=1
   wait_for "haproxy mysql_ro/replica2 UP"  20 state_is UP mysql_ro replica2 || fail=1
   rw=$("$MARIADB" --no-defaults -h127.0.0.1 -P"$RW_PORT" -udemo -pdemo -N -B -e 'SELECT @@server_id' 2>&1 || true)
@@ -403,6 +409,16 @@ if [ "$CHECK_MODE" = 1 ]; then
   sql replica2 'START SLAVE SQL_THREAD'
   wait_for "GET /replica?port=${PORT[replica2]} -> 200 again" 15 code_is 200 "/replica?port=${PORT[replica2]}" || fail=1
   wait_for "haproxy mysql_ro/replica2 UP again" 20 state_is UP mysql_ro replica2 || fail=1
+  say "self-test: SIGKILL the primary; the caught-up backup replica1 must take the writes"
+  POS=$(sql primary 'SELECT @@GLOBAL.gtid_binlog_pos')
+  [ "$(sql replica1 "SELECT MASTER_GTID_WAIT('$POS', 30)")" = 0 ] || fail=1
+  { kill -KILL "${PIDS[primary]}" && wait "${PIDS[primary]}"; } 2>/dev/null || true
+  wait_for "haproxy mysql_rw/primary DOWN" 20 state_is DOWN mysql_rw primary || fail=1
+  wait_for "GET /backup?instance=replica1 -> 200 (source lost, last lag 0s)" 10 code_is 200 "/backup?instance=replica1" || fail=1
+  wait_for "haproxy mysql_rw/replica1 (backup) still UP" 5 state_is UP mysql_rw replica1 || fail=1
+  rw=$("$MARIADB" --no-defaults -h127.0.0.1 -P"$RW_PORT" -udemo -pdemo -N -B -e 'SELECT @@server_id' 2>&1 || true)
+  [ "$rw" = 2 ] && echo "  ok    mysql via haproxy rw port $RW_PORT now reaches the backup (server_id 2)" ||
+    { echo "  FAIL  mysql via haproxy rw port $RW_PORT after failover: $rw"; fail=1; }
   if [ "$fail" = 0 ]; then
     say "self-test PASSED"
     exit 0
@@ -432,6 +448,16 @@ cat <<EOF
     curl -s 'http://127.0.0.1:$STATS_PORT/;csv' | cut -d, -f1,2,18
     $MARIADB --no-defaults -S $RUN/replica1.sock -uroot -e 'START SLAVE SQL_THREAD'
 
+    # failover: replica1 is the backup in mysql_rw. Is it fit to take over right now?
+    curl -i 'http://127.0.0.1:$GUARD_PORT/backup?instance=replica1'
+    # kill the primary: HAProxy marks it DOWN; the backup stays UP because its guard saw it
+    # caught up just before ("ok source_lost since ..., last lag 0s, relay log applied")
+    kill -9 \$(cat $RUN/primary.pid)
+    curl -s 'http://127.0.0.1:$GUARD_PORT/backup?instance=replica1'
+    $MARIADB --no-defaults -h127.0.0.1 -P$RW_PORT -udemo -pdemo -e 'SELECT @@server_id'   # 2
+    # the other story (restart the demo first): stop replica1's SQL thread, write on the
+    # primary, then kill it: replica1 lags, so HAProxy has no server instead of stale data.
+
     # through HAProxy (user demo / password demo):
     $MARIADB --no-defaults -h127.0.0.1 -P$RW_PORT -udemo -pdemo -e 'SELECT @@server_id; INSERT INTO demo.t (note) VALUES ("hi")'
     $MARIADB --no-defaults -h127.0.0.1 -P$RO_PORT -udemo -pdemo -e 'SELECT @@server_id, COUNT(*) FROM demo.t'
@@ -439,12 +465,20 @@ cat <<EOF
   Press Ctrl-C to stop everything (files stay in $WORK).
 EOF
 
-# Wait until Ctrl-C, or until one of our processes dies.
+# Wait until Ctrl-C, or until replguard or haproxy dies.
+declare -A GONE=()
 while :; do
-  for k in primary replica1 replica2 replguard haproxy; do
+  for k in replguard haproxy; do
     if ! alive "${PIDS[$k]}"; then
       warn "$k exited unexpectedly (logs in $LOGS)"
       exit 1
+    fi
+  done
+  # A database may be killed on purpose (the failover story): say so once, keep running.
+  for k in primary replica1 replica2; do
+    if [ -z "${GONE[$k]:-}" ] && ! alive "${PIDS[$k]}"; then
+      warn "mariadb $k is gone; replguard and HAProxy keep running"
+      GONE[$k]=1
     fi
   done
   sleep 1 & wait $! || true
