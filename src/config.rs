@@ -157,6 +157,7 @@ struct RawInstance {
     #[serde(default, with = "serde_humantime::option")]
     max_source_lost: Option<Duration>,
     require_writable: Option<bool>,
+    allow_isolated: Option<bool>,
 }
 
 impl Config {
@@ -430,6 +431,7 @@ fn resolve_instance(
             max_apply_backlog: ri.max_apply_backlog,
             max_source_lost: ri.max_source_lost,
             require_writable: ri.require_writable,
+            allow_isolated: ri.allow_isolated,
         },
     })
 }

@@ -47,6 +47,11 @@ pub enum Rule {
     /// `max_lag`; with the source lost, the last connected observation showed lag at most
     /// `max_lag`, the server has not restarted since, and the relay log is applied.
     Source,
+    /// Master-master for a writer: a channel from its peer must be connected with the SQL thread
+    /// applying everything and lag within `max_lag`, or, with the peer lost, have been caught up
+    /// when it vanished (as [`Rule::Source`]); `allow_isolated` admits it anyway, loudly. A writer
+    /// without a replica status passes.
+    Peer,
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
@@ -66,6 +71,9 @@ pub struct Thresholds {
     /// Also require the server to be writable (every read-only flag OFF).
     #[serde(default)]
     pub require_writable: Option<bool>,
+    /// `peer`: admit a writer whose peer is gone for good (split-brain risk, said loudly).
+    #[serde(default)]
+    pub allow_isolated: Option<bool>,
 }
 
 impl Thresholds {
@@ -76,6 +84,7 @@ impl Thresholds {
             max_apply_backlog: over.max_apply_backlog.or(self.max_apply_backlog),
             max_source_lost: over.max_source_lost.or(self.max_source_lost),
             require_writable: over.require_writable.or(self.require_writable),
+            allow_isolated: over.allow_isolated.or(self.allow_isolated),
         }
     }
 }
@@ -144,7 +153,9 @@ impl Policy {
                         "checks: a policy needs at least one check",
                     ));
                 }
-                if (rules.contains(&Rule::Lag) || rules.contains(&Rule::Source))
+                if [Rule::Lag, Rule::Source, Rule::Peer]
+                    .iter()
+                    .any(|r| rules.contains(r))
                     && file.thresholds.max_lag.is_none()
                 {
                     return Err(PolicyError::new("max_lag: the lag check needs a max_lag"));
@@ -499,6 +510,18 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
             1 => Check::fact(name, true, "1 channel".to_string()),
             n => Check::fact(name, true, format!("{n} channels")),
         }),
+        Rule::Peer => {
+            if state.channels.is_empty() {
+                out.push(Check::fact(
+                    name,
+                    true,
+                    "none (no replica status)".to_string(),
+                ));
+            }
+            for ch in &state.channels {
+                out.push(peer_check(ch, state, thresholds, input));
+            }
+        }
         Rule::IoThread
         | Rule::SqlThread
         | Rule::ReplicationErrors
@@ -620,15 +643,95 @@ fn source_check(
     thresholds: &Thresholds,
     input: &Input<'_>,
 ) -> Check {
-    // Policy::parse refuses a source rule without max_lag and overrides only replace it.
-    let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
     if ch.io_thread == ThreadState::Yes {
         return channel_check(Rule::Lag, ch, thresholds);
     }
-    let name = ch.label("source_lost");
-    let fail = |detail: String| Check::fact(name.clone(), false, detail);
+    let (ok, detail) = match remembered(ch, state, thresholds, input) {
+        Ok(detail) => (true, detail),
+        Err(detail) => (false, detail),
+    };
+    Check::fact(ch.label("source_lost"), ok, detail)
+}
+
+/// The master-master rule for a writer (see [`Rule::Peer`]): its channel from the peer must be
+/// connected and caught up, or have been caught up when the peer vanished.
+fn peer_check(
+    ch: &Channel,
+    state: &ServerState,
+    thresholds: &Thresholds,
+    input: &Input<'_>,
+) -> Check {
+    let name = ch.label("peer");
+    let peer = format!("{}:{}", ch.source_host, ch.source_port);
+    // Policy::parse refuses a peer rule without max_lag and overrides only replace it.
+    let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    if ch.io_thread == ThreadState::Yes {
+        let (applied_ok, applied_detail) = applied(ch, thresholds.max_apply_backlog.unwrap_or(0));
+        let (ok, detail) = match ch.lag {
+            _ if ch.sql_thread != ThreadState::Yes => (
+                false,
+                format!("{peer} connected, SQL thread {}, want Yes", ch.sql_thread),
+            ),
+            None => (
+                false,
+                format!(
+                    "{peer} connected, lag NULL (unknown), want <= {}",
+                    fmt_duration(limit)
+                ),
+            ),
+            Some(lag) if lag > limit => (
+                false,
+                format!(
+                    "{peer} connected, lag {} > {}",
+                    fmt_duration(lag),
+                    fmt_duration(limit)
+                ),
+            ),
+            Some(lag) if !applied_ok => (
+                false,
+                format!(
+                    "{peer} connected, lag {}, {applied_detail}",
+                    fmt_duration(lag)
+                ),
+            ),
+            Some(lag) => (
+                true,
+                format!(
+                    "{peer} connected, lag {} <= {}, relay log applied",
+                    fmt_duration(lag),
+                    fmt_duration(limit)
+                ),
+            ),
+        };
+        return Check::fact(name, ok, detail);
+    }
+    match remembered(ch, state, thresholds, input) {
+        Ok(detail) => Check::fact(name, true, format!("{peer} lost {detail}")),
+        Err(detail) if thresholds.allow_isolated == Some(true) => Check::fact(
+            name,
+            true,
+            format!(
+                "{peer} lost {detail}; ADMITTED BY allow_isolated: if {peer} still takes \
+                 writes this is split brain"
+            ),
+        ),
+        Err(detail) => Check::fact(name, false, format!("{peer} lost {detail}")),
+    }
+}
+
+/// Judges a channel whose IO thread is not connected by what the poller remembers: the last
+/// connected observation must have shown lag within `max_lag`, the server must not have
+/// restarted since, the relay log must be applied, and `max_source_lost` (if set) must not have
+/// run out. `Ok`/`Err` carry the detail for the verdict line.
+fn remembered(
+    ch: &Channel,
+    state: &ServerState,
+    thresholds: &Thresholds,
+    input: &Input<'_>,
+) -> Result<String, String> {
+    let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
     let Some(seen) = input.snapshot.memory.io_last_connected.get(&ch.name) else {
-        return fail(format!(
+        return Err(format!(
             "IO thread {} and never seen connected: no caught-up observation to trust",
             ch.io_thread
         ));
@@ -653,28 +756,28 @@ fn source_check(
             if now_up + UPTIME_TOLERANCE
                 >= then_up + taken_at.saturating_duration_since(seen.at) => {}
         (Some(now_up), Some(_)) => {
-            return fail(format!(
+            return Err(format!(
                 "{since}, memory void: the server restarted {} ago",
                 fmt_duration(now_up)
             ))
         }
-        _ => return fail(format!("{since}, memory void: server uptime unknown")),
+        _ => return Err(format!("{since}, memory void: server uptime unknown")),
     }
     let last = match seen.lag {
         Some(lag) if lag <= limit => format!("last lag {}", fmt_duration(lag)),
         Some(lag) => {
-            return fail(format!(
+            return Err(format!(
                 "{since}, last lag {} > {}",
                 fmt_duration(lag),
                 fmt_duration(limit)
             ))
         }
-        None => return fail(format!("{since}, last lag NULL (unknown)")),
+        None => return Err(format!("{since}, last lag NULL (unknown)")),
     };
     if let Some(max) = thresholds.max_source_lost {
         let lost_for = input.now.saturating_duration_since(seen.at);
         if lost_for > max {
-            return fail(format!(
+            return Err(format!(
                 "{since}, {last}, lost for longer than max_source_lost {}",
                 fmt_duration(max)
             ));
@@ -682,18 +785,14 @@ fn source_check(
     }
     let (applied, detail) = applied(ch, thresholds.max_apply_backlog.unwrap_or(0));
     if !applied {
-        return fail(format!("{since}, {last}, {detail}"));
+        return Err(format!("{since}, {last}, {detail}"));
     }
     let restored = if input.snapshot.memory.restored {
         " (remembered across a replguard restart)"
     } else {
         ""
     };
-    Check::fact(
-        name,
-        true,
-        format!("{since}, {last}, relay log applied{restored}"),
-    )
+    Ok(format!("{since}, {last}, relay log applied{restored}"))
 }
 
 /// `14:03:07 UTC` for a wall-clock time.
@@ -722,6 +821,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::SqlError => "sql_error",
         Rule::Applied => "applied",
         Rule::Source => "source",
+        Rule::Peer => "peer",
     }
 }
 
@@ -814,7 +914,8 @@ mod tests {
             ("primary", Ok(replica()), fresh, None, false, "FAIL read_only ON, want OFF"),
             ("primary", Ok(with(primary(), |s| { s.flavor = Flavor::MySql; s.super_read_only = Some(true) })), fresh, None, false, "FAIL super_read_only ON, want OFF"),
             ("primary", Ok(with(primary(), |s| s.innodb_read_only = true)), fresh, None, false, "FAIL innodb_read_only ON, want OFF"),
-            ("primary", Ok(with(primary(), |s| s.channels = vec![with_ch(replica(), |c| c.lag = None).channels[0].clone()])), fresh, None, true, ""),
+            ("primary", Ok(with(primary(), |s| s.channels = vec![with_ch(replica(), |c| c.lag = None).channels[0].clone()])), fresh, None, false, "FAIL peer 127.0.0.1:3306 connected, lag NULL (unknown), want <= 2s"),
+            ("primary", Ok(with(primary(), |s| s.channels = replica().channels)), fresh, None, true, ""),
             ("primary", Err(refused.clone()), fresh, None, false, "FAIL reachable connection refused: 127.0.0.1:3307"),
             ("auto", Ok(primary()), fresh, None, true, ""),
             ("auto", Ok(replica()), fresh, None, true, ""),
@@ -1023,6 +1124,53 @@ mod tests {
             };
             assert_eq!(v.healthy, healthy, "case {i}: {lines:#?}");
             assert!(shown.contains(want), "case {i}: want {want:?} in {shown:?}");
+        }
+    }
+
+    #[test]
+    fn peer_rule_table() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let writer = |s: ServerState| with(s, |s| s.read_only = false);
+        let isolated = Thresholds {
+            allow_isolated: Some(true),
+            ..Default::default()
+        };
+        let none = Thresholds::default();
+        // (history, overrides, healthy, the peer line contains)
+        #[rustfmt::skip]
+        let cases: Vec<(Snapshot, &Thresholds, bool, &str)> = vec![
+            (backup_history(Some(Some(0)), 1, writer(replica()), 100, now), &none, true, "ok peer 127.0.0.1:3306 connected, lag 0s <= 2s, relay log applied"),
+            (backup_history(Some(Some(0)), 1, writer(with_ch(replica(), |c| c.lag = Some(Duration::from_secs(9)))), 100, now), &none, false, "FAIL peer 127.0.0.1:3306 connected, lag 9s > 2s"),
+            (backup_history(Some(Some(0)), 1, writer(with_ch(replica(), |c| { c.sql_thread = ThreadState::No; c.lag = None })), 100, now), &none, false, "FAIL peer 127.0.0.1:3306 connected, SQL thread No, want Yes"),
+            (backup_history(Some(Some(0)), 1, writer(with_ch(replica(), |c| c.read_log_pos += 5)), 100, now), &none, false, "5 bytes not applied"),
+            // The backup vanished while this writer was caught up: it keeps passing.
+            (backup_history(Some(Some(0)), 30, writer(lost(replica())), 100, now), &none, true, "ok peer 127.0.0.1:3306 lost since 00:00:00 UTC (30s ago), last lag 0s, relay log applied"),
+            // This writer's own server restarted: it must reconnect and catch up first.
+            (backup_history(Some(Some(0)), 30, writer(lost(replica())), 3, now), &none, false, "memory void: the server restarted 3s ago"),
+            (backup_history(None, 30, writer(with_ch(replica(), |c| c.io_thread = ThreadState::No)), 3, now), &none, false, "FAIL peer 127.0.0.1:3306 lost IO thread No and never seen connected"),
+            (backup_history(None, 30, writer(with_ch(replica(), |c| c.io_thread = ThreadState::No)), 3, now), &isolated, true, "ADMITTED BY allow_isolated: if 127.0.0.1:3306 still takes writes this is split brain"),
+            (backup_history(None, 30, writer(primary()), 3, now), &none, true, "ok peer none (no replica status)"),
+        ];
+        for (i, (snapshot, overrides, healthy, want)) in cases.into_iter().enumerate() {
+            let v = PolicySet::builtin()
+                .evaluate(
+                    "primary",
+                    &Input {
+                        snapshot: &snapshot,
+                        max_sample_age: Duration::from_secs(3),
+                        overrides,
+                        now,
+                    },
+                )
+                .unwrap();
+            let peer = v
+                .checks
+                .iter()
+                .find(|c| c.name == "peer")
+                .map(Check::line)
+                .unwrap_or_default();
+            assert_eq!(v.healthy, healthy, "case {i}: {v:#?}");
+            assert!(peer.contains(want), "case {i}: want {want:?} in {peer:?}");
         }
     }
 }
