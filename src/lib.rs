@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: the TOML configuration, credentials files, validation with clear errors.
 //! - [`units`]: strict duration parsing and compact rendering.
+//! - [`gtid`]: MySQL GTID sets and MariaDB GTID positions: strict parsing, set algebra (pure).
 //! - [`sample`]: what one poll observed (plain data).
 //! - [`snapshot`]: the published unit (latest sample + memory across polls), pure transitions.
 //! - [`policy`]: policy files and their pure evaluation into verdicts (no I/O, no tokio).
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod gtid;
 pub mod http;
 pub mod hub;
 pub mod policy;
