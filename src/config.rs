@@ -56,6 +56,9 @@ pub struct InstanceConfig {
     pub policy: String,
     /// Per-instance threshold overrides (applied over the policy file's values).
     pub thresholds: Thresholds,
+    /// The replica's source as configured (`source = {..}`); `None`: use the host and port the
+    /// replica reports, with this instance's credentials.
+    pub source: Option<Target>,
 }
 
 /// Connection parameters for the probe.
@@ -158,6 +161,17 @@ struct RawInstance {
     max_source_lost: Option<Duration>,
     require_writable: Option<bool>,
     allow_isolated: Option<bool>,
+    source: Option<RawSource>,
+}
+
+/// `source = { host = "…", port = 3306, user = "…", password_file = "…" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    host: String,
+    port: Option<u16>,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -369,22 +383,7 @@ fn resolve_instance(
             ))
         }
         (Some(p), None) => {
-            let p = base.join(p);
-            check_private(&p).map_err(|m| (at("password_file"), m))?;
-            let text = std::fs::read_to_string(&p).map_err(|e| {
-                (
-                    at("password_file"),
-                    format!("{}: cannot read: {e}", p.display()),
-                )
-            })?;
-            let password = text
-                .strip_suffix('\n')
-                .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                .unwrap_or(&text);
-            if password.is_empty() {
-                return Err((at("password_file"), format!("{} is empty", p.display())));
-            }
-            Secret::new(password.to_string())
+            read_password_file(&base.join(p)).map_err(|m| (at("password_file"), m))?
         }
         (None, Some(pw)) => Secret::new(pw.clone()),
         (None, None) => Secret::default(),
@@ -417,6 +416,21 @@ fn resolve_instance(
         Addr::Tcp { port, .. } => Some(*port),
         Addr::Socket(_) => port,
     };
+    let source = match ri.source {
+        None => None,
+        Some(rs) => Some(Target {
+            addr: Addr::Tcp {
+                host: rs.host,
+                port: rs.port.unwrap_or(3306),
+            },
+            user: rs.user.unwrap_or_else(|| user.clone()),
+            password: match rs.password_file {
+                Some(p) => read_password_file(&base.join(p))
+                    .map_err(|m| (at("source.password_file"), m))?,
+                None => password.clone(),
+            },
+        }),
+    };
     Ok(InstanceConfig {
         name: ri.name,
         port,
@@ -433,7 +447,23 @@ fn resolve_instance(
             require_writable: ri.require_writable,
             allow_isolated: ri.allow_isolated,
         },
+        source,
     })
+}
+
+/// Reads a password file: private to its owner, not empty, one trailing newline ignored.
+fn read_password_file(p: &Path) -> Result<Secret, String> {
+    check_private(p)?;
+    let text =
+        std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+    let password = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if password.is_empty() {
+        return Err(format!("{} is empty", p.display()));
+    }
+    Ok(Secret::new(password.to_string()))
 }
 
 /// Refuses a credentials file that others may read.

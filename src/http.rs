@@ -258,6 +258,7 @@ mod tests {
             },
             policy: policy.into(),
             thresholds: Thresholds::default(),
+            source: None,
         }
     }
 
@@ -455,7 +456,7 @@ mod tests {
             .iter()
             .map(|v| v["policy"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["auto", "backup", "primary", "replica"]);
+        assert_eq!(names, ["auto", "backup", "primary", "promotion", "replica"]);
         assert_eq!(verdicts[2]["healthy"], false);
         assert_eq!(verdicts[2]["reason"], "read_only ON, want OFF");
     }

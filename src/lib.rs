@@ -9,6 +9,7 @@
 //! - [`sample`]: what one poll observed (plain data).
 //! - [`snapshot`]: the published unit (latest sample + memory across polls), pure transitions.
 //! - [`policy`]: policy files and their pure evaluation into verdicts (no I/O, no tokio).
+//! - [`promotion`]: the promotion checklist's checks (source comparison, prerequisites), pure.
 //! - [`probe`]: the only module that talks to MySQL (mysql_async), bounded by timeouts.
 //! - [`poller`]: the per-instance loop that runs the probe and publishes snapshots.
 //! - [`hub`]: the read side shared by HTTP and CLI: latest snapshots and instance lookup.
@@ -26,6 +27,7 @@ pub mod hub;
 pub mod policy;
 pub mod poller;
 pub mod probe;
+pub mod promotion;
 pub mod report;
 pub mod sample;
 pub mod serve;

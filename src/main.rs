@@ -45,6 +45,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Print the manual-promotion checklist for a replica: every check with its evidence and
+    /// fix, then the steps (exit 0 only when every required check passes). Same as
+    /// `check --policy promotion`.
+    Checklist {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Instance name; may be omitted when only one is configured.
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -63,7 +75,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let config_path = match &cli.command {
-        Command::Serve { config } | Command::Check { config, .. } => config.clone(),
+        Command::Serve { config }
+        | Command::Check { config, .. }
+        | Command::Checklist { config, .. } => config.clone(),
     };
     let config = match Config::load(&config_path) {
         Ok(c) => c,
@@ -88,6 +102,9 @@ fn main() -> ExitCode {
                 format,
                 ..
             } => run_check(config, instance, policy, format).await,
+            Command::Checklist {
+                instance, format, ..
+            } => run_check(config, instance, Some("promotion".to_string()), format).await,
         }
     });
     match result {
@@ -162,9 +179,28 @@ async fn run_check(
         }
     }
     let mut probe = probe::Probe::new(&inst.target, config.timeout, config.interval);
-    let sample = poller::poll_once(&mut probe).await;
+    let mut source = poller::SourceWatch::new(
+        inst.source.clone(),
+        inst.target.clone(),
+        config.timeout,
+        config.interval,
+    );
+    let sample = poller::poll_once(&mut probe, &mut source).await;
     probe.close().await;
-    let snapshot = Snapshot::default().next(sample);
+    source.close().await;
+    let mut snapshot = Snapshot::default().next(sample);
+    // With a state_dir, the daemon's memory (last caught-up observation, last source read) is
+    // evidence too; read it, never write it: the daemon owns the file.
+    if let Some(dir) = &config.state_dir {
+        if let (Ok(Some(p)), Some(sample)) = (
+            replguard::store::load(&replguard::store::file_for(dir, &inst.name)),
+            snapshot.sample.clone(),
+        ) {
+            if let Ok(state) = &sample.outcome {
+                let _ = p.restore_into(&mut snapshot.memory, &sample, state);
+            }
+        }
+    }
     let (_tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
     let hub = Hub {
         instances: vec![Watched {

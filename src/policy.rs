@@ -16,6 +16,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("auto", include_str!("../policies/auto.toml")),
     ("backup", include_str!("../policies/backup.toml")),
     ("primary", include_str!("../policies/primary.toml")),
+    ("promotion", include_str!("../policies/promotion.toml")),
+    ("promotion", include_str!("../policies/promotion.toml")),
     ("replica", include_str!("../policies/replica.toml")),
 ];
 
@@ -52,6 +54,16 @@ pub enum Rule {
     /// when it vanished (as [`Rule::Source`]); `allow_isolated` admits it anyway, loudly. A writer
     /// without a replica status passes.
     Peer,
+    /// Promotion: no channel is a delayed replica (`SQL_Delay` 0).
+    NotDelayed,
+    /// Promotion: binary log and log_replica_updates on.
+    Binlog,
+    /// Promotion: GTID in use (MySQL gtid_mode ON, MariaDB Using_Gtid).
+    Gtid,
+    /// Promotion: read_only still ON (warns when OFF).
+    ReadOnlyOn,
+    /// Promotion: compare with the source: missing and errant transactions, version, server_id.
+    CompareSource,
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
@@ -103,6 +115,8 @@ pub enum Body {
     Checks {
         rules: Vec<Rule>,
         thresholds: Thresholds,
+        /// Append the manual promotion steps to the verdict.
+        promotion_steps: bool,
     },
     ByRole {
         when_writable: String,
@@ -118,6 +132,9 @@ struct PolicyFile {
     checks: Option<Vec<Rule>>,
     when_writable: Option<String>,
     when_read_only: Option<String>,
+    /// Print the manual promotion steps for the server's flavour after the checks.
+    #[serde(default)]
+    promotion_steps: bool,
     #[serde(flatten)]
     thresholds: Thresholds,
 }
@@ -163,10 +180,11 @@ impl Policy {
                 Body::Checks {
                     rules,
                     thresholds: file.thresholds,
+                    promotion_steps: file.promotion_steps,
                 }
             }
             (None, Some(when_writable), Some(when_read_only)) => {
-                if file.thresholds != Thresholds::default() {
+                if file.thresholds != Thresholds::default() || file.promotion_steps {
                     return Err(PolicyError::new(
                         "max_lag: a policy that picks by role takes its thresholds from the \
                          policies it picks",
@@ -268,10 +286,20 @@ impl PolicySet {
     pub fn evaluate(&self, name: &str, input: &Input<'_>) -> Option<Verdict> {
         let policy = self.policies.get(name)?;
         Some(match &policy.body {
-            Body::Checks { rules, thresholds } => {
+            Body::Checks {
+                rules,
+                thresholds,
+                promotion_steps,
+            } => {
                 let thresholds = thresholds.overlay(input.overrides);
                 let checks = run_rules(rules, &thresholds, input);
-                Verdict::new(name, name, checks, input)
+                let mut v = Verdict::new(name, name, checks, input);
+                if *promotion_steps {
+                    if let Ok(state) = input.state() {
+                        v.steps = crate::promotion::steps(state.flavor);
+                    }
+                }
+                v
             }
             Body::ByRole {
                 when_writable,
@@ -293,9 +321,9 @@ impl PolicySet {
                     ),
                 };
                 let mut checks = match self.policies.get(target).map(|p| &p.body) {
-                    Some(Body::Checks { rules, thresholds }) => {
-                        run_rules(rules, &thresholds.overlay(input.overrides), input)
-                    }
+                    Some(Body::Checks {
+                        rules, thresholds, ..
+                    }) => run_rules(rules, &thresholds.overlay(input.overrides), input),
                     // validate() rules this out; fail closed if it was skipped.
                     _ => vec![Check::fact("policy", false, format!("{target:?} unusable"))],
                 };
@@ -325,7 +353,7 @@ pub struct Input<'a> {
 
 impl Input<'_> {
     /// The server state of the latest sample, or why there is none to judge.
-    fn state(&self) -> Result<&ServerState, String> {
+    pub(crate) fn state(&self) -> Result<&ServerState, String> {
         match &self.snapshot.sample {
             None => Err("no sample yet".to_string()),
             Some(sample) => match &sample.outcome {
@@ -347,6 +375,9 @@ pub struct Verdict {
     pub checks: Vec<Check>,
     /// Age of the sample judged, `None` before the first poll.
     pub sample_age_ms: Option<u64>,
+    /// Manual steps printed after the checks (the promotion checklist); never run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
 }
 
 impl Verdict {
@@ -357,6 +388,7 @@ impl Verdict {
             healthy: checks.iter().all(|c| c.ok),
             checks,
             sample_age_ms: input.snapshot.age(input.now).map(|a| a.as_millis() as u64),
+            steps: Vec::new(),
         }
     }
 
@@ -366,29 +398,58 @@ impl Verdict {
     }
 }
 
-/// One line of a verdict: `ok|FAIL <name> <detail>`.
+/// How a check came out. `Warn` passes (it asks for attention); `Unknown` fails (fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+    Unknown,
+}
+
+/// One line of a verdict: `ok|WARN|FAIL|UNKNOWN <name> <detail>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     pub name: String,
+    /// True for `Ok` and `Warn`.
     pub ok: bool,
+    #[serde(rename = "status")]
+    pub level: Level,
     /// Measured value and threshold as one phrase, e.g. `12s > 10s` or `No, want Yes`.
     pub detail: String,
     /// The measured value alone, e.g. `12s`, `No`, `NULL`.
     pub measured: String,
     /// The threshold alone, e.g. `<= 10s`, `Yes`; empty where the check has none.
     pub threshold: String,
+    /// For a failure: what would fix it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 impl Check {
     /// A check with no separate threshold: the detail is the measurement.
-    fn fact(name: impl Into<String>, ok: bool, detail: String) -> Check {
+    pub(crate) fn fact(name: impl Into<String>, ok: bool, detail: String) -> Check {
+        Check::leveled(name, if ok { Level::Ok } else { Level::Fail }, detail)
+    }
+
+    /// A check with an explicit level.
+    pub(crate) fn leveled(name: impl Into<String>, level: Level, detail: String) -> Check {
         Check {
             name: name.into(),
-            ok,
+            ok: matches!(level, Level::Ok | Level::Warn),
+            level,
             measured: detail.clone(),
             detail,
             threshold: String::new(),
+            fix: None,
         }
+    }
+
+    /// The same check with a fix hint.
+    pub(crate) fn with_fix(mut self, fix: impl Into<String>) -> Check {
+        self.fix = Some(fix.into());
+        self
     }
 
     /// A check that a value equals what is wanted.
@@ -397,6 +458,8 @@ impl Check {
         Check {
             name: name.into(),
             ok,
+            level: if ok { Level::Ok } else { Level::Fail },
+            fix: None,
             detail: if ok {
                 measured.clone()
             } else {
@@ -414,6 +477,8 @@ impl Check {
         Check {
             name: name.into(),
             ok,
+            level: if ok { Level::Ok } else { Level::Fail },
+            fix: None,
             detail: if ok {
                 format!("{what}{m} <= {l}")
             } else {
@@ -428,7 +493,12 @@ impl Check {
     pub fn line(&self) -> String {
         format!(
             "{} {} {}",
-            if self.ok { "ok" } else { "FAIL" },
+            match self.level {
+                Level::Ok => "ok",
+                Level::Warn => "WARN",
+                Level::Fail => "FAIL",
+                Level::Unknown => "UNKNOWN",
+            },
             self.name,
             self.detail
         )
@@ -447,7 +517,34 @@ fn run_rules(rules: &[Rule], thresholds: &Thresholds, input: &Input<'_>) -> Vec<
     if thresholds.require_writable == Some(true) && !rules.contains(&Rule::Writable) {
         run_rule(Rule::Writable, thresholds, input, &mut out);
     }
+    for check in out.iter_mut().filter(|c| !c.ok && c.fix.is_none()) {
+        check.fix = default_fix(&check.name).map(str::to_string);
+    }
     out
+}
+
+/// What usually fixes a failing check, by check name (a channel suffix is ignored).
+fn default_fix(name: &str) -> Option<&'static str> {
+    let base = name.split('[').next().unwrap_or(name);
+    Some(match base {
+        "sample" => "replguard has no fresh sample: see /status and replguard's log",
+        "reachable" => "make sure MySQL runs and the check user can log in (see the error)",
+        "role" => "make sure MySQL runs and the check user can log in",
+        "replica_status" => "this server is not a replica: CHANGE MASTER TO ... and START SLAVE",
+        "io_thread" => "START SLAVE IO_THREAD; see Last_IO_Error and whether the source is up",
+        "sql_thread" => "START SLAVE SQL_THREAD once Last_SQL_Error is resolved",
+        "replication_errors" | "sql_error" => {
+            "resolve the error SHOW REPLICA STATUS shows before trusting this server"
+        }
+        "applied" => "let the SQL thread apply the relay log (START SLAVE SQL_THREAD) and wait",
+        "lag" => "wait until it catches up, or find what slows it (long transactions, load)",
+        "source_lost" => "rely on a server that was caught up when the source was lost",
+        "peer" => "let it reconnect to its peer and catch up before it takes traffic",
+        "read_only" | "super_read_only" | "innodb_read_only" => {
+            "SET GLOBAL read_only = OFF (and super_read_only) on the intended writer only"
+        }
+        _ => return None,
+    })
 }
 
 fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Vec<Check>) {
@@ -510,6 +607,20 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
             1 => Check::fact(name, true, "1 channel".to_string()),
             n => Check::fact(name, true, format!("{n} channels")),
         }),
+        Rule::NotDelayed => {
+            if state.channels.is_empty() {
+                out.push(Check::fact(
+                    name,
+                    false,
+                    "unknown: no replica status".to_string(),
+                ));
+            }
+            out.extend(crate::promotion::not_delayed(state));
+        }
+        Rule::Binlog => out.push(crate::promotion::binlog(state)),
+        Rule::Gtid => out.extend(crate::promotion::gtid_in_use(state)),
+        Rule::ReadOnlyOn => out.push(crate::promotion::read_only_on(state)),
+        Rule::CompareSource => out.extend(crate::promotion::source_checks(state, input)),
         Rule::Peer => {
             if state.channels.is_empty() {
                 out.push(Check::fact(
@@ -582,6 +693,8 @@ fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -> Check {
                 None => Check {
                     name,
                     ok: false,
+                    level: Level::Fail,
+                    fix: None,
                     detail: format!("NULL (unknown), want <= {}", fmt_duration(limit)),
                     measured: "NULL".to_string(),
                     threshold: format!("<= {}", fmt_duration(limit)),
@@ -822,6 +935,11 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::Applied => "applied",
         Rule::Source => "source",
         Rule::Peer => "peer",
+        Rule::NotDelayed => "not_delayed",
+        Rule::Binlog => "binlog",
+        Rule::Gtid => "gtid",
+        Rule::ReadOnlyOn => "read_only",
+        Rule::CompareSource => "source",
     }
 }
 

@@ -5,9 +5,10 @@
 //! clone the `Arc` and never wait on MySQL. A failed poll is published like any other. The poller
 //! logs verdict transitions of the instance's own policy (warn when it fails, info on recovery).
 
+use crate::config::{Addr, Target};
 use crate::policy::{PolicySet, Thresholds};
 use crate::probe::Probe;
-use crate::sample::Sample;
+use crate::sample::{Sample, ServerState, SourceSample};
 use crate::snapshot::Snapshot;
 use crate::store::{self, Persisted};
 use std::path::PathBuf;
@@ -17,16 +18,84 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-/// Polls the probe once and times it.
-pub async fn poll_once(probe: &mut Probe) -> Sample {
+/// Polls the probe once (and, for a replica, its source) and times it.
+pub async fn poll_once(probe: &mut Probe, source: &mut SourceWatch) -> Sample {
     let start = Instant::now();
     let outcome = probe.sample().await;
+    let source = match &outcome {
+        Ok(state) => source.sample(state).await,
+        Err(_) => None,
+    };
     let end = Instant::now();
     Sample {
         taken_at: end.into_std(),
         taken_at_wall: SystemTime::now(),
         duration: end - start,
         outcome,
+        source,
+    }
+}
+
+/// The connection to a replica's source, for the promotion checklist: the configured `source`,
+/// or else the host and port the replica reports, with the instance's credentials. Follows the
+/// replica when it is repointed. One light query per poll; reads only.
+pub struct SourceWatch {
+    configured: Option<Target>,
+    /// The instance's own target, whose credentials are used for a reported source.
+    instance: Target,
+    timeout: Duration,
+    max_backoff: Duration,
+    probe: Option<Probe>,
+}
+
+impl SourceWatch {
+    pub fn new(
+        configured: Option<Target>,
+        instance: Target,
+        timeout: Duration,
+        max_backoff: Duration,
+    ) -> SourceWatch {
+        SourceWatch {
+            configured,
+            instance,
+            timeout,
+            max_backoff,
+            probe: None,
+        }
+    }
+
+    /// Reads the source of `state`'s first channel; `None` when it is not a replica.
+    pub async fn sample(&mut self, state: &ServerState) -> Option<SourceSample> {
+        let ch = state.channels.first()?;
+        let target = match &self.configured {
+            Some(t) => t.clone(),
+            None if ch.source_host.is_empty() => return None,
+            None => Target {
+                addr: Addr::Tcp {
+                    host: ch.source_host.clone(),
+                    port: ch.source_port,
+                },
+                ..self.instance.clone()
+            },
+        };
+        let addr = target.addr.to_string();
+        if self.probe.as_ref().map(Probe::addr) != Some(addr.as_str()) {
+            if let Some(mut old) = self.probe.take() {
+                old.close().await;
+            }
+            self.probe = Some(Probe::new(&target, self.timeout, self.max_backoff));
+        }
+        let probe = self.probe.as_mut().expect("set just above");
+        Some(SourceSample {
+            addr,
+            outcome: probe.source_sample().await,
+        })
+    }
+
+    pub async fn close(&mut self) {
+        if let Some(mut p) = self.probe.take() {
+            p.close().await;
+        }
     }
 }
 
@@ -38,18 +107,32 @@ pub struct Judge {
     pub max_sample_age: Duration,
 }
 
-/// Samples every `interval` until `shutdown`, then closes the connection. With a `state_file`,
+/// Everything one instance's poller owns.
+pub struct Poller {
+    pub instance: String,
+    pub probe: Probe,
+    pub source: SourceWatch,
+    pub interval: Duration,
+    /// The only sender of this instance's snapshots.
+    pub tx: watch::Sender<Arc<Snapshot>>,
+    pub judge: Judge,
+    /// Where the memory is kept across restarts (`state_dir`), if anywhere.
+    pub state_file: Option<PathBuf>,
+}
+
+/// Samples every `interval` until `shutdown`, then closes the connections. With a state file,
 /// memory from an earlier run is restored at the first successful poll (if the server's
 /// executed position has not moved) and the memory is written back whenever it changes.
-pub async fn run(
-    instance: String,
-    mut probe: Probe,
-    interval: Duration,
-    tx: watch::Sender<Arc<Snapshot>>,
-    judge: Judge,
-    state_file: Option<PathBuf>,
-    shutdown: CancellationToken,
-) {
+pub async fn run(poller: Poller, shutdown: CancellationToken) {
+    let Poller {
+        instance,
+        mut probe,
+        mut source,
+        interval,
+        tx,
+        judge,
+        state_file,
+    } = poller;
     let mut pending = state_file
         .as_deref()
         .and_then(|path| match store::load(path) {
@@ -71,7 +154,7 @@ pub async fn run(
         }
         let sample = tokio::select! {
             _ = shutdown.cancelled() => break,
-            s = poll_once(&mut probe) => s,
+            s = poll_once(&mut probe, &mut source) => s,
         };
         match &sample.outcome {
             Ok(state) => tracing::debug!(
@@ -139,5 +222,6 @@ pub async fn run(
         }
     }
     probe.close().await;
+    source.close().await;
     tracing::debug!(instance = %instance, "poller stopped");
 }

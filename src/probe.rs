@@ -7,7 +7,7 @@
 
 use crate::config::{Addr, Target};
 use crate::sample::{
-    Channel, Flavor, GtidState, ProbeError, ProbeErrorKind, ServerState, ThreadState,
+    Channel, Flavor, GtidState, ProbeError, ProbeErrorKind, ServerState, SourceState, ThreadState,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, Value};
@@ -42,6 +42,8 @@ struct ServerKind {
     /// The statement that lists replication channels on this server.
     replica_status_sql: &'static str,
     vars_sql: &'static str,
+    /// What a replica's guard reads on this server when it is the replica's source.
+    source_sql: &'static str,
 }
 
 impl Probe {
@@ -72,36 +74,56 @@ impl Probe {
 
     /// Reads the server's replication state once, reconnecting first if needed.
     pub async fn sample(&mut self) -> Result<ServerState, ProbeError> {
-        if self.conn.is_none() {
-            if let Some((due, err)) = &self.retry {
-                if Instant::now() < *due {
-                    return Err(err.clone());
-                }
-            }
-            match self.connect().await {
-                Ok(c) => {
-                    self.failures = 0;
-                    self.retry = None;
-                    self.conn = Some(c);
-                }
-                Err(err) => {
-                    self.failures += 1;
-                    // Doubling from one timeout (the first retry comes at the next poll), capped
-                    // so a server that comes back is noticed within `max_backoff`.
-                    let wait = self
-                        .timeout
-                        .saturating_mul(1 << (self.failures - 1).min(10))
-                        .min(self.max_backoff);
-                    self.retry = Some((Instant::now() + wait, err.clone()));
-                    return Err(err);
-                }
-            }
-        }
+        self.ensure_connected().await?;
         let (conn, kind) = self.conn.as_mut().expect("connected just above");
         let result = read_state(conn, kind, self.timeout).await;
+        self.after(result)
+    }
+
+    /// Reads what the promotion checklist compares on a replica's source: identity, version and
+    /// executed GTIDs. One query.
+    pub async fn source_sample(&mut self) -> Result<SourceState, ProbeError> {
+        self.ensure_connected().await?;
+        let (conn, kind) = self.conn.as_mut().expect("connected just above");
+        let result = read_source(conn, kind, self.timeout).await;
+        self.after(result)
+    }
+
+    /// Connects if there is no connection, honouring the reconnect backoff.
+    async fn ensure_connected(&mut self) -> Result<(), ProbeError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        if let Some((due, err)) = &self.retry {
+            if Instant::now() < *due {
+                return Err(err.clone());
+            }
+        }
+        match self.connect().await {
+            Ok(c) => {
+                self.failures = 0;
+                self.retry = None;
+                self.conn = Some(c);
+                Ok(())
+            }
+            Err(err) => {
+                self.failures += 1;
+                // Doubling from one timeout (the first retry comes at the next poll), capped
+                // so a server that comes back is noticed within `max_backoff`.
+                let wait = self
+                    .timeout
+                    .saturating_mul(1 << (self.failures - 1).min(10))
+                    .min(self.max_backoff);
+                self.retry = Some((Instant::now() + wait, err.clone()));
+                Err(err)
+            }
+        }
+    }
+
+    /// Keeps the session after a server error (e.g. a missing privilege: it is still usable);
+    /// drops it after anything else (timeout, broken pipe), which leaves it in an unknown state.
+    fn after<T>(&mut self, result: Result<T, ProbeError>) -> Result<T, ProbeError> {
         if let Err(err) = &result {
-            // A server error (e.g. a missing privilege) leaves the session usable; anything else
-            // (timeout, broken pipe) leaves it in an unknown state: drop it and reconnect.
             if !matches!(
                 err.kind,
                 ProbeErrorKind::Server | ProbeErrorKind::NotPermitted | ProbeErrorKind::Protocol
@@ -110,6 +132,11 @@ impl Probe {
             }
         }
         result
+    }
+
+    /// The address this probe connects to, as shown in messages.
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// Closes the connection politely (COM_QUIT), bounded by the timeout.
@@ -153,12 +180,25 @@ impl ServerKind {
                 replica_status_sql: "SHOW ALL SLAVES STATUS",
                 vars_sql: "SELECT @@global.server_id, @@global.read_only, NULL, \
                            @@global.innodb_read_only, NULL, NULL, @@global.gtid_binlog_pos, \
-                           @@global.gtid_slave_pos, @@global.gtid_current_pos",
+                           @@global.gtid_slave_pos, @@global.gtid_current_pos, \
+                           @@global.log_bin, @@global.log_slave_updates",
+                source_sql: "SELECT @@global.server_id, VERSION(), @@global.gtid_binlog_pos, NULL",
                 version,
             }
         } else {
             let (major, minor, patch) = parse_version(&version);
             // SHOW REPLICA STATUS arrived in 8.0.22; SHOW SLAVE STATUS is gone in 8.4.
+            // log_replica_updates replaced log_slave_updates in 8.0.26 (the old name is gone in
+            // 8.4); 5.7 has no tagged GTIDs but the same gtid_executed.
+            let vars_sql = if (major, minor, patch) >= (8, 0, 26) {
+                "SELECT @@global.server_id, @@global.read_only, @@global.super_read_only, \
+                 @@global.innodb_read_only, @@global.gtid_mode, @@global.gtid_executed, NULL, \
+                 NULL, NULL, @@global.log_bin, @@global.log_replica_updates"
+            } else {
+                "SELECT @@global.server_id, @@global.read_only, @@global.super_read_only, \
+                 @@global.innodb_read_only, @@global.gtid_mode, @@global.gtid_executed, NULL, \
+                 NULL, NULL, @@global.log_bin, @@global.log_slave_updates"
+            };
             let replica_status_sql = if (major, minor, patch) >= (8, 0, 22) {
                 "SHOW REPLICA STATUS"
             } else {
@@ -167,9 +207,9 @@ impl ServerKind {
             ServerKind {
                 flavor: Flavor::MySql,
                 replica_status_sql,
-                vars_sql: "SELECT @@global.server_id, @@global.read_only, \
-                           @@global.super_read_only, @@global.innodb_read_only, \
-                           @@global.gtid_mode, @@global.gtid_executed, NULL, NULL, NULL",
+                vars_sql,
+                source_sql: "SELECT @@global.server_id, VERSION(), @@global.gtid_executed, \
+                             @@global.server_uuid",
                 version,
             }
         }
@@ -236,6 +276,8 @@ async fn read_state(
         super_read_only: flag(2),
         innodb_read_only: flag(3).unwrap_or(false),
         uptime,
+        log_bin: flag(9),
+        log_replica_updates: flag(10),
         gtid: GtidState {
             mode: var(4),
             executed: var(5),
@@ -244,6 +286,30 @@ async fn read_state(
             current_pos: var(8),
         },
         channels,
+    })
+}
+
+async fn read_source(
+    conn: &mut Conn,
+    kind: &ServerKind,
+    timeout: Duration,
+) -> Result<SourceState, ProbeError> {
+    let row: Row = bounded(
+        timeout,
+        "source variables",
+        conn.query_first::<Row, _>(kind.source_sql),
+    )
+    .await?
+    .ok_or_else(|| protocol("source query returned no row"))?;
+    let var = |i: usize| row.as_ref(i).and_then(text);
+    Ok(SourceState {
+        flavor: kind.flavor,
+        server_id: var(0)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| protocol("source @@server_id is not a number"))?,
+        version: var(1).unwrap_or_default(),
+        gtid_executed: var(2).unwrap_or_default(),
+        server_uuid: var(3),
     })
 }
 

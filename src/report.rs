@@ -8,12 +8,26 @@ use crate::sample::{ProbeError, ServerState};
 use serde::Serialize;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The text body: one `ok|FAIL <check> <detail>` line per check.
+/// The text body: one `ok|FAIL <check> <detail>` line per check. A checklist (a verdict with
+/// steps) also names the fix after each failing line, then lists the steps as `#` lines.
 pub fn text(verdict: &Verdict) -> String {
     let mut out = String::with_capacity(verdict.checks.len() * 40);
+    let checklist = !verdict.steps.is_empty();
     for c in &verdict.checks {
         out.push_str(&c.line());
+        if let (true, Some(fix)) = (checklist, &c.fix) {
+            out.push_str(" -- fix: ");
+            out.push_str(fix);
+        }
         out.push('\n');
+    }
+    if checklist {
+        out.push_str("#\n# Manual promotion steps (replguard runs none of them):\n");
+        for step in &verdict.steps {
+            out.push_str("#   ");
+            out.push_str(step);
+            out.push('\n');
+        }
     }
     out
 }

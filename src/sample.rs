@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The server family, detected from `VERSION()`; column names and statements differ between them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum Flavor {
     #[serde(rename = "MariaDB")]
     MariaDb,
@@ -37,6 +37,28 @@ pub struct Sample {
     pub duration: Duration,
     /// The server's state, or why it could not be read.
     pub outcome: Result<ServerState, ProbeError>,
+    /// What the replica's source said in the same poll, when the instance is a replica.
+    pub source: Option<SourceSample>,
+}
+
+/// One read of a replica's source (its current primary), for the promotion checklist.
+#[derive(Debug, Clone)]
+pub struct SourceSample {
+    /// Where the source was asked, as `host:port`.
+    pub addr: String,
+    pub outcome: Result<SourceState, ProbeError>,
+}
+
+/// What the promotion checklist compares on the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SourceState {
+    pub flavor: Flavor,
+    pub server_id: u32,
+    pub version: String,
+    /// MySQL `@@gtid_executed`, MariaDB `@@gtid_binlog_pos`.
+    pub gtid_executed: String,
+    /// MySQL `@@server_uuid` (the origin of its own GTIDs); `None` on MariaDB.
+    pub server_uuid: Option<String>,
 }
 
 /// The replication-relevant state of one server at one moment.
@@ -57,6 +79,10 @@ pub struct ServerState {
     /// Server uptime (`SHOW GLOBAL STATUS LIKE 'Uptime'`): tells a restarted server from a live one.
     #[serde(rename = "uptime_s", serialize_with = "ser_opt_secs")]
     pub uptime: Option<Duration>,
+    /// `@@log_bin`: a promoted replica needs its binary log to feed others.
+    pub log_bin: Option<bool>,
+    /// `@@log_replica_updates` / `@@log_slave_updates`: replicated events go to its binary log.
+    pub log_replica_updates: Option<bool>,
     /// GTID positions of the server as a whole (not per channel).
     pub gtid: GtidState,
     /// One entry per replication channel (multi-source keeps them all); empty when not a replica.
@@ -268,6 +294,8 @@ pub mod fixtures {
             super_read_only: None,
             innodb_read_only: false,
             uptime: Some(Duration::from_secs(100)),
+            log_bin: Some(true),
+            log_replica_updates: Some(true),
             gtid: GtidState::default(),
             channels: vec![channel()],
         }
@@ -289,6 +317,7 @@ pub mod fixtures {
             taken_at_wall: SystemTime::UNIX_EPOCH,
             duration: Duration::from_millis(2),
             outcome,
+            source: None,
         })
     }
 }

@@ -41,18 +41,26 @@ pub fn start_pollers(
             thresholds: inst.thresholds.clone(),
             max_sample_age: config.max_sample_age,
         };
-        tasks.push(tokio::spawn(poller::run(
-            inst.name.clone(),
+        let source = poller::SourceWatch::new(
+            inst.source.clone(),
+            inst.target.clone(),
+            config.timeout,
+            config.interval * MAX_BACKOFF_INTERVALS,
+        );
+        let state_file = config
+            .state_dir
+            .as_deref()
+            .map(|dir| crate::store::file_for(dir, &inst.name));
+        let poller = poller::Poller {
+            instance: inst.name.clone(),
             probe,
-            config.interval,
+            source,
+            interval: config.interval,
             tx,
             judge,
-            config
-                .state_dir
-                .as_deref()
-                .map(|dir| crate::store::file_for(dir, &inst.name)),
-            shutdown.clone(),
-        )));
+            state_file,
+        };
+        tasks.push(tokio::spawn(poller::run(poller, shutdown.clone())));
         instances.push(Watched {
             config: inst.clone(),
             snapshot: rx,

@@ -4,7 +4,7 @@
 //! A snapshot is immutable once published (readers hold an `Arc`). Moving from one snapshot to the
 //! next is the pure [`Snapshot::next`]; no I/O and no clock reads happen here.
 
-use crate::sample::{ProbeError, Sample, ThreadState};
+use crate::sample::{ProbeError, Sample, SourceSample, SourceState, ThreadState};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -30,6 +30,18 @@ pub struct Memory {
     pub last_error: Option<(SystemTime, ProbeError)>,
     /// True when `io_last_connected` came from the state file of an earlier replguard run.
     pub restored: bool,
+    /// The last successful read of the replica's source: the evidence the promotion checklist
+    /// falls back to when the source is unreachable.
+    pub last_source: Option<SourceSeen>,
+}
+
+/// One successful read of a replica's source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSeen {
+    pub at: Instant,
+    pub at_wall: SystemTime,
+    pub addr: String,
+    pub state: SourceState,
 }
 
 /// One observation of a channel with its IO thread connected.
@@ -66,6 +78,18 @@ impl Snapshot {
                 }
             }
             Err(err) => memory.last_error = Some((sample.taken_at_wall, err.clone())),
+        }
+        if let Some(SourceSample {
+            addr,
+            outcome: Ok(state),
+        }) = &sample.source
+        {
+            memory.last_source = Some(SourceSeen {
+                at: sample.taken_at,
+                at_wall: sample.taken_at_wall,
+                addr: addr.clone(),
+                state: state.clone(),
+            });
         }
         Snapshot {
             sample: Some(Arc::new(sample)),

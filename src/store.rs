@@ -7,8 +7,8 @@
 //! watching, both move it. Files are written atomically (temporary file, then rename); only the
 //! instance's poller writes its file. Conversions are pure; `load` and `save` do the I/O.
 
-use crate::sample::{Flavor, Sample, ServerState};
-use crate::snapshot::{Memory, SeenConnected};
+use crate::sample::{Flavor, Sample, ServerState, SourceState};
+use crate::snapshot::{Memory, SeenConnected, SourceSeen};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -24,6 +24,16 @@ pub struct Persisted {
     pub position: Position,
     /// Per channel: the last observation with the IO thread connected.
     pub seen: Vec<PersistedSeen>,
+    /// The last successful read of the replica's source (promotion evidence).
+    #[serde(default)]
+    pub source: Option<PersistedSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedSource {
+    pub at_unix_ms: u64,
+    pub addr: String,
+    pub state: SourceState,
 }
 
 /// Where the server's data stands: moves with every applied event and every local write.
@@ -97,6 +107,11 @@ impl Persisted {
                     uptime_s: s.uptime.map(|u| u.as_secs()),
                 })
                 .collect(),
+            source: memory.last_source.as_ref().map(|s| PersistedSource {
+                at_unix_ms: unix_ms(s.at_wall),
+                addr: s.addr.clone(),
+                state: s.state.clone(),
+            }),
         }
     }
 
@@ -109,6 +124,22 @@ impl Persisted {
         sample: &Sample,
         state: &ServerState,
     ) -> Result<usize, String> {
+        // Source evidence is about the source at its own time, whatever the replica did since.
+        if let (None, Some(src)) = (&memory.last_source, &self.source) {
+            let at_wall = UNIX_EPOCH + Duration::from_millis(src.at_unix_ms);
+            let age = sample
+                .taken_at_wall
+                .duration_since(at_wall)
+                .unwrap_or(Duration::ZERO);
+            if let Some(at) = sample.taken_at.checked_sub(age) {
+                memory.last_source = Some(SourceSeen {
+                    at,
+                    at_wall,
+                    addr: src.addr.clone(),
+                    state: src.state.clone(),
+                });
+            }
+        }
         let now = position(state);
         if now != self.position {
             return Err(format!(
@@ -147,6 +178,12 @@ impl Persisted {
         }
         Ok(restored)
     }
+}
+
+fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn describe(p: &Position) -> String {
@@ -197,6 +234,7 @@ mod tests {
             taken_at_wall: wall - ago,
             duration: Duration::from_millis(1),
             outcome: Ok(state.clone()),
+            source: None,
         })
     }
 
@@ -261,6 +299,7 @@ mod tests {
                 lag_ms: None,
                 uptime_s: Some(7),
             }],
+            source: None,
         };
         save(&path, &p).await.unwrap();
         assert_eq!(load(&path).unwrap(), Some(p));

@@ -1,0 +1,460 @@
+//! The manual-promotion checklist's own checks: how a replica compares with its source
+//! (missing and errant transactions as exact GTID sets, versions, server ids), the promotion
+//! prerequisites (binary log, GTID, not delayed, read-only), fix hints, and the printed steps.
+//!
+//! Pure, like `policy`: it reads the snapshot it is given and does no I/O. When the source was
+//! unreachable at the latest poll it falls back to the last source read the poller remembers,
+//! and says so; that evidence can warn, never be "ok".
+
+use crate::gtid::{MariadbGtidPos, MysqlGtidSet};
+use crate::policy::{Check, Input, Level};
+use crate::sample::{Flavor, ServerState, SourceState};
+use std::time::SystemTime;
+
+/// Checks that the replica could be promoted: SQL_Delay 0 on every channel.
+pub fn not_delayed(state: &ServerState) -> Vec<Check> {
+    state
+        .channels
+        .iter()
+        .map(|ch| {
+            let name = ch.label("not_delayed");
+            match ch.sql_delay {
+                Some(d) if d.is_zero() => Check::fact(name, true, "SQL_Delay=0".to_string()),
+                Some(d) => Check::fact(
+                    name,
+                    false,
+                    format!("delayed replica, SQL_Delay={}s", d.as_secs()),
+                )
+                .with_fix(
+                    "a delayed replica is stale by design: promote another one, or \
+                     CHANGE MASTER TO MASTER_DELAY=0 and wait until it has caught up",
+                ),
+                None => Check::leveled(name, Level::Unknown, "SQL_Delay not reported".to_string()),
+            }
+        })
+        .collect()
+}
+
+/// Binary log and log_replica_updates on: a promoted server must feed the other replicas.
+pub fn binlog(state: &ServerState) -> Check {
+    let updates = match state.flavor {
+        Flavor::MariaDb => "log_slave_updates",
+        Flavor::MySql => "log_replica_updates",
+    };
+    let show = |v: Option<bool>| match v {
+        Some(true) => "ON",
+        Some(false) => "OFF",
+        None => "unknown",
+    };
+    let detail = format!(
+        "log_bin {}, {updates} {}",
+        show(state.log_bin),
+        show(state.log_replica_updates)
+    );
+    match (state.log_bin, state.log_replica_updates) {
+        (Some(true), Some(true)) => Check::fact("binlog", true, detail),
+        (Some(_), Some(_)) => Check::fact("binlog", false, detail).with_fix(format!(
+            "set log_bin and {updates} in the server config and restart: without them the \
+             other replicas cannot follow the promoted server"
+        )),
+        _ => Check::leveled("binlog", Level::Unknown, detail),
+    }
+}
+
+/// GTID in use: MySQL `gtid_mode=ON`; MariaDB `Using_Gtid` on every channel.
+pub fn gtid_in_use(state: &ServerState) -> Vec<Check> {
+    match state.flavor {
+        Flavor::MySql => {
+            let mode = state.gtid.mode.clone().unwrap_or_else(|| "unknown".into());
+            vec![if mode == "ON" {
+                Check::fact("gtid", true, "gtid_mode ON".to_string())
+            } else {
+                Check::fact("gtid", false, format!("gtid_mode {mode}, want ON")).with_fix(
+                    "without GTIDs the other replicas cannot be repointed safely: enable \
+                     gtid_mode step by step (OFF_PERMISSIVE, ON_PERMISSIVE, ON)",
+                )
+            }]
+        }
+        Flavor::MariaDb => state
+            .channels
+            .iter()
+            .map(|ch| {
+                let name = ch.label("gtid");
+                match ch.using_gtid.as_deref() {
+                    Some(u @ ("Slave_Pos" | "Current_Pos")) => {
+                        Check::fact(name, true, format!("Using_Gtid {u}"))
+                    }
+                    other => Check::fact(
+                        name,
+                        false,
+                        format!("Using_Gtid {}, want Slave_Pos", other.unwrap_or("unknown")),
+                    )
+                    .with_fix("CHANGE MASTER TO MASTER_USE_GTID=slave_pos on the replicas"),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// read_only still ON: nobody but replication can have written to it (warn otherwise).
+pub fn read_only_on(state: &ServerState) -> Check {
+    if state.read_only {
+        Check::fact(
+            "read_only",
+            true,
+            "ON: only replication wrote to it".to_string(),
+        )
+    } else {
+        Check::leveled(
+            "read_only",
+            Level::Warn,
+            "OFF: clients may have written to it; see errant_transactions".to_string(),
+        )
+    }
+}
+
+/// The source comparison: `source`, `missing_transactions`, `errant_transactions`,
+/// `same_version`, `server_id`.
+pub fn source_checks(state: &ServerState, input: &Input<'_>) -> Vec<Check> {
+    let live = input
+        .snapshot
+        .sample
+        .as_ref()
+        .and_then(|s| s.source.as_ref());
+    let remembered = input.snapshot.memory.last_source.as_ref();
+    let mut out = Vec::new();
+    // The evidence, and when it was true (None: it is live).
+    let evidence: Option<(&SourceState, Option<SystemTime>)> = match live {
+        Some(src) => match &src.outcome {
+            Ok(s) => {
+                out.push(Check::fact(
+                    "source",
+                    true,
+                    format!(
+                        "{} reachable: {} {} server_id {}",
+                        src.addr, s.flavor, s.version, s.server_id
+                    ),
+                ));
+                Some((s, None))
+            }
+            Err(e) => match remembered {
+                Some(seen) => {
+                    out.push(Check::leveled(
+                        "source",
+                        Level::Warn,
+                        format!(
+                            "{} unreachable ({e}); comparing with what it had at {} UTC",
+                            src.addr,
+                            hms(seen.at_wall)
+                        ),
+                    ));
+                    Some((&seen.state, Some(seen.at_wall)))
+                }
+                None => {
+                    out.push(Check::leveled(
+                        "source",
+                        Level::Unknown,
+                        format!("{} unreachable ({e}) and never read: no evidence", src.addr),
+                    ));
+                    None
+                }
+            },
+        },
+        None => {
+            out.push(Check::leveled(
+                "source",
+                Level::Unknown,
+                "no source to compare with (not a replica, or no sample)".to_string(),
+            ));
+            None
+        }
+    };
+    let Some((src, as_of)) = evidence else {
+        for name in ["missing_transactions", "errant_transactions"] {
+            out.push(Check::leveled(
+                name,
+                Level::Unknown,
+                "no source evidence".to_string(),
+            ));
+        }
+        return out;
+    };
+    match compare(state, src, as_of.is_some()) {
+        Ok((missing, errant)) => {
+            out.push(gtid_check(
+                "missing_transactions",
+                missing,
+                as_of,
+                MISSING_FIX,
+            ));
+            out.push(gtid_check("errant_transactions", errant, as_of, ERRANT_FIX));
+        }
+        Err(e) => {
+            for name in ["missing_transactions", "errant_transactions"] {
+                out.push(Check::leveled(
+                    name,
+                    Level::Unknown,
+                    format!("cannot compare GTIDs: {e}"),
+                ));
+            }
+        }
+    }
+    let series = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+    let (mine, theirs) = (series(&state.version), series(&src.version));
+    out.push(if state.flavor == src.flavor && mine == theirs {
+        Check::fact(
+            "same_version",
+            true,
+            format!("{} {mine} on both", state.flavor),
+        )
+    } else {
+        Check::leveled(
+            "same_version",
+            Level::Warn,
+            format!(
+                "replica {} {mine}, source {} {theirs}: other replicas must be able to follow it",
+                state.flavor, src.flavor
+            ),
+        )
+    });
+    out.push(if state.server_id != src.server_id {
+        Check::fact(
+            "server_id",
+            true,
+            format!(
+                "{} differs from the source's {}",
+                state.server_id, src.server_id
+            ),
+        )
+    } else {
+        Check::fact(
+            "server_id",
+            false,
+            format!("{} is also the source's server_id", state.server_id),
+        )
+        .with_fix("give every server a unique server_id before promoting")
+    });
+    out
+}
+
+const MISSING_FIX: &str = "let it replicate them before promoting (start replication, wait), or \
+                           promote a replica that has them";
+const ERRANT_FIX: &str = "written on the replica directly: inspect them, then remove them \
+                          (empty transactions on the source) or re-clone the replica";
+
+/// A GTID difference: how many transactions, and which (as the server would print them).
+type Diff = (u64, String);
+
+/// (missing, errant) as (count, set text): missing = source − replica, errant = replica −
+/// source. With remembered evidence, errant transactions are only those that originate on
+/// the replica itself: later ones from the source are expected.
+fn compare(
+    state: &ServerState,
+    src: &SourceState,
+    remembered: bool,
+) -> Result<(Diff, Diff), String> {
+    match state.flavor {
+        Flavor::MySql => {
+            let mine = MysqlGtidSet::parse(state.gtid.executed.as_deref().unwrap_or(""))
+                .map_err(|e| e.to_string())?;
+            let theirs = MysqlGtidSet::parse(&src.gtid_executed).map_err(|e| e.to_string())?;
+            let missing = theirs.subtract(&mine);
+            let mut errant = mine.subtract(&theirs);
+            if remembered {
+                if let Some(uuid) = &src.server_uuid {
+                    let from_source =
+                        MysqlGtidSet::parse(&format!("{uuid}:1-{}", crate::gtid::MAX_GNO))
+                            .map_err(|e| e.to_string())?;
+                    errant = errant.subtract(&from_source);
+                }
+            }
+            Ok((
+                (missing.count(), missing.to_string()),
+                (errant.count(), errant.to_string()),
+            ))
+        }
+        Flavor::MariaDb => {
+            let current = MariadbGtidPos::parse(state.gtid.current_pos.as_deref().unwrap_or(""))
+                .map_err(|e| e.to_string())?;
+            let binlog = MariadbGtidPos::parse(state.gtid.binlog_pos.as_deref().unwrap_or(""))
+                .map_err(|e| e.to_string())?;
+            let theirs = MariadbGtidPos::parse(&src.gtid_executed).map_err(|e| e.to_string())?;
+            let missing = current.missing(&theirs);
+            // Domains where the replica's own binary log is ahead of the source's.
+            let ahead = theirs.missing(&binlog);
+            let errant: Vec<_> = ahead
+                .iter()
+                .filter(|g| !remembered || g.server_id == state.server_id)
+                .collect();
+            let errant_count: u64 = errant
+                .iter()
+                .map(|g| {
+                    g.seq
+                        .saturating_sub(theirs.get(g.domain).map(|t| t.seq).unwrap_or(0))
+                })
+                .sum();
+            let errant_text = errant
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            let diverged = binlog.diverged(&theirs);
+            let errant_text = if diverged.is_empty() {
+                errant_text
+            } else {
+                format!("{errant_text} diverged in domains {diverged:?}")
+            };
+            Ok((
+                (current.behind_by(&theirs), missing.to_string()),
+                (errant_count + diverged.len() as u64, errant_text),
+            ))
+        }
+    }
+}
+
+fn gtid_check(
+    name: &str,
+    (count, set): (u64, String),
+    as_of: Option<SystemTime>,
+    fix: &str,
+) -> Check {
+    match (count, as_of) {
+        (0, None) => Check::fact(name, true, "none".to_string()),
+        (0, Some(t)) => Check::leveled(
+            name,
+            Level::Warn,
+            format!(
+                "none as of {} UTC (source unreachable since: later source writes cannot be checked)",
+                hms(t)
+            ),
+        ),
+        (n, _) => Check::fact(name, false, format!("{n}: {set}")).with_fix(fix),
+    }
+}
+
+fn hms(t: SystemTime) -> String {
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    text.get(11..19).map(str::to_string).unwrap_or(text)
+}
+
+/// The manual promotion steps for the flavour, printed after the checklist; never run by
+/// replguard.
+pub fn steps(flavor: Flavor) -> Vec<String> {
+    let sql: &[&str] = match flavor {
+        Flavor::MariaDb => &[
+            "Make sure the old primary is dead or fenced: it must not take writes again.",
+            "On this replica: STOP SLAVE;   (STOP REPLICA on 10.5+)",
+            "On this replica: RESET SLAVE ALL;   (forget the old source)",
+            "On this replica: SET GLOBAL read_only = OFF;   (and in its config file)",
+            "Repoint HAProxy: make this server the write server (its guard's primary policy now passes).",
+            "Repoint the other replicas: CHANGE MASTER TO MASTER_HOST='<this host>', MASTER_PORT=<port>, MASTER_USE_GTID=slave_pos; START SLAVE;",
+        ],
+        Flavor::MySql => &[
+            "Make sure the old primary is dead or fenced: it must not take writes again.",
+            "On this replica: STOP REPLICA;   (STOP SLAVE before 8.0.22)",
+            "On this replica: RESET REPLICA ALL;   (forget the old source)",
+            "On this replica: SET GLOBAL super_read_only = OFF; SET GLOBAL read_only = OFF;   (and in its config file)",
+            "Repoint HAProxy: make this server the write server (its guard's primary policy now passes).",
+            "Repoint the other replicas: CHANGE REPLICATION SOURCE TO SOURCE_HOST='<this host>', SOURCE_PORT=<port>, SOURCE_AUTO_POSITION=1; START REPLICA;",
+        ],
+    };
+    sql.iter()
+        .enumerate()
+        .map(|(i, s)| format!("{}. {s}", i + 1))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::fixtures::replica;
+
+    const A: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    const B: &str = "4a2bb8e0-1111-11ee-8000-000000000002";
+
+    fn mysql(executed: &str) -> ServerState {
+        let mut s = replica();
+        s.flavor = Flavor::MySql;
+        s.gtid.executed = Some(executed.to_string());
+        s
+    }
+
+    fn src(flavor: Flavor, executed: &str) -> SourceState {
+        SourceState {
+            flavor,
+            server_id: 1,
+            version: "8.0.36".into(),
+            gtid_executed: executed.into(),
+            server_uuid: Some(A.into()),
+        }
+    }
+
+    #[test]
+    fn missing_and_errant_by_flavour() {
+        #[rustfmt::skip]
+        let cases: Vec<(ServerState, SourceState, bool, Diff, Diff)> = vec![
+            // MySQL: exact set differences.
+            (mysql(&format!("{A}:1-10")), src(Flavor::MySql, &format!("{A}:1-10")), false, (0, String::new()), (0, String::new())),
+            (mysql(&format!("{A}:1-8")), src(Flavor::MySql, &format!("{A}:1-10")), false, (2, format!("{A}:9-10")), (0, String::new())),
+            (mysql(&format!("{A}:1-10,{B}:1")), src(Flavor::MySql, &format!("{A}:1-10")), false, (0, String::new()), (1, format!("{B}:1"))),
+            // Remembered evidence: later transactions from the source are not errant.
+            (mysql(&format!("{A}:1-12")), src(Flavor::MySql, &format!("{A}:1-10")), true, (0, String::new()), (0, String::new())),
+            (mysql(&format!("{A}:1-12,{B}:3")), src(Flavor::MySql, &format!("{A}:1-10")), true, (0, String::new()), (1, format!("{B}:3"))),
+            // MariaDB: per-domain positions; the replica's own server_id marks its writes.
+            (with_pos(replica(), "0-1-10", "0-1-10"), src(Flavor::MariaDb, "0-1-10"), false, (0, String::new()), (0, String::new())),
+            (with_pos(replica(), "0-1-7", "0-1-7"), src(Flavor::MariaDb, "0-1-10"), false, (3, "0-1-10".to_string()), (0, String::new())),
+            (with_pos(replica(), "0-2-11", "0-2-11"), src(Flavor::MariaDb, "0-1-10"), false, (0, String::new()), (1, "0-2-11".to_string())),
+            (with_pos(replica(), "0-1-12", "0-1-12"), src(Flavor::MariaDb, "0-1-10"), true, (0, String::new()), (0, String::new())),
+        ];
+        for (i, (state, source, remembered, missing, errant)) in cases.into_iter().enumerate() {
+            let (m, e) = compare(&state, &source, remembered).unwrap();
+            assert_eq!(m, missing, "case {i} missing");
+            assert_eq!(e, errant, "case {i} errant");
+        }
+    }
+
+    fn with_pos(mut s: ServerState, current: &str, binlog: &str) -> ServerState {
+        s.gtid.current_pos = Some(current.into());
+        s.gtid.binlog_pos = Some(binlog.into());
+        s
+    }
+
+    #[test]
+    fn remembered_evidence_warns_but_never_says_ok() {
+        let t = SystemTime::UNIX_EPOCH;
+        let c = gtid_check("missing_transactions", (0, String::new()), Some(t), "fix");
+        assert_eq!((c.level, c.ok), (Level::Warn, true));
+        assert!(
+            c.detail.starts_with("none as of 00:00:00 UTC"),
+            "{}",
+            c.detail
+        );
+        let c = gtid_check("missing_transactions", (0, String::new()), None, "fix");
+        assert_eq!(c.level, Level::Ok);
+        let c = gtid_check("errant_transactions", (2, "x".into()), Some(t), "fix it");
+        assert_eq!((c.level, c.fix.as_deref()), (Level::Fail, Some("fix it")));
+    }
+
+    #[test]
+    fn prerequisites() {
+        let mut s = replica();
+        assert!(binlog(&s).ok && read_only_on(&s).level == Level::Ok);
+        s.log_replica_updates = Some(false);
+        s.read_only = false;
+        assert_eq!(binlog(&s).level, Level::Fail);
+        assert_eq!(read_only_on(&s).level, Level::Warn);
+        s.log_bin = None;
+        assert_eq!(binlog(&s).level, Level::Unknown);
+        s.channels[0].sql_delay = Some(std::time::Duration::from_secs(60));
+        assert_eq!(
+            not_delayed(&s)[0].line(),
+            "FAIL not_delayed delayed replica, SQL_Delay=60s"
+        );
+        s.channels[0].using_gtid = Some("No".into());
+        assert_eq!(
+            gtid_in_use(&s)[0].line(),
+            "FAIL gtid Using_Gtid No, want Slave_Pos"
+        );
+        assert_eq!(steps(Flavor::MySql).len(), 6);
+    }
+}
