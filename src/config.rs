@@ -584,6 +584,14 @@ fn load_policy_dir(dir: &Path, set: &mut PolicySet) -> Result<(), ConfigError> {
             .and_then(|s| s.to_str())
             .ok_or_else(|| fail(&file, None, "policy file name is not UTF-8".into()))?
             .to_string();
+        // These paths are endpoints of their own: /check/{name} would work, /{name} would not.
+        if ["status", "healthz", "check", "mysqlchk"].contains(&name.as_str()) {
+            return Err(fail(
+                &file,
+                None,
+                format!("{name:?} is an endpoint name; call the policy something else"),
+            ));
+        }
         let text = std::fs::read_to_string(&file)
             .map_err(|e| fail(&file, None, format!("cannot read: {e}")))?;
         let policy = Policy::parse(&name, &text).map_err(|e| fail(&file, e.line, e.message))?;

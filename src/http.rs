@@ -95,7 +95,8 @@ async fn rejection(err: Rejection) -> Result<Response, Infallible> {
 pub struct Params {
     pub selector: Option<Selector>,
     pub thresholds: Thresholds,
-    pub json: bool,
+    /// `format=json|text`; `None` lets the Accept header decide.
+    pub json: Option<bool>,
 }
 
 /// Parses a raw query string. Unknown, repeated, empty or malformed parameters are errors: a
@@ -136,8 +137,8 @@ pub fn parse_params(raw: &str) -> Result<Params, String> {
             }
             "format" => {
                 p.json = match value.as_ref() {
-                    "json" => true,
-                    "text" => false,
+                    "json" => Some(true),
+                    "text" => Some(false),
                     other => return Err(format!("format {other:?}: use json or text")),
                 }
             }
@@ -161,7 +162,10 @@ fn check_reply(
         Ok(p) => p,
         Err(msg) => return respond(StatusCode::BAD_REQUEST, None, TEXT, format!("{msg}\n")),
     };
-    let json = params.json || accept.is_some_and(|a| a.contains(JSON));
+    // An explicit format wins over the Accept header.
+    let json = params
+        .json
+        .unwrap_or_else(|| accept.is_some_and(|a| a.contains(JSON)));
     let watched = match hub.find(params.selector.as_ref().unwrap_or(&Selector::Only)) {
         Ok(w) => w,
         Err(e @ LookupError::Ambiguous(_)) => {
@@ -444,6 +448,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn explicit_format_wins_over_accept() {
+        let r = warp::test::request()
+            .path("/replica?port=3307&format=text")
+            .header("accept", "application/json")
+            .reply(&routes(pair()))
+            .await;
+        assert_eq!(r.headers()["content-type"], TEXT);
+        assert!(body(&r).starts_with("ok sample"), "{}", body(&r));
+    }
+
+    #[tokio::test]
     async fn status_lists_every_instance_and_policy() {
         let r = get(&pair(), "GET", "/status").await;
         let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
@@ -476,7 +491,7 @@ mod tests {
                 "instance=db1&format=json",
                 Params {
                     selector: Some(Selector::Name("db1".into())),
-                    json: true,
+                    json: Some(true),
                     ..Default::default()
                 },
             ),

@@ -17,7 +17,6 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("backup", include_str!("../policies/backup.toml")),
     ("primary", include_str!("../policies/primary.toml")),
     ("promotion", include_str!("../policies/promotion.toml")),
-    ("promotion", include_str!("../policies/promotion.toml")),
     ("replica", include_str!("../policies/replica.toml")),
 ];
 
@@ -843,12 +842,42 @@ fn remembered(
     input: &Input<'_>,
 ) -> Result<String, String> {
     let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    // Only a source that cannot be reached counts as lost. An IO thread stopped by hand, or
+    // failing for another reason (binlog purged on the source, replication password changed)
+    // has a live source that keeps taking writes this server does not get.
+    if !source_unreachable(ch) {
+        return Err(if ch.last_io_errno == 0 {
+            format!(
+                "IO thread {} without a connection error: stopped, not lost; the source may \
+                 still take writes",
+                ch.io_thread
+            )
+        } else {
+            format!(
+                "IO thread {} with error {} {}: the source is not lost, replication is broken",
+                ch.io_thread, ch.last_io_errno, ch.last_io_error
+            )
+        });
+    }
     let Some(seen) = input.snapshot.memory.io_last_connected.get(&ch.name) else {
         return Err(format!(
             "IO thread {} and never seen connected: no caught-up observation to trust",
             ch.io_thread
         ));
     };
+    let source_now = format!("{}:{}", ch.source_host, ch.source_port);
+    if seen.source != source_now {
+        return Err(format!(
+            "the channel now replicates from {source_now}, last seen connected to {}: no \
+             caught-up observation of this source",
+            seen.source
+        ));
+    }
+    // The guard may still reach the source the replica lost (a partition between the two):
+    // then what the source has decides, not the memory.
+    if let Some(missing) = crate::promotion::missing_from_live_source(state, input) {
+        return Err(missing);
+    }
     let taken_at = input
         .snapshot
         .sample
@@ -906,6 +935,17 @@ fn remembered(
         ""
     };
     Ok(format!("{since}, {last}, relay log applied{restored}"))
+}
+
+/// MySQL client errors that mean "cannot reach the source" (2003 can't connect, 2005 unknown
+/// host, 2013/2006 lost connection, 2026 TLS, 2002 socket) and the server's network
+/// read/write errors (1158-1161). A `Connecting` thread without an error yet is reconnecting.
+fn source_unreachable(ch: &Channel) -> bool {
+    const NETWORK: &[u32] = &[2002, 2003, 2005, 2006, 2013, 2026, 1158, 1159, 1160, 1161];
+    match ch.io_thread {
+        ThreadState::Connecting => ch.last_io_errno == 0 || NETWORK.contains(&ch.last_io_errno),
+        _ => NETWORK.contains(&ch.last_io_errno),
+    }
 }
 
 /// `14:03:07 UTC` for a wall-clock time.
@@ -1181,6 +1221,33 @@ mod tests {
         s.next(Arc::try_unwrap(sample).unwrap())
     }
 
+    #[test]
+    fn a_reachable_source_overrides_the_memory() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let mut state = lost(replica());
+        state.gtid.current_pos = Some("0-1-10".into());
+        state.gtid.binlog_pos = Some("0-1-10".into());
+        let mut s = backup_history(Some(Some(0)), 10, state, 100, now);
+        let mut sample = (**s.sample.as_ref().unwrap()).clone();
+        sample.source = Some(crate::sample::SourceSample {
+            addr: "127.0.0.1:3306".into(),
+            outcome: Ok(crate::sample::SourceState {
+                flavor: Flavor::MariaDb,
+                server_id: 1,
+                version: "10.11.19-MariaDB".into(),
+                gtid_executed: "0-1-14".into(),
+                server_uuid: None,
+            }),
+        });
+        s.sample = Some(Arc::new(sample));
+        let v = eval("backup", &s, now, None);
+        let line = v.first_failure().map(Check::line).unwrap_or_default();
+        assert_eq!(
+            line,
+            "FAIL source_lost the source 127.0.0.1:3306 is reachable and has 4 transactions this server lacks: 0-1-14"
+        );
+    }
+
     fn lost(s: ServerState) -> ServerState {
         with_ch(s, |c| {
             c.io_thread = ThreadState::Connecting;
@@ -1222,6 +1289,11 @@ mod tests {
             (backup_history(Some(Some(0)), 1, with_ch(replica(), |c| { c.last_sql_errno = 1062; c.last_sql_error = "Duplicate".into() }), 100, now), t(None, None, None), false, "FAIL sql_error 1062 Duplicate"),
             (backup_history(Some(Some(0)), 1, replica(), 100, now), t(None, None, Some(true)), false, "FAIL read_only ON, want OFF"),
             (backup_history(Some(Some(0)), 1, with(replica(), |s| s.read_only = false), 100, now), t(None, None, Some(true)), true, "ok read_only OFF"),
+            // Not lost: stopped by hand, or broken with a live source.
+            (backup_history(Some(Some(0)), 10, with_ch(lost(replica()), |c| { c.io_thread = ThreadState::No; c.last_io_errno = 0 }), 100, now), t(None, None, None), false, "stopped, not lost"),
+            (backup_history(Some(Some(0)), 10, with_ch(lost(replica()), |c| c.last_io_errno = 1236), 100, now), t(None, None, None), false, "with error 1236 error connecting to master: the source is not lost"),
+            // Repointed to another source: the old observation says nothing about it.
+            (backup_history(Some(Some(0)), 10, with_ch(lost(replica()), |c| c.source_host = "10.9.9.9".into()), 100, now), t(None, None, None), false, "now replicates from 10.9.9.9:3306, last seen connected to 127.0.0.1:3306"),
         ];
         for (i, (snapshot, overrides, healthy, want)) in cases.into_iter().enumerate() {
             let v = PolicySet::builtin()
@@ -1265,7 +1337,7 @@ mod tests {
             (backup_history(Some(Some(0)), 30, writer(lost(replica())), 100, now), &none, true, "ok peer 127.0.0.1:3306 lost since 00:00:00 UTC (30s ago), last lag 0s, relay log applied"),
             // This writer's own server restarted: it must reconnect and catch up first.
             (backup_history(Some(Some(0)), 30, writer(lost(replica())), 3, now), &none, false, "memory void: the server restarted 3s ago"),
-            (backup_history(None, 30, writer(with_ch(replica(), |c| c.io_thread = ThreadState::No)), 3, now), &none, false, "FAIL peer 127.0.0.1:3306 lost IO thread No and never seen connected"),
+            (backup_history(None, 30, writer(with_ch(replica(), |c| c.io_thread = ThreadState::No)), 3, now), &none, false, "FAIL peer 127.0.0.1:3306 lost IO thread No without a connection error: stopped, not lost"),
             (backup_history(None, 30, writer(with_ch(replica(), |c| c.io_thread = ThreadState::No)), 3, now), &isolated, true, "ADMITTED BY allow_isolated: if 127.0.0.1:3306 still takes writes this is split brain"),
             (backup_history(None, 30, writer(primary()), 3, now), &none, true, "ok peer none (no replica status)"),
         ];

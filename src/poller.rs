@@ -33,6 +33,7 @@ pub async fn poll_once(probe: &mut Probe, source: &mut SourceWatch) -> Sample {
         duration: end - start,
         outcome,
         source,
+        maintenance: None,
     }
 }
 

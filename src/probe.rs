@@ -107,17 +107,22 @@ impl Probe {
                 Ok(())
             }
             Err(err) => {
-                self.failures += 1;
-                // Doubling from one timeout (the first retry comes at the next poll), capped
-                // so a server that comes back is noticed within `max_backoff`.
-                let wait = self
-                    .timeout
-                    .saturating_mul(1 << (self.failures - 1).min(10))
-                    .min(self.max_backoff);
-                self.retry = Some((Instant::now() + wait, err.clone()));
+                self.back_off(&err);
                 Err(err)
             }
         }
+    }
+
+    /// Schedules the next connect attempt after a failure: doubling from one timeout (the
+    /// first retry comes at the next poll), capped so a server that comes back is noticed
+    /// within `max_backoff`. Until then polls report `err` again without connecting.
+    fn back_off(&mut self, err: &ProbeError) {
+        self.failures += 1;
+        let wait = self
+            .timeout
+            .saturating_mul(1 << (self.failures - 1).min(10))
+            .min(self.max_backoff);
+        self.retry = Some((Instant::now() + wait, err.clone()));
     }
 
     /// Keeps the session after a server error (e.g. a missing privilege: it is still usable);
@@ -129,7 +134,14 @@ impl Probe {
                 ProbeErrorKind::Server | ProbeErrorKind::NotPermitted | ProbeErrorKind::Protocol
             ) {
                 self.conn = None;
+                // A server that hangs on a query would otherwise get a new connection (and a
+                // new stuck thread) every poll.
+                if err.kind == ProbeErrorKind::Timeout {
+                    self.back_off(err);
+                }
             }
+        } else {
+            self.failures = 0;
         }
         result
     }
@@ -308,7 +320,8 @@ async fn read_source(
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| protocol("source @@server_id is not a number"))?,
         version: var(1).unwrap_or_default(),
-        gtid_executed: var(2).unwrap_or_default(),
+        // NULL would read as an empty set and make every comparison pass: refuse it.
+        gtid_executed: var(2).ok_or_else(|| protocol("the source's executed GTIDs are NULL"))?,
         server_uuid: var(3),
     })
 }

@@ -237,6 +237,24 @@ pub fn source_checks(state: &ServerState, input: &Input<'_>) -> Vec<Check> {
     out
 }
 
+/// When the latest poll could read the replica's source and the source has transactions the
+/// replica lacks, says so: the source is not lost, and the replica is behind it.
+pub fn missing_from_live_source(state: &ServerState, input: &Input<'_>) -> Option<String> {
+    let src = input.snapshot.sample.as_ref()?.source.as_ref()?;
+    let live = src.outcome.as_ref().ok()?;
+    match compare(state, live, false) {
+        Ok(((0, _), _)) => None,
+        Ok(((n, set), _)) => Some(format!(
+            "the source {} is reachable and has {n} transactions this server lacks: {set}",
+            src.addr
+        )),
+        Err(e) => Some(format!(
+            "cannot compare with the reachable source {}: {e}",
+            src.addr
+        )),
+    }
+}
+
 const MISSING_FIX: &str = "let it replicate them before promoting (start replication, wait), or \
                            promote a replica that has them";
 const ERRANT_FIX: &str = "written on the replica directly: inspect them, then remove them \

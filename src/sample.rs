@@ -39,6 +39,9 @@ pub struct Sample {
     pub outcome: Result<ServerState, ProbeError>,
     /// What the replica's source said in the same poll, when the instance is a replica.
     pub source: Option<SourceSample>,
+    /// The first line of the instance's maintenance file when it exists (the reason, possibly
+    /// empty); `None` when the instance is not in maintenance.
+    pub maintenance: Option<String>,
 }
 
 /// One read of a replica's source (its current primary), for the promotion checklist.
@@ -318,6 +321,7 @@ pub mod fixtures {
             duration: Duration::from_millis(2),
             outcome,
             source: None,
+            maintenance: None,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! next is the pure [`Snapshot::next`]; no I/O and no clock reads happen here.
 
 use crate::sample::{ProbeError, Sample, SourceSample, SourceState, ThreadState};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,6 +33,20 @@ pub struct Memory {
     /// The last successful read of the replica's source: the evidence the promotion checklist
     /// falls back to when the source is unreachable.
     pub last_source: Option<SourceSeen>,
+    /// The worst channel lag of each recent successful poll, oldest first, at most
+    /// [`LAG_HISTORY`] entries: lag hysteresis is judged on it, per request.
+    pub lag_history: VecDeque<LagPoint>,
+}
+
+/// How many polls of lag history a snapshot keeps.
+pub const LAG_HISTORY: usize = 64;
+
+/// One poll's worst lag over all channels; `None` when any channel's lag was NULL or the server
+/// had no replica status (unknown lag counts as failing).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LagPoint {
+    pub at: Instant,
+    pub lag: Option<Duration>,
 }
 
 /// One successful read of a replica's source.
@@ -54,6 +68,9 @@ pub struct SeenConnected {
     /// The server's uptime then: a later uptime that does not cover the time since means the
     /// server restarted in between.
     pub uptime: Option<Duration>,
+    /// `host:port` of the source it was connected to: after the channel is repointed, the
+    /// observation says nothing about the new source.
+    pub source: String,
 }
 
 impl Snapshot {
@@ -62,6 +79,21 @@ impl Snapshot {
         let mut memory = self.memory.clone();
         match &sample.outcome {
             Ok(state) => {
+                let worst = state
+                    .channels
+                    .iter()
+                    .map(|c| c.lag)
+                    .try_fold(None::<Duration>, |acc, l| {
+                        l.map(|l| Some(acc.map_or(l, |a| a.max(l))))
+                    })
+                    .flatten();
+                if memory.lag_history.len() == LAG_HISTORY {
+                    memory.lag_history.pop_front();
+                }
+                memory.lag_history.push_back(LagPoint {
+                    at: sample.taken_at,
+                    lag: worst,
+                });
                 for ch in &state.channels {
                     if ch.io_thread == ThreadState::Yes {
                         memory.restored = false;
@@ -72,6 +104,7 @@ impl Snapshot {
                                 at_wall: sample.taken_at_wall,
                                 lag: ch.lag,
                                 uptime: state.uptime,
+                                source: format!("{}:{}", ch.source_host, ch.source_port),
                             },
                         );
                     }

@@ -54,6 +54,8 @@ pub struct PersistedSeen {
     pub lag_ms: Option<u64>,
     /// The server's uptime then, in seconds.
     pub uptime_s: Option<u64>,
+    /// `host:port` of the source it was connected to.
+    pub source: String,
 }
 
 /// Why a state file was not used.
@@ -105,6 +107,7 @@ impl Persisted {
                         .unwrap_or(0),
                     lag_ms: s.lag.map(|l| l.as_millis() as u64),
                     uptime_s: s.uptime.map(|u| u.as_secs()),
+                    source: s.source.clone(),
                 })
                 .collect(),
             source: memory.last_source.as_ref().map(|s| PersistedSource {
@@ -154,11 +157,12 @@ impl Persisted {
                 continue;
             }
             let at_wall = UNIX_EPOCH + Duration::from_millis(s.at_unix_ms);
-            // Carry the observation's age over to this process's monotonic clock.
-            let age = sample
-                .taken_at_wall
-                .duration_since(at_wall)
-                .unwrap_or(Duration::ZERO);
+            // Carry the observation's age over to this process's monotonic clock. An
+            // observation from the future means the wall clock stepped back: its age is
+            // unknown, so it cannot vouch for anything.
+            let Ok(age) = sample.taken_at_wall.duration_since(at_wall) else {
+                continue;
+            };
             let Some(at) = sample.taken_at.checked_sub(age) else {
                 continue;
             };
@@ -169,6 +173,7 @@ impl Persisted {
                     at_wall,
                     lag: s.lag_ms.map(Duration::from_millis),
                     uptime: s.uptime_s.map(Duration::from_secs),
+                    source: s.source.clone(),
                 },
             );
             restored += 1;
@@ -235,6 +240,7 @@ mod tests {
             duration: Duration::from_millis(1),
             outcome: Ok(state.clone()),
             source: None,
+            maintenance: None,
         })
     }
 
@@ -298,6 +304,7 @@ mod tests {
                 at_unix_ms: 1_700_000_000_000,
                 lag_ms: None,
                 uptime_s: Some(7),
+                source: "127.0.0.1:3306".into(),
             }],
             source: None,
         };
