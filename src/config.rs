@@ -41,6 +41,8 @@ pub struct Config {
     /// Where each instance's memory is kept across replguard restarts (created if missing);
     /// `None`: memory lives in RAM only.
     pub state_dir: Option<PathBuf>,
+    /// TCP address of the HAProxy agent-check listener; `None`: no agent.
+    pub agent_listen: Option<SocketAddr>,
 }
 
 /// One watched server.
@@ -59,6 +61,9 @@ pub struct InstanceConfig {
     /// The replica's source as configured (`source = {..}`); `None`: use the host and port the
     /// replica reports, with this instance's credentials.
     pub source: Option<Target>,
+    /// A file whose presence takes the instance out of every policy (its first line is the
+    /// reason); `None`: no maintenance switch for this instance.
+    pub maintenance_file: Option<PathBuf>,
 }
 
 /// Connection parameters for the probe.
@@ -139,6 +144,8 @@ struct RawConfig {
     max_sample_age: Option<Duration>,
     policies_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
+    agent_listen: Option<String>,
+    maintenance_file: Option<PathBuf>,
     #[serde(default, rename = "instance")]
     instances: Vec<RawInstance>,
 }
@@ -161,6 +168,12 @@ struct RawInstance {
     max_source_lost: Option<Duration>,
     require_writable: Option<bool>,
     allow_isolated: Option<bool>,
+    #[serde(default, with = "serde_humantime::option")]
+    recover_lag: Option<Duration>,
+    recover_for: Option<u32>,
+    #[serde(default, with = "serde_humantime::option")]
+    soft_lag: Option<Duration>,
+    maintenance_file: Option<PathBuf>,
     source: Option<RawSource>,
 }
 
@@ -274,6 +287,16 @@ impl Config {
                 "no [[instance]] configured: name at least one server to watch".into(),
             ));
         }
+        let default_maintenance = raw.maintenance_file.as_ref().map(|p| base.join(p));
+        let agent_listen = match &raw.agent_listen {
+            None => None,
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+                err(
+                    "agent_listen",
+                    format!("{a:?} is not an IP:port address (e.g. \"127.0.0.1:31338\")"),
+                )
+            })?),
+        };
         let mut names = HashSet::new();
         let mut ports = HashSet::new();
         let mut instances = Vec::new();
@@ -294,12 +317,14 @@ impl Config {
             if !names.insert(ri.name.clone()) {
                 return Err(err(&at("name"), "duplicate instance name".into()));
             }
-            let inst = resolve_instance(ri, base, &at).map_err(|(key, message)| ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                key,
-                message,
-            })?;
+            let inst = resolve_instance(ri, base, default_maintenance.as_deref(), &at).map_err(
+                |(key, message)| ConfigError {
+                    file: path.to_path_buf(),
+                    line: None,
+                    key,
+                    message,
+                },
+            )?;
             if let Some(port) = inst.port {
                 if !ports.insert(port) {
                     return Err(err(
@@ -337,6 +362,7 @@ impl Config {
 
         Ok(Config {
             state_dir,
+            agent_listen,
             path: path.to_path_buf(),
             listen,
             interval,
@@ -366,6 +392,7 @@ fn display_name(name: &str, index: usize) -> String {
 fn resolve_instance(
     ri: RawInstance,
     base: &Path,
+    default_maintenance: Option<&Path>,
     at: &dyn Fn(&str) -> String,
 ) -> Result<InstanceConfig, (String, String)> {
     let opt_file = match &ri.defaults_file {
@@ -416,6 +443,16 @@ fn resolve_instance(
         Addr::Tcp { port, .. } => Some(*port),
         Addr::Socket(_) => port,
     };
+    // The instance's own file, or the global one ("{instance}" stands for the name; without it
+    // one file takes every instance out).
+    let maintenance_file = ri
+        .maintenance_file
+        .as_ref()
+        .map(|p| base.join(p))
+        .or_else(|| {
+            default_maintenance
+                .map(|p| PathBuf::from(p.to_string_lossy().replace("{instance}", &ri.name)))
+        });
     let source = match ri.source {
         None => None,
         Some(rs) => Some(Target {
@@ -446,7 +483,11 @@ fn resolve_instance(
             max_source_lost: ri.max_source_lost,
             require_writable: ri.require_writable,
             allow_isolated: ri.allow_isolated,
+            recover_lag: ri.recover_lag,
+            recover_for: ri.recover_for,
+            soft_lag: ri.soft_lag,
         },
+        maintenance_file,
         source,
     })
 }

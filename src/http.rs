@@ -130,9 +130,22 @@ pub fn parse_params(raw: &str) -> Result<Params, String> {
                 }
                 p.selector = Some(Selector::Name(value.into_owned()));
             }
-            "max_lag" => {
-                p.thresholds.max_lag = Some(
-                    crate::units::parse_duration(&value).map_err(|e| format!("max_lag: {e}"))?,
+            "max_lag" | "recover_lag" | "soft_lag" => {
+                let d =
+                    Some(crate::units::parse_duration(&value).map_err(|e| format!("{key}: {e}"))?);
+                match key.as_ref() {
+                    "max_lag" => p.thresholds.max_lag = d,
+                    "recover_lag" => p.thresholds.recover_lag = d,
+                    _ => p.thresholds.soft_lag = d,
+                }
+            }
+            "recover_for" => {
+                p.thresholds.recover_for = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|_| value.chars().all(|c| c.is_ascii_digit()))
+                        .ok_or_else(|| format!("recover_for {value:?} is not a number of polls"))?,
                 )
             }
             "format" => {
@@ -144,7 +157,8 @@ pub fn parse_params(raw: &str) -> Result<Params, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown parameter {other:?} (known: port, instance, max_lag, format)"
+                    "unknown parameter {other:?} (known: port, instance, max_lag, recover_lag, \
+                     recover_for, soft_lag, format)"
                 ))
             }
         }
@@ -263,6 +277,7 @@ mod tests {
             policy: policy.into(),
             thresholds: Thresholds::default(),
             source: None,
+            maintenance_file: None,
         }
     }
 
@@ -471,9 +486,19 @@ mod tests {
             .iter()
             .map(|v| v["policy"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["auto", "backup", "primary", "promotion", "replica"]);
-        assert_eq!(verdicts[2]["healthy"], false);
-        assert_eq!(verdicts[2]["reason"], "read_only ON, want OFF");
+        assert_eq!(
+            names,
+            [
+                "any-lag",
+                "auto",
+                "backup",
+                "primary",
+                "promotion",
+                "replica"
+            ]
+        );
+        assert_eq!(verdicts[3]["healthy"], false);
+        assert_eq!(verdicts[3]["reason"], "read_only ON, want OFF");
     }
 
     #[test]

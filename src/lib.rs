@@ -3,6 +3,7 @@
 //! A poller per instance samples replication state into immutable snapshots; HTTP checks are
 //! answered from those snapshots by pure policies. Modules:
 //!
+//! - [`agent`]: the HAProxy agent-check listener: weight from lag, drain, down with a reason.
 //! - [`config`]: the TOML configuration, credentials files, validation with clear errors.
 //! - [`units`]: strict duration parsing and compact rendering.
 //! - [`gtid`]: MySQL GTID sets and MariaDB GTID positions: strict parsing, set algebra (pure).
@@ -20,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod config;
 pub mod gtid;
 pub mod http;

@@ -45,6 +45,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Take an instance out (`on`: every policy fails with the reason, the agent says drain) or
+    /// put it back (`off`), by writing or removing its maintenance file.
+    Maintenance {
+        #[arg(value_enum)]
+        switch: Switch,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        instance: String,
+        /// Why; shown as `503 maintenance: <reason>` and in the agent's log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Print the manual-promotion checklist for a replica: every check with its evidence and
     /// fix, then the steps (exit 0 only when every required check passes). Same as
     /// `check --policy promotion`.
@@ -57,6 +70,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -77,7 +96,8 @@ fn main() -> ExitCode {
     let config_path = match &cli.command {
         Command::Serve { config }
         | Command::Check { config, .. }
-        | Command::Checklist { config, .. } => config.clone(),
+        | Command::Checklist { config, .. }
+        | Command::Maintenance { config, .. } => config.clone(),
     };
     let config = match Config::load(&config_path) {
         Ok(c) => c,
@@ -105,6 +125,12 @@ fn main() -> ExitCode {
             Command::Checklist {
                 instance, format, ..
             } => run_check(config, instance, Some("promotion".to_string()), format).await,
+            Command::Maintenance {
+                switch,
+                instance,
+                reason,
+                ..
+            } => run_maintenance(&config, &instance, switch, &reason),
         }
     });
     match result {
@@ -120,6 +146,14 @@ async fn run_serve(config: Config) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let agent = match config.agent_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (agent_listen)"))?,
+        ),
+        None => None,
+    };
     tracing::info!(
         listen = %config.listen,
         instances = config.instances.len(),
@@ -143,7 +177,46 @@ async fn run_serve(config: Config) -> anyhow::Result<ExitCode> {
         }
         on_signal.cancel();
     });
-    serve::serve(config, listener, shutdown).await;
+    serve::serve(config, listener, agent, shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_maintenance(
+    config: &Config,
+    instance: &str,
+    switch: Switch,
+    reason: &str,
+) -> anyhow::Result<ExitCode> {
+    let Some(inst) = config.instance(instance) else {
+        eprintln!(
+            "replguard: {}: no instance named {instance:?}",
+            config.path.display()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let Some(path) = &inst.maintenance_file else {
+        eprintln!(
+            "replguard: {}: instance[{instance}] has no maintenance_file (set it in the \
+             instance block, or maintenance_file at the top level)",
+            config.path.display()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    match switch {
+        Switch::On => {
+            let line = reason.lines().next().unwrap_or("");
+            std::fs::write(path, format!("{line}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("{instance}: maintenance on ({})", path.display());
+        }
+        Switch::Off => match std::fs::remove_file(path) {
+            Ok(()) => println!("{instance}: maintenance off"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!("{instance}: was not in maintenance")
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        },
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -185,7 +258,7 @@ async fn run_check(
         config.timeout,
         config.interval,
     );
-    let sample = poller::poll_once(&mut probe, &mut source).await;
+    let sample = poller::poll_once(&mut probe, &mut source, inst.maintenance_file.as_deref()).await;
     probe.close().await;
     source.close().await;
     let mut snapshot = Snapshot::default().next(sample);

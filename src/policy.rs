@@ -5,14 +5,16 @@
 //! nothing from tokio, mysql_async or warp; the built-in policy files are compiled in.
 
 use crate::sample::{Channel, ServerState, ThreadState};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{LagPoint, Snapshot};
 use crate::units::{fmt_duration, serde_humantime};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// The built-in policy files, by name; a file in `policies_dir` with the same name replaces one.
 pub const BUILTIN: &[(&str, &str)] = &[
+    ("any-lag", include_str!("../policies/any-lag.toml")),
     ("auto", include_str!("../policies/auto.toml")),
     ("backup", include_str!("../policies/backup.toml")),
     ("primary", include_str!("../policies/primary.toml")),
@@ -85,6 +87,31 @@ pub struct Thresholds {
     /// `peer`: admit a writer whose peer is gone for good (split-brain risk, said loudly).
     #[serde(default)]
     pub allow_isolated: Option<bool>,
+    /// Hysteresis of the `lag` rule: after a lag failure, lag must stay at most this (default
+    /// half of `max_lag`) ...
+    #[serde(default, with = "serde_humantime::option")]
+    pub recover_lag: Option<Duration>,
+    /// ... for this many consecutive polls (default 3; 0 turns hysteresis off).
+    #[serde(default)]
+    pub recover_for: Option<u32>,
+    /// Agent weight: full weight up to this lag (default a quarter of `max_lag`), then falling
+    /// linearly towards `max_lag`.
+    #[serde(default, with = "serde_humantime::option")]
+    pub soft_lag: Option<Duration>,
+}
+
+/// Defaults of the read-farm thresholds, derived from `max_lag`.
+pub const DEFAULT_RECOVER_FOR: u32 = 3;
+
+impl Thresholds {
+    /// `recover_lag`, or half of `max_lag`.
+    pub fn recover_lag_or_default(&self, max_lag: Duration) -> Duration {
+        self.recover_lag.unwrap_or(max_lag / 2)
+    }
+    /// `soft_lag`, or a quarter of `max_lag`.
+    pub fn soft_lag_or_default(&self, max_lag: Duration) -> Duration {
+        self.soft_lag.unwrap_or(max_lag / 4)
+    }
 }
 
 impl Thresholds {
@@ -96,6 +123,9 @@ impl Thresholds {
             max_source_lost: over.max_source_lost.or(self.max_source_lost),
             require_writable: over.require_writable.or(self.require_writable),
             allow_isolated: over.allow_isolated.or(self.allow_isolated),
+            recover_lag: over.recover_lag.or(self.recover_lag),
+            recover_for: over.recover_for.or(self.recover_for),
+            soft_lag: over.soft_lag.or(self.soft_lag),
         }
     }
 }
@@ -281,8 +311,33 @@ impl PolicySet {
         self.policies.keys().map(String::as_str)
     }
 
-    /// Evaluates policy `name` for one snapshot; `None` if there is no such policy.
+    /// Evaluates policy `name` for one snapshot; `None` if there is no such policy. An instance
+    /// in maintenance fails every policy, with the maintenance reason first.
     pub fn evaluate(&self, name: &str, input: &Input<'_>) -> Option<Verdict> {
+        let mut verdict = self.evaluate_policy(name, input)?;
+        let maintenance = input
+            .snapshot
+            .sample
+            .as_ref()
+            .and_then(|s| s.maintenance.as_ref());
+        if let Some(reason) = maintenance {
+            let reason = if reason.is_empty() {
+                "(no reason given)".to_string()
+            } else {
+                reason.clone()
+            };
+            verdict.checks.insert(
+                0,
+                Check::fact("maintenance", false, reason).with_fix(
+                    "replguard maintenance off --config FILE --instance NAME (removes the file)",
+                ),
+            );
+            verdict.healthy = false;
+        }
+        Some(verdict)
+    }
+
+    fn evaluate_policy(&self, name: &str, input: &Input<'_>) -> Option<Verdict> {
         let policy = self.policies.get(name)?;
         Some(match &policy.body {
             Body::Checks {
@@ -652,6 +707,9 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
                     _ => channel_check(rule, ch, thresholds),
                 });
             }
+            if rule == Rule::Lag && !state.channels.is_empty() {
+                out.push(lag_stable_check(thresholds, input));
+            }
         }
     }
 }
@@ -937,6 +995,109 @@ fn remembered(
     Ok(format!("{since}, {last}, relay log applied{restored}"))
 }
 
+/// Where a replica stands in lag hysteresis after replaying its recent polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// No lag failure in the history.
+    Steady,
+    /// A lag failure, then `recover_for` consecutive polls at most `recover_lag`.
+    Recovered,
+    /// Failed on lag and not yet back: `good` of `need` consecutive polls so far.
+    Recovering {
+        good: u32,
+        need: u32,
+        failed_at: Instant,
+    },
+}
+
+/// Replays `history` (oldest first) through the hysteresis: a lag above `max_lag` (or
+/// unknown) fails; coming back takes `recover_for` consecutive polls with lag at most
+/// `recover_lag`. A pure function of its inputs, so a per-request `max_lag` gets its own
+/// hysteresis from the same history. Readings that flap 0 <-> thousands never recover.
+pub fn lag_recovery(
+    history: &VecDeque<LagPoint>,
+    max_lag: Duration,
+    recover_lag: Duration,
+    recover_for: u32,
+) -> Recovery {
+    let mut state = Recovery::Steady;
+    for p in history {
+        let within_max = p.lag.is_some_and(|l| l <= max_lag);
+        let within_recover = p.lag.is_some_and(|l| l <= recover_lag);
+        state = match state {
+            Recovery::Steady | Recovery::Recovered if within_max => state,
+            Recovery::Steady | Recovery::Recovered => Recovery::Recovering {
+                good: 0,
+                need: recover_for,
+                failed_at: p.at,
+            },
+            Recovery::Recovering { .. } if !within_max => Recovery::Recovering {
+                good: 0,
+                need: recover_for,
+                failed_at: p.at,
+            },
+            Recovery::Recovering {
+                good, failed_at, ..
+            } if within_recover => {
+                if good + 1 >= recover_for {
+                    Recovery::Recovered
+                } else {
+                    Recovery::Recovering {
+                        good: good + 1,
+                        need: recover_for,
+                        failed_at,
+                    }
+                }
+            }
+            Recovery::Recovering { failed_at, .. } => Recovery::Recovering {
+                good: 0,
+                need: recover_for,
+                failed_at,
+            },
+        };
+    }
+    state
+}
+
+/// The `lag_stable` line that follows the `lag` lines: hysteresis over the recent polls.
+fn lag_stable_check(thresholds: &Thresholds, input: &Input<'_>) -> Check {
+    let max = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    let recover_lag = thresholds.recover_lag_or_default(max);
+    let recover_for = thresholds.recover_for.unwrap_or(DEFAULT_RECOVER_FOR);
+    if recover_for == 0 {
+        return Check::fact("lag_stable", true, "hysteresis off (recover_for 0)".into());
+    }
+    let history = &input.snapshot.memory.lag_history;
+    match lag_recovery(history, max, recover_lag, recover_for) {
+        Recovery::Steady => Check::fact(
+            "lag_stable",
+            true,
+            format!("no lag failure in the last {} polls", history.len()),
+        ),
+        Recovery::Recovered => Check::fact(
+            "lag_stable",
+            true,
+            format!(
+                "recovered: {recover_for} polls in a row <= {}",
+                fmt_duration(recover_lag)
+            ),
+        ),
+        Recovery::Recovering {
+            good,
+            need,
+            failed_at,
+        } => Check::fact(
+            "lag_stable",
+            false,
+            format!(
+                "recovering: {good} of {need} polls <= {} since a lag failure {} ago",
+                fmt_duration(recover_lag),
+                fmt_duration(round_secs(input.now.saturating_duration_since(failed_at)))
+            ),
+        ),
+    }
+}
+
 /// MySQL client errors that mean "cannot reach the source" (2003 can't connect, 2005 unknown
 /// host, 2013/2006 lost connection, 2026 TLS, 2002 socket) and the server's network
 /// read/write errors (1158-1161). A `Connecting` thread without an error yet is reconnecting.
@@ -1141,6 +1302,7 @@ mod tests {
                 "ok sql_thread Yes",
                 "ok replication_errors none",
                 "ok lag 0s <= 10s",
+                "ok lag_stable no lag failure in the last 1 polls",
             ]
         );
     }
@@ -1361,6 +1523,84 @@ mod tests {
                 .unwrap_or_default();
             assert_eq!(v.healthy, healthy, "case {i}: {v:#?}");
             assert!(peer.contains(want), "case {i}: want {want:?} in {peer:?}");
+        }
+    }
+
+    fn points(lags: &[Option<u64>], start: Instant) -> VecDeque<LagPoint> {
+        lags.iter()
+            .enumerate()
+            .map(|(i, l)| LagPoint {
+                at: start + Duration::from_secs(i as u64),
+                lag: l.map(Duration::from_secs),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lag_hysteresis_table() {
+        let t0 = Instant::now();
+        let at = |i: u64| t0 + Duration::from_secs(i);
+        let (max, rec) = (Duration::from_secs(10), Duration::from_secs(5));
+        let recovering = |good, failed| Recovery::Recovering {
+            good,
+            need: 3,
+            failed_at: at(failed),
+        };
+        #[rustfmt::skip]
+        let cases: Vec<(&[Option<u64>], Recovery)> = vec![
+            (&[], Recovery::Steady),
+            (&[Some(0), Some(9), Some(10)], Recovery::Steady),
+            (&[Some(0), Some(11)], recovering(0, 1)),
+            (&[Some(11), Some(1), Some(2)], recovering(2, 0)),
+            (&[Some(11), Some(1), Some(2), Some(3)], Recovery::Recovered),
+            // Between recover_lag and max_lag: not failing, but not recovering either.
+            (&[Some(11), Some(1), Some(7), Some(2), Some(3)], recovering(2, 0)),
+            // After recovery, lag up to max_lag stays healthy.
+            (&[Some(11), Some(1), Some(1), Some(1), Some(9), Some(9)], Recovery::Recovered),
+            // Flapping 0 <-> thousands never comes back.
+            (&[Some(0), Some(5000), Some(0), Some(5000), Some(0), Some(0)], recovering(2, 3)),
+            // Unknown (NULL) lag fails like a high one.
+            (&[Some(0), None, Some(0)], recovering(1, 1)),
+        ];
+        for (i, (lags, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                lag_recovery(&points(lags, t0), max, rec, 3),
+                want,
+                "case {i}: {lags:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hysteresis_holds_a_recovering_replica_out() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        // Lag 30s, then back to 0 for one poll: lag passes, lag_stable does not.
+        let lagging = with_ch(replica(), |c| c.lag = Some(Duration::from_secs(30)));
+        let s = snap(Ok(lagging), now, Duration::from_secs(1));
+        let s = s.next(
+            Arc::try_unwrap(snap(Ok(replica()), now, Duration::ZERO).sample.unwrap()).unwrap(),
+        );
+        let v = eval("replica", &s, now, None);
+        assert_eq!(
+            v.first_failure().map(Check::line).as_deref(),
+            Some("FAIL lag_stable recovering: 1 of 3 polls <= 5s since a lag failure 1s ago")
+        );
+        // A request that allows 60s never saw a failure.
+        assert!(eval("replica", &s, now, Some(60)).healthy);
+        // An instance in maintenance fails every policy, maintenance first.
+        let mut m = (**s.sample.as_ref().unwrap()).clone();
+        m.maintenance = Some("kernel upgrade".into());
+        let s = Snapshot {
+            sample: Some(Arc::new(m)),
+            ..s
+        };
+        for p in ["replica", "primary", "auto", "backup", "promotion"] {
+            let v = eval(p, &s, now, Some(60));
+            assert_eq!(v.checks[0].line(), "FAIL maintenance kernel upgrade", "{p}");
+            assert_eq!(
+                crate::report::reason(&v).as_deref(),
+                Some("maintenance: kernel upgrade")
+            );
         }
     }
 }

@@ -11,15 +11,24 @@ use crate::probe::Probe;
 use crate::sample::{Sample, ServerState, SourceSample};
 use crate::snapshot::Snapshot;
 use crate::store::{self, Persisted};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-/// Polls the probe once (and, for a replica, its source) and times it.
-pub async fn poll_once(probe: &mut Probe, source: &mut SourceWatch) -> Sample {
+/// Polls the probe once (and, for a replica, its source), times it, and notes whether the
+/// instance's maintenance file is present.
+pub async fn poll_once(
+    probe: &mut Probe,
+    source: &mut SourceWatch,
+    maintenance_file: Option<&Path>,
+) -> Sample {
+    let maintenance = match maintenance_file {
+        Some(path) => maintenance_reason(path).await,
+        None => None,
+    };
     let start = Instant::now();
     let outcome = probe.sample().await;
     let source = match &outcome {
@@ -33,7 +42,20 @@ pub async fn poll_once(probe: &mut Probe, source: &mut SourceWatch) -> Sample {
         duration: end - start,
         outcome,
         source,
-        maintenance: None,
+        maintenance,
+    }
+}
+
+/// The first line of the maintenance file if it exists. A file that exists but cannot be
+/// read still means maintenance: someone meant to take the instance out.
+async fn maintenance_reason(path: &Path) -> Option<String> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => Some(text.lines().next().unwrap_or("").trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(format!(
+            "maintenance file {} unreadable: {e}",
+            path.display()
+        )),
     }
 }
 
@@ -119,6 +141,8 @@ pub struct Poller {
     pub judge: Judge,
     /// Where the memory is kept across restarts (`state_dir`), if anywhere.
     pub state_file: Option<PathBuf>,
+    /// The instance's maintenance switch, if it has one.
+    pub maintenance_file: Option<PathBuf>,
 }
 
 /// Samples every `interval` until `shutdown`, then closes the connections. With a state file,
@@ -133,6 +157,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         tx,
         judge,
         state_file,
+        maintenance_file,
     } = poller;
     let mut pending = state_file
         .as_deref()
@@ -155,7 +180,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         }
         let sample = tokio::select! {
             _ = shutdown.cancelled() => break,
-            s = poll_once(&mut probe, &mut source) => s,
+            s = poll_once(&mut probe, &mut source, maintenance_file.as_deref()) => s,
         };
         match &sample.outcome {
             Ok(state) => tracing::debug!(

@@ -47,7 +47,8 @@ pub fn json(instance: &str, verdict: &Verdict) -> String {
 /// because HAProxy logs the status line (e.g. `503 lag 12s > 10s`), not the body.
 pub fn reason(verdict: &Verdict) -> Option<String> {
     let c = verdict.first_failure()?;
-    let mut r: String = format!("{} {}", c.name, c.detail)
+    let sep = if c.name == "maintenance" { ": " } else { " " };
+    let mut r: String = format!("{}{sep}{}", c.name, c.detail)
         .chars()
         .map(|ch| {
             if ch.is_ascii_graphic() || ch == ' ' {

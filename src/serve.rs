@@ -59,6 +59,7 @@ pub fn start_pollers(
             tx,
             judge,
             state_file,
+            maintenance_file: inst.maintenance_file.clone(),
         };
         tasks.push(tokio::spawn(poller::run(poller, shutdown.clone())));
         instances.push(Watched {
@@ -74,10 +75,19 @@ pub fn start_pollers(
     (hub, tasks)
 }
 
-/// Runs the daemon on `listener` until `shutdown` is cancelled, then stops the HTTP server
-/// gracefully and waits (bounded) for every poller to close its connection.
-pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) {
+/// Runs the daemon on `listener` (and the agent-check listener, if given) until `shutdown` is
+/// cancelled, then stops the HTTP server gracefully and waits (bounded) for every poller to
+/// close its connection.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    agent: Option<TcpListener>,
+    shutdown: CancellationToken,
+) {
     let (hub, pollers) = start_pollers(&config, &shutdown);
+    if let Some(agent) = agent {
+        tokio::spawn(crate::agent::serve(agent, hub.clone(), shutdown.clone()));
+    }
     let routes = crate::http::routes(hub);
     let stop = shutdown.clone();
     warp::serve(routes)

@@ -39,6 +39,8 @@ impl Reply {
 /// A running in-process guard.
 pub struct Guard {
     pub addr: SocketAddr,
+    /// The agent-check listener (always on, on a free port).
+    pub agent: SocketAddr,
     pub config: Config,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
@@ -94,14 +96,18 @@ impl Guard {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        let agent_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind agent");
+        let agent = agent_listener.local_addr().expect("agent addr");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(replguard::serve::serve(
             config.clone(),
             listener,
+            Some(agent_listener),
             shutdown.clone(),
         ));
         Guard {
             addr,
+            agent,
             config,
             shutdown,
             task,
@@ -173,6 +179,15 @@ impl Guard {
             .expect("guard stops within 10s")
             .expect("guard task did not panic");
     }
+}
+
+/// Asks the agent-check listener, sending `send` first (as HAProxy's `agent-send`).
+pub async fn agent(addr: SocketAddr, send: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect to agent");
+    s.write_all(send.as_bytes()).await.expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("agent reply");
+    out
 }
 
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole answer.

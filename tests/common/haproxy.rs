@@ -25,6 +25,8 @@ pub struct ServerState {
     pub check_status: String,
     /// `last_chk`: the check's info text; for HTTP checks, the reason phrase.
     pub last_chk: String,
+    /// `weight`: the effective weight (an agent's `N%` scales the configured weight).
+    pub weight: String,
 }
 
 pub fn haproxy_path() -> PathBuf {
@@ -108,6 +110,7 @@ impl Haproxy {
                     status: get("status"),
                     check_status: get("check_status"),
                     last_chk: get("last_chk"),
+                    weight: get("weight"),
                 };
             }
         }
@@ -125,7 +128,8 @@ impl Haproxy {
         let start = Instant::now();
         loop {
             let s = self.server(proxy, server).await;
-            if s.status == status {
+            // "DOWN (agent)", "UP 1/2": the word is what counts.
+            if s.status.split(' ').next() == Some(status) {
                 return s;
             }
             assert!(

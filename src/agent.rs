@@ -1,0 +1,196 @@
+//! The HAProxy agent-check listener (`agent_listen`): one line per connection with the full
+//! state, so HAProxy can weigh replicas by freshness and drain them for maintenance.
+//!
+//! Replies `up ready N%` (N = 100 up to `soft_lag`, falling linearly to a floor as lag nears
+//! `max_lag`), `drain` in maintenance, `down #<reason>` when the `replica` policy fails. Every
+//! healthy reply says `ready`, because HAProxy keeps an agent-set drain until told so. Answers
+//! from snapshots, like HTTP: never touches MySQL.
+
+use crate::hub::{Hub, Selector, Watched};
+use crate::policy::{Thresholds, Verdict};
+use crate::report;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// The weight a replica keeps however close it lags to `max_lag`, while it still passes.
+pub const WEIGHT_FLOOR: u32 = 10;
+/// How long to wait for `agent-send` when several instances are configured.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves agent checks until `shutdown`.
+pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "agent accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &hub).await {
+                tracing::debug!(error = %e, "agent connection");
+            }
+        });
+    }
+}
+
+async fn answer(stream: TcpStream, hub: &Hub) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    // With one instance there is nothing to choose: reply at once, whatever HAProxy sends.
+    let selector = if hub.instances.len() == 1 {
+        Selector::Only
+    } else {
+        let mut line = String::new();
+        let mut reader = BufReader::new(read);
+        match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
+            Ok(Ok(_)) => parse_selector(line.trim()),
+            _ => Selector::Only,
+        }
+    };
+    let reply = match hub.find(&selector) {
+        Ok(w) => reply_for(hub, w, tokio::time::Instant::now().into_std()),
+        Err(e) => format!("down #{e}; set agent-send \"<instance name or port>\\n\""),
+    };
+    write.write_all(reply.as_bytes()).await?;
+    write.write_all(b"\n").await?;
+    write.shutdown().await
+}
+
+/// `agent-send` names the instance by name or port.
+fn parse_selector(text: &str) -> Selector {
+    match text.parse::<u16>() {
+        Ok(port) => Selector::Port(port),
+        Err(_) => Selector::Name(text.to_string()),
+    }
+}
+
+/// The agent line for one instance, from its `replica` verdict.
+pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
+    let Some(verdict) = hub.evaluate(w, Some("replica"), &Thresholds::default(), now) else {
+        return "down #no replica policy".to_string();
+    };
+    let snapshot = w.latest();
+    let worst = snapshot
+        .sample
+        .as_ref()
+        .and_then(|s| s.outcome.as_ref().ok())
+        .and_then(|s| s.channels.iter().map(|c| c.lag).max().flatten());
+    let thresholds = hub
+        .policies
+        .get("replica")
+        .and_then(|p| match &p.body {
+            crate::policy::Body::Checks { thresholds, .. } => Some(thresholds.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+        .overlay(&w.config.thresholds);
+    line(&verdict, worst, &thresholds)
+}
+
+/// Pure: the reply for a verdict, the worst channel lag and the thresholds.
+pub fn line(verdict: &Verdict, worst_lag: Option<Duration>, thresholds: &Thresholds) -> String {
+    if verdict
+        .checks
+        .first()
+        .is_some_and(|c| c.name == "maintenance")
+    {
+        return "drain".to_string();
+    }
+    if !verdict.healthy {
+        let reason = report::reason(verdict).unwrap_or_else(|| "unhealthy".into());
+        return format!("down #{reason}");
+    }
+    let max = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    format!(
+        "up ready {}%",
+        weight(
+            worst_lag.unwrap_or(Duration::ZERO),
+            thresholds.soft_lag_or_default(max),
+            max
+        )
+    )
+}
+
+/// 100 up to `soft`, then linearly down to [`WEIGHT_FLOOR`] at `max`.
+pub fn weight(lag: Duration, soft: Duration, max: Duration) -> u32 {
+    if lag <= soft || max <= soft {
+        return 100;
+    }
+    let span = (max - soft).as_secs_f64();
+    let over = (lag - soft).as_secs_f64().min(span);
+    let w = 100.0 - over / span * f64::from(100 - WEIGHT_FLOOR);
+    (w.round() as u32).clamp(WEIGHT_FLOOR, 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Check, Level};
+
+    fn verdict(checks: Vec<Check>) -> Verdict {
+        Verdict {
+            policy: "replica".into(),
+            resolved_policy: "replica".into(),
+            healthy: checks.iter().all(|c| c.ok),
+            checks,
+            sample_age_ms: Some(1),
+            steps: vec![],
+        }
+    }
+
+    #[test]
+    fn weights_fall_linearly_between_soft_and_max_lag() {
+        let s = Duration::from_secs;
+        let cases = [
+            (0, 100),
+            (2, 100),
+            (3, 93),
+            (5, 78),
+            (8, 55),
+            (10, 40),
+            (12, 25),
+            (14, 10),
+            (20, 10),
+        ];
+        for (lag, want) in cases {
+            assert_eq!(weight(s(lag), s(2), s(14)), want, "lag {lag}s");
+        }
+    }
+
+    #[test]
+    fn replies() {
+        let t = Thresholds {
+            max_lag: Some(Duration::from_secs(8)),
+            ..Default::default()
+        };
+        let ok = verdict(vec![Check::fact("lag", true, "0s <= 8s".into())]);
+        assert_eq!(line(&ok, Some(Duration::ZERO), &t), "up ready 100%");
+        assert_eq!(line(&ok, Some(Duration::from_secs(5)), &t), "up ready 55%");
+        let bad = verdict(vec![Check::fact(
+            "sql_thread",
+            false,
+            "No, want Yes".into(),
+        )]);
+        assert_eq!(line(&bad, None, &t), "down #sql_thread No, want Yes");
+        let maint = verdict(vec![Check::leveled(
+            "maintenance",
+            Level::Fail,
+            "upgrade".into(),
+        )]);
+        assert_eq!(line(&maint, Some(Duration::ZERO), &t), "drain");
+        assert_eq!(parse_selector("3307"), Selector::Port(3307));
+        assert_eq!(
+            parse_selector("replica1"),
+            Selector::Name("replica1".into())
+        );
+    }
+}
