@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# replguard benchmark: is the guard cheap and fast? (issue 7)
+#
+#   bench/run.sh                 full run (~6-8 minutes on 2 cores)
+#   BENCH_QUICK=1 bench/run.sh   quick smoke run (~1-2 minutes, 1 run per figure, few trials)
+#
+# Builds replguard (cargo build --release), starts a throw-away MariaDB primary and a GTID
+# replica on free loopback ports (one initialised datadir copied per instance, as
+# deploy/sandbox/demo.sh does), then bench/bench.py starts `replguard serve` with generated
+# configurations and measures:
+#   1. check throughput and latency under wrk (/replica vs /healthz, 1/16/256 connections)
+#   2. MySQL load on the replica while /replica is hammered vs an idle window
+#   3. reaction time: STOP SLAVE SQL_THREAD / SIGKILL of mariadbd -> first non-200 of /replica
+#   4. footprint: RSS and CPU of an idle guard watching 1 and 50 instances
+#   5. scale: one guard watching 200 instances on one server (fresh samples, connections)
+# and prints a table (also written to $BENCH_DIR/results.md). Every process it starts is
+# stopped on exit; it never touches a MariaDB already running on the machine.
+#
+# Environment (defaults in brackets; BENCH_QUICK=1 changes the ones marked *):
+#   BENCH_DIR [/tmp/replguard-bench]    work directory (wiped and recreated)
+#   BENCH_RUNS* [3 | quick 1]           runs per figure 1/2 cell; the median is reported
+#   BENCH_WRK_DURATION* [5 | quick 2]   seconds per wrk run
+#   BENCH_CONNECTIONS ["1 16 256"]      wrk concurrencies
+#   BENCH_BREAKDOWN_DURATION* [3 | quick 1]  seconds per wrk run of figure 1b
+#   BENCH_LOAD_WINDOW* [10 | quick 4]   seconds per idle/loaded window of figure 2
+#   BENCH_TRIALS* [20 | quick 3]        STOP SLAVE SQL_THREAD trials (figure 3)
+#   BENCH_KILL_TRIALS* [20 | quick 2]   SIGKILL trials (figure 3)
+#   BENCH_FOOTPRINT_WINDOW* [20 | quick 5]  seconds of CPU accounting (figure 4)
+#   BENCH_FOOTPRINT_INSTANCES ["1 50"]  instance counts for figure 4
+#   BENCH_SCALE_INSTANCES [200]         instances for figure 5
+#   BENCH_SCALE_WINDOW* [20 | quick 6]  seconds of /status sampling (figure 5)
+#   BENCH_FIGURES ["1 1b 2 3 4 5"]      which figures to run (1b: where a check's CPU goes;
+#                                       "hold": keep the guard up for profiling until $BENCH_DIR/run/hold is removed)
+#   BENCH_WAIT_QUIET [0]                wait up to this many seconds for other processes to use
+#                                       < 0.25 core before measuring (a shared machine skews figure 1)
+#   PRIMARY_PORT, REPLICA_PORT [free ports]   MariaDB TCP ports (127.0.0.1 only)
+#   REPLGUARD_BIN [target/release/replguard, built here]   SKIP_BUILD=1   SKIP_INSTALL=1
+set -euo pipefail
+
+# The command line as run, with the BENCH_*/SKIP_* settings given, for the results.
+BENCH_COMMAND=$( (env | grep -E '^(BENCH_[A-Z_]+|SKIP_BUILD|SKIP_INSTALL|REPLGUARD_BIN|PRIMARY_PORT|REPLICA_PORT)=' | sort | tr '\n' ' ') || true)
+BENCH_COMMAND="${BENCH_COMMAND}$0${*:+ $*}"
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+
+case "${1:-}" in
+  -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
+  "") ;;
+  *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
+esac
+
+WORK=${BENCH_DIR:-/tmp/replguard-bench}
+RUN="$WORK/run"      # sockets, pid files
+DATA="$WORK/data"
+LOGS="$WORK/logs"
+PWFILE="$WORK/replguard.password"
+
+say()  { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
+die()  { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---------------------------------------------------------------------------
+# 1. prerequisites: mariadb-server, wrk, python3
+# ---------------------------------------------------------------------------
+find_bin() { # name, fallback paths...
+  local n=$1; shift
+  for p in "$@"; do [ -x "$p" ] && { echo "$p"; return 0; }; done
+  command -v "$n" 2>/dev/null || true
+}
+locate_tools() {
+  MARIADBD=$(find_bin mariadbd /usr/sbin/mariadbd)
+  INSTALL_DB=$(find_bin mariadb-install-db /usr/bin/mariadb-install-db)
+  MARIADB=$(find_bin mariadb /usr/bin/mariadb)
+  WRK=$(find_bin wrk /usr/bin/wrk)
+  PYTHON=$(find_bin python3 /usr/bin/python3)
+}
+locate_tools
+missing=()
+[ -n "$MARIADBD" ] && [ -n "$INSTALL_DB" ] && [ -n "$MARIADB" ] || missing+=(mariadb-server mariadb-client)
+[ -n "$WRK" ] || missing+=(wrk)
+[ -n "$PYTHON" ] || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "${SKIP_INSTALL:-0}" = 1 ] && die "missing: ${missing[*]} (and SKIP_INSTALL=1)"
+  command -v apt-get >/dev/null || die "missing: ${missing[*]}; install them with your package manager"
+  say "installing ${missing[*]} (apt-get)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  locate_tools
+fi
+for t in MARIADBD INSTALL_DB MARIADB WRK PYTHON; do
+  [ -n "${!t}" ] || die "$t still not found after installation"
+done
+
+# ---------------------------------------------------------------------------
+# 2. build replguard
+# ---------------------------------------------------------------------------
+if [ -n "${REPLGUARD_BIN:-}" ]; then
+  REPLGUARD=$REPLGUARD_BIN
+elif [ "${SKIP_BUILD:-0}" = 1 ]; then
+  REPLGUARD="$REPO_ROOT/target/release/replguard"
+else
+  command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs"
+  say "building replguard (cargo build --release)"
+  (cd "$REPO_ROOT" && cargo build --release) >&2
+  REPLGUARD="$REPO_ROOT/target/release/replguard"
+fi
+[ -x "$REPLGUARD" ] || die "replguard binary not found at $REPLGUARD"
+
+# ---------------------------------------------------------------------------
+# process bookkeeping: every pid we (or bench.py) start is recorded in $RUN/*.pid;
+# teardown signals only those pids, and only while their command line mentions $WORK.
+# ---------------------------------------------------------------------------
+ours() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -qF -- "$WORK"; }
+alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+stop_pid() { # label pid [timeout seconds]
+  local label=$1 pid=$2 t=${3:-20} i
+  if ! alive "$pid"; then wait "$pid" 2>/dev/null || true; return 0; fi
+  ours "$pid" || return 0
+  kill -CONT "$pid" 2>/dev/null || true
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < t * 10; i++)); do alive "$pid" || break; sleep 0.1; done
+  if alive "$pid"; then
+    warn "$label ($pid) did not stop in ${t}s, killing"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+stop_recorded() { # stop everything with a pid file in $RUN: guards first, then mariadbd
+  local f pid
+  [ -d "$RUN" ] || return 0
+  for f in "$RUN"/guard-*.pid "$RUN"/replica.pid "$RUN"/primary.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null || true)
+    [ -n "$pid" ] && stop_pid "$(basename "$f" .pid)" "$pid"
+    rm -f "$f"
+  done
+}
+
+TORN_DOWN=0
+teardown() {
+  [ "$TORN_DOWN" = 1 ] && return 0
+  TORN_DOWN=1
+  say "stopping every process the benchmark started (files stay in $WORK)"
+  stop_recorded
+}
+trap 'teardown' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# leftovers of an earlier run that was killed hard
+stop_recorded
+
+free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+PRIMARY_PORT=${PRIMARY_PORT:-$(free_port)}
+REPLICA_PORT=${REPLICA_PORT:-$(free_port)}
+while [ "$REPLICA_PORT" = "$PRIMARY_PORT" ]; do REPLICA_PORT=$(free_port); done
+for p in "$PRIMARY_PORT" "$REPLICA_PORT"; do
+  port_busy "$p" && die "port 127.0.0.1:$p is already in use"
+done
+declare -A PORT=([primary]=$PRIMARY_PORT [replica]=$REPLICA_PORT)
+declare -A SERVER_ID=([primary]=1 [replica]=2)
+
+# ---------------------------------------------------------------------------
+# 3. MariaDB: one template datadir, copied for a primary and a replica
+# ---------------------------------------------------------------------------
+mkdir -p "$WORK"
+rm -rf "$DATA" "$RUN" "$LOGS"
+mkdir -p "$DATA" "$RUN" "$LOGS"
+[ ${#RUN} -lt 90 ] || die "BENCH_DIR is too long for unix socket paths: $WORK"
+
+USER_ARGS=()
+[ "$(id -u)" -eq 0 ] && USER_ARGS=(--user=root)
+
+GUARD_PASSWORD=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)
+(umask 077 && printf '%s' "$GUARD_PASSWORD" > "$PWFILE")
+chmod 600 "$PWFILE"
+
+say "initialising a template datadir (mariadb-install-db)"
+TEMPLATE="$DATA/template"
+"$INSTALL_DB" --no-defaults --auth-root-authentication-method=normal --skip-test-db \
+  --datadir="$TEMPLATE" --tmpdir="$RUN" --innodb-log-file-size=8M "${USER_ARGS[@]}" \
+  > "$LOGS/install-db.log" 2>&1 || { tail -n 30 "$LOGS/install-db.log"; die "mariadb-install-db failed"; }
+
+# repl: REPLICATION SLAVE for the replica; replguard: SLAVE MONITOR only (least privilege).
+if ! "$MARIADBD" --no-defaults --bootstrap --datadir="$TEMPLATE" --tmpdir="$RUN" \
+  --innodb-log-file-size=8M --log-error="$LOGS/bootstrap.log" "${USER_ARGS[@]}" \
+  > "$LOGS/bootstrap.out" 2>&1 <<SQL
+FLUSH PRIVILEGES;
+CREATE USER 'repl'@'%' IDENTIFIED BY 'repl';
+GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';
+CREATE USER 'replguard'@'%' IDENTIFIED BY '$GUARD_PASSWORD';
+GRANT SLAVE MONITOR ON *.* TO 'replguard'@'%';
+CREATE USER 'replguard'@'localhost' IDENTIFIED BY '$GUARD_PASSWORD';
+GRANT SLAVE MONITOR ON *.* TO 'replguard'@'localhost';
+SQL
+then
+  tail -n 30 "$LOGS/bootstrap.log"; die "creating users failed"
+fi
+
+sql() { # name, sql...   (as root over the unix socket)
+  local n=$1; shift
+  "$MARIADB" --no-defaults -S "$RUN/$n.sock" -uroot -N -B -e "$*"
+}
+
+start_mariadb() { # name
+  local n=$1 i
+  cp -a "$TEMPLATE" "$DATA/$n"
+  # The replica's command line is saved so bench.py can restart it after SIGKILL (figure 3).
+  # max_connections 300: figure 5 opens 200 persistent check connections to the replica.
+  local argv=("$MARIADBD" --no-defaults --datadir="$DATA/$n" --tmpdir="$RUN"
+    --socket="$RUN/$n.sock" --pid-file="$RUN/$n.mariadbd-pidfile"
+    --port="${PORT[$n]}" --bind-address=127.0.0.1 --server-id="${SERVER_ID[$n]}"
+    --log-bin=mysql-bin --log-slave-updates --binlog-format=ROW --gtid-domain-id=0
+    --skip-name-resolve --log-error="$LOGS/$n.err" --skip-slave-start
+    --max-connections=300
+    --innodb-buffer-pool-size=16M --innodb-log-file-size=8M
+    --innodb-flush-log-at-trx-commit=2 --performance-schema=OFF
+    "${USER_ARGS[@]}")
+  printf '%s\0' "${argv[@]}" > "$RUN/$n.argv"
+  "${argv[@]}" >> "$LOGS/$n.stdout" 2>&1 &
+  local pid=$!
+  disown "$pid"   # no "Killed" job notice when figure 3 SIGKILLs it; teardown uses the pid file
+  echo "$pid" > "$RUN/$n.pid"
+  for ((i = 0; i < 300; i++)); do
+    sql "$n" 'SELECT 1' >/dev/null 2>&1 && return 0
+    alive "$pid" || break
+    sleep 0.1
+  done
+  tail -n 30 "$LOGS/$n.err" >&2 || true
+  die "mariadb $n did not start (log: $LOGS/$n.err)"
+}
+
+for n in primary replica; do
+  say "starting mariadb $n on 127.0.0.1:${PORT[$n]} (server_id ${SERVER_ID[$n]})"
+  start_mariadb "$n"
+done
+rm -rf "$TEMPLATE"
+
+say "setting up GTID replication primary -> replica"
+sql replica "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${PORT[primary]},
+             MASTER_USER='repl', MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos,
+             MASTER_CONNECT_RETRY=1; START SLAVE;"
+sql primary "CREATE DATABASE bench; CREATE TABLE bench.t (id INT PRIMARY KEY); INSERT INTO bench.t VALUES (1);"
+POS=$(sql primary 'SELECT @@GLOBAL.gtid_binlog_pos')
+r=$(sql replica "SELECT MASTER_GTID_WAIT('$POS', 30)")
+[ "$r" = 0 ] || { sql replica 'SHOW SLAVE STATUS\G' >&2 || true; die "the replica did not catch up with the primary"; }
+
+# ---------------------------------------------------------------------------
+# 4. measure
+# ---------------------------------------------------------------------------
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+  d_runs=1 d_wrk=2 d_bd=1 d_load=4 d_trials=3 d_kill=2 d_fp=5 d_scale=6
+else
+  d_runs=3 d_wrk=5 d_bd=3 d_load=10 d_trials=20 d_kill=20 d_fp=20 d_scale=20
+fi
+export BENCH_WORK="$WORK" BENCH_RUN="$RUN" BENCH_LOGS="$LOGS" BENCH_PWFILE="$PWFILE"
+export BENCH_REPLGUARD="$REPLGUARD" BENCH_MARIADB="$MARIADB" BENCH_MARIADBD="$MARIADBD" BENCH_WRK="$WRK"
+export BENCH_PRIMARY_PORT="$PRIMARY_PORT" BENCH_REPLICA_PORT="$REPLICA_PORT" BENCH_REPO="$REPO_ROOT"
+export BENCH_RUNS=${BENCH_RUNS:-$d_runs}
+export BENCH_WRK_DURATION=${BENCH_WRK_DURATION:-$d_wrk}
+export BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-"1 16 256"}
+export BENCH_BREAKDOWN_DURATION=${BENCH_BREAKDOWN_DURATION:-$d_bd}
+export BENCH_LOAD_WINDOW=${BENCH_LOAD_WINDOW:-$d_load}
+export BENCH_TRIALS=${BENCH_TRIALS:-$d_trials}
+export BENCH_KILL_TRIALS=${BENCH_KILL_TRIALS:-$d_kill}
+export BENCH_FOOTPRINT_WINDOW=${BENCH_FOOTPRINT_WINDOW:-$d_fp}
+export BENCH_FOOTPRINT_INSTANCES=${BENCH_FOOTPRINT_INSTANCES:-"1 50"}
+export BENCH_SCALE_INSTANCES=${BENCH_SCALE_INSTANCES:-200}
+export BENCH_SCALE_WINDOW=${BENCH_SCALE_WINDOW:-$d_scale}
+export BENCH_FIGURES=${BENCH_FIGURES:-"1 1b 2 3 4 5"}
+export BENCH_QUICK=${BENCH_QUICK:-0}
+export BENCH_WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
+export BENCH_COMMAND
+
+say "measuring (bench/bench.py); logs in $LOGS"
+"$PYTHON" -u "$SCRIPT_DIR/bench.py"
