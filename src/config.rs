@@ -72,6 +72,22 @@ pub struct Target {
     pub addr: Addr,
     pub user: String,
     pub password: Secret,
+    /// A pt-heartbeat table to read lag from (and, with `write`, to update on a writer).
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// `heartbeat = { table = "percona.heartbeat", server_id = 1, utc = false }` plus
+/// `heartbeat_write = true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// `db.table`, validated to plain identifiers (it is spliced into SQL).
+    pub table: String,
+    /// Whose rows count: the source's server_id; `None`: every row but this server's own.
+    pub server_id: Option<u32>,
+    /// pt-heartbeat `--utc`: timestamps are UTC rather than the server's local time.
+    pub utc: bool,
+    /// Update this server's row every poll while it is writable (the one feature that writes).
+    pub write: bool,
 }
 
 /// Where the server listens.
@@ -174,7 +190,18 @@ struct RawInstance {
     #[serde(default, with = "serde_humantime::option")]
     soft_lag: Option<Duration>,
     maintenance_file: Option<PathBuf>,
+    allow_delay: Option<bool>,
     source: Option<RawSource>,
+    heartbeat: Option<RawHeartbeat>,
+    heartbeat_write: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeartbeat {
+    table: String,
+    server_id: Option<u32>,
+    utc: Option<bool>,
 }
 
 /// `source = { host = "…", port = 3306, user = "…", password_file = "…" }`.
@@ -453,6 +480,35 @@ fn resolve_instance(
             default_maintenance
                 .map(|p| PathBuf::from(p.to_string_lossy().replace("{instance}", &ri.name)))
         });
+    let heartbeat = match (ri.heartbeat, ri.heartbeat_write) {
+        (None, Some(true)) => {
+            return Err((
+                at("heartbeat_write"),
+                "needs heartbeat = { table = \"db.table\" }".into(),
+            ))
+        }
+        (None, _) => None,
+        (Some(h), write) => {
+            let valid = |part: &str| {
+                !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            };
+            match h.table.split_once('.') {
+                Some((db, t)) if valid(db) && valid(t) => {}
+                _ => {
+                    return Err((
+                        at("heartbeat.table"),
+                        "write it as db.table with letters, digits and _ only".into(),
+                    ))
+                }
+            }
+            Some(Heartbeat {
+                table: h.table,
+                server_id: h.server_id,
+                utc: h.utc.unwrap_or(false),
+                write: write.unwrap_or(false),
+            })
+        }
+    };
     let source = match ri.source {
         None => None,
         Some(rs) => Some(Target {
@@ -466,6 +522,7 @@ fn resolve_instance(
                     .map_err(|m| (at("source.password_file"), m))?,
                 None => password.clone(),
             },
+            heartbeat: None,
         }),
     };
     Ok(InstanceConfig {
@@ -475,6 +532,7 @@ fn resolve_instance(
             addr,
             user,
             password,
+            heartbeat,
         },
         policy: ri.policy.unwrap_or_else(|| "auto".to_string()),
         thresholds: Thresholds {
@@ -486,6 +544,7 @@ fn resolve_instance(
             recover_lag: ri.recover_lag,
             recover_for: ri.recover_for,
             soft_lag: ri.soft_lag,
+            allow_delay: ri.allow_delay,
         },
         maintenance_file,
         source,

@@ -273,6 +273,7 @@ mod tests {
                 },
                 user: "replguard".into(),
                 password: Secret::default(),
+                heartbeat: None,
             },
             policy: policy.into(),
             thresholds: Thresholds::default(),

@@ -98,6 +98,10 @@ pub struct Thresholds {
     /// linearly towards `max_lag`.
     #[serde(default, with = "serde_humantime::option")]
     pub soft_lag: Option<Duration>,
+    /// Judge a deliberately delayed replica against its `SQL_Delay` (lag minus the delay)
+    /// instead of failing it as stale by design; for watching the delayed replica itself.
+    #[serde(default)]
+    pub allow_delay: Option<bool>,
 }
 
 /// Defaults of the read-farm thresholds, derived from `max_lag`.
@@ -126,6 +130,7 @@ impl Thresholds {
             recover_lag: over.recover_lag.or(self.recover_lag),
             recover_for: over.recover_for.or(self.recover_for),
             soft_lag: over.soft_lag.or(self.soft_lag),
+            allow_delay: over.allow_delay.or(self.allow_delay),
         }
     }
 }
@@ -669,7 +674,18 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
                     "unknown: no replica status".to_string(),
                 ));
             }
-            out.extend(crate::promotion::not_delayed(state));
+            let allowed = thresholds.allow_delay == Some(true);
+            out.extend(crate::promotion::not_delayed(state).into_iter().map(|c| {
+                if allowed && !c.ok && c.level == Level::Fail {
+                    Check::fact(
+                        c.name,
+                        true,
+                        format!("{} (judged against it: allow_delay)", c.detail),
+                    )
+                } else {
+                    c
+                }
+            }));
         }
         Rule::Binlog => out.push(crate::promotion::binlog(state)),
         Rule::Gtid => out.extend(crate::promotion::gtid_in_use(state)),
@@ -701,11 +717,19 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
                     "unknown: no replica status".to_string(),
                 ));
             }
-            for ch in &state.channels {
-                out.push(match rule {
-                    Rule::Source => source_check(ch, state, thresholds, input),
-                    _ => channel_check(rule, ch, thresholds),
-                });
+            match (&state.heartbeat, rule) {
+                // With a heartbeat table, that is the lag the policy judges (one line).
+                (Some(hb), Rule::Lag) if !state.channels.is_empty() => {
+                    out.push(heartbeat_check(hb, state, thresholds))
+                }
+                _ => {
+                    for ch in &state.channels {
+                        out.push(match rule {
+                            Rule::Source => source_check(ch, state, thresholds, input),
+                            _ => channel_check(rule, ch, thresholds),
+                        });
+                    }
+                }
             }
             if rule == Rule::Lag && !state.channels.is_empty() {
                 out.push(lag_stable_check(thresholds, input));
@@ -745,7 +769,22 @@ fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -> Check {
         Rule::Lag => {
             // Policy::parse refuses a lag rule without max_lag and overrides only replace it.
             let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+            // With allow_delay, a delayed replica's lag is judged net of its SQL_Delay.
+            let delay = match (thresholds.allow_delay, ch.sql_delay) {
+                (Some(true), Some(d)) => d,
+                _ => Duration::ZERO,
+            };
             match ch.lag {
+                Some(lag) if !delay.is_zero() => {
+                    let mut c = Check::at_most(name, lag.saturating_sub(delay), limit, "");
+                    c.detail = format!(
+                        "{} (lag {} minus SQL_Delay {})",
+                        c.detail,
+                        fmt_duration(lag),
+                        fmt_duration(delay)
+                    );
+                    c
+                }
                 Some(lag) => Check::at_most(name, lag, limit, ""),
                 None => Check {
                     name,
@@ -995,6 +1034,70 @@ fn remembered(
     Ok(format!("{since}, {last}, relay log applied{restored}"))
 }
 
+/// The `lag` line from a heartbeat reading (microseconds; negative: the source's clock is
+/// ahead). Seconds_Behind_Master is still shown. A stale heartbeat with everything applied most
+/// likely means the writer stopped, and says so.
+fn heartbeat_check(
+    hb: &Result<i64, String>,
+    state: &ServerState,
+    thresholds: &Thresholds,
+) -> Check {
+    let max = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    let sbm = state
+        .channels
+        .iter()
+        .map(|c| match c.lag {
+            Some(l) => fmt_duration(l),
+            None => "NULL".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let us = match hb {
+        Err(e) => return Check::fact("lag", false, format!("heartbeat: {e}")),
+        Ok(us) => *us,
+    };
+    if us < 0 {
+        let skew = Duration::from_micros(us.unsigned_abs());
+        if skew > max {
+            return Check::fact(
+                "lag",
+                false,
+                format!(
+                    "heartbeat from the future: the source's clock is {} ahead, beyond max_lag \
+                     {}: lag cannot be measured (clock skew)",
+                    fmt_duration(skew),
+                    fmt_duration(max)
+                ),
+            );
+        }
+        return Check::fact(
+            "lag",
+            true,
+            format!(
+                "0s <= {} (heartbeat; clock skew: the source's clock is {} ahead; \
+                 Seconds_Behind_Master {sbm})",
+                fmt_duration(max),
+                fmt_duration(skew)
+            ),
+        );
+    }
+    let lag = Duration::from_micros(us as u64);
+    let mut c = Check::at_most("lag", lag, max, "");
+    if c.ok {
+        c.detail = format!("{} (heartbeat; Seconds_Behind_Master {sbm})", c.detail);
+    } else if state.channels.iter().all(|ch| applied(ch, 0).0) {
+        c.detail = format!(
+            "heartbeat stale: newest heartbeat {} old > {}, relay log applied: the heartbeat \
+             writer has most likely stopped",
+            fmt_duration(lag),
+            fmt_duration(max)
+        );
+    } else {
+        c.detail = format!("{} (heartbeat; Seconds_Behind_Master {sbm})", c.detail);
+    }
+    c
+}
+
 /// Where a replica stands in lag hysteresis after replaying its recent polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
@@ -1068,6 +1171,19 @@ fn lag_stable_check(thresholds: &Thresholds, input: &Input<'_>) -> Check {
         return Check::fact("lag_stable", true, "hysteresis off (recover_for 0)".into());
     }
     let history = &input.snapshot.memory.lag_history;
+    let net: VecDeque<LagPoint>;
+    let history = if thresholds.allow_delay == Some(true) {
+        net = history
+            .iter()
+            .map(|p| LagPoint {
+                lag: p.lag.map(|l| l.saturating_sub(p.delay)),
+                ..*p
+            })
+            .collect();
+        &net
+    } else {
+        history
+    };
     match lag_recovery(history, max, recover_lag, recover_for) {
         Recovery::Steady => Check::fact(
             "lag_stable",
@@ -1301,6 +1417,7 @@ mod tests {
                 "ok io_thread Yes",
                 "ok sql_thread Yes",
                 "ok replication_errors none",
+                "ok not_delayed SQL_Delay=0",
                 "ok lag 0s <= 10s",
                 "ok lag_stable no lag failure in the last 1 polls",
             ]
@@ -1532,6 +1649,7 @@ mod tests {
             .map(|(i, l)| LagPoint {
                 at: start + Duration::from_secs(i as u64),
                 lag: l.map(Duration::from_secs),
+                delay: Duration::ZERO,
             })
             .collect()
     }
@@ -1601,6 +1719,60 @@ mod tests {
                 crate::report::reason(&v).as_deref(),
                 Some("maintenance: kernel upgrade")
             );
+        }
+    }
+
+    #[test]
+    fn heartbeat_and_delay_table() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let hb = |r: Result<i64, &str>| {
+            with(replica(), |s| s.heartbeat = Some(r.map_err(str::to_string)))
+        };
+        let allow = Thresholds {
+            allow_delay: Some(true),
+            ..Default::default()
+        };
+        let none = Thresholds::default();
+        let delayed = with_ch(replica(), |c| {
+            c.sql_delay = Some(Duration::from_secs(3600));
+            c.lag = Some(Duration::from_secs(3000));
+        });
+        // (state, overrides, healthy, the lag line or first failure contains)
+        #[rustfmt::skip]
+        let cases: Vec<(ServerState, &Thresholds, bool, &str)> = vec![
+            (hb(Ok(400_000)), &none, true, "ok lag 400ms <= 10s (heartbeat; Seconds_Behind_Master 0s)"),
+            (hb(Ok(12_000_000)), &none, false, "FAIL lag heartbeat stale: newest heartbeat 12s old > 10s, relay log applied"),
+            (with_ch(hb(Ok(12_000_000)), |c| c.read_log_pos += 50), &none, false, "FAIL lag 12s > 10s (heartbeat; Seconds_Behind_Master 0s)"),
+            (hb(Ok(-200_000)), &none, true, "ok lag 0s <= 10s (heartbeat; clock skew: the source's clock is 200ms ahead"),
+            (hb(Ok(-20_000_000)), &none, false, "FAIL lag heartbeat from the future: the source's clock is 20s ahead"),
+            (hb(Err("table percona.heartbeat does not exist (1146)")), &none, false, "FAIL lag heartbeat: table percona.heartbeat does not exist (1146)"),
+            (delayed.clone(), &none, false, "FAIL not_delayed delayed replica, SQL_Delay=3600s"),
+            (delayed, &allow, true, "ok lag 0s <= 10s (lag 3000s minus SQL_Delay 3600s)"),
+        ];
+        for (i, (state, overrides, healthy, want)) in cases.into_iter().enumerate() {
+            let snapshot = snap(Ok(state), now, Duration::ZERO);
+            let v = PolicySet::builtin()
+                .evaluate(
+                    "replica",
+                    &Input {
+                        snapshot: &snapshot,
+                        max_sample_age: Duration::from_secs(3),
+                        overrides,
+                        now,
+                    },
+                )
+                .unwrap();
+            let shown = match v.first_failure() {
+                Some(c) => c.line(),
+                None => v
+                    .checks
+                    .iter()
+                    .find(|c| c.name == "lag")
+                    .map(Check::line)
+                    .unwrap_or_default(),
+            };
+            assert_eq!(v.healthy, healthy, "case {i}: {v:#?}");
+            assert!(shown.contains(want), "case {i}: want {want:?} in {shown:?}");
         }
     }
 }

@@ -5,7 +5,7 @@
 //! timeout, an unexpected column set) becomes a [`ProbeError`] value inside the sample. Every
 //! connect and every query is bounded by the configured timeout. The probe only reads.
 
-use crate::config::{Addr, Target};
+use crate::config::{Addr, Heartbeat, Target};
 use crate::sample::{
     Channel, Flavor, GtidState, ProbeError, ProbeErrorKind, ServerState, SourceState, ThreadState,
 };
@@ -31,6 +31,8 @@ pub struct Probe {
     retry: Option<(Instant, ProbeError)>,
     /// Longest wait between connect attempts.
     max_backoff: Duration,
+    /// The heartbeat table to read (and maybe write), if configured.
+    heartbeat: Option<Heartbeat>,
 }
 
 /// What a connection learnt about the server when it opened; it cannot change without a restart,
@@ -69,6 +71,7 @@ impl Probe {
             failures: 0,
             retry: None,
             max_backoff,
+            heartbeat: target.heartbeat.clone(),
         }
     }
 
@@ -76,7 +79,13 @@ impl Probe {
     pub async fn sample(&mut self) -> Result<ServerState, ProbeError> {
         self.ensure_connected().await?;
         let (conn, kind) = self.conn.as_mut().expect("connected just above");
-        let result = read_state(conn, kind, self.timeout).await;
+        let mut result = read_state(conn, kind, self.timeout).await;
+        if let (Ok(state), Some(hb)) = (&mut result, &self.heartbeat) {
+            if hb.write && state.writable() {
+                state.heartbeat_written = Some(write_heartbeat(conn, hb, self.timeout).await);
+            }
+            state.heartbeat = Some(read_heartbeat(conn, hb, state.server_id, self.timeout).await);
+        }
         self.after(result)
     }
 
@@ -288,6 +297,8 @@ async fn read_state(
         super_read_only: flag(2),
         innodb_read_only: flag(3).unwrap_or(false),
         uptime,
+        heartbeat: None,
+        heartbeat_written: None,
         log_bin: flag(9),
         log_replica_updates: flag(10),
         gtid: GtidState {
@@ -299,6 +310,62 @@ async fn read_state(
         },
         channels,
     })
+}
+
+/// The worst heartbeat lag over the source rows, in microseconds, computed by the server
+/// (`NOW(6)` or `UTC_TIMESTAMP(6)` minus `ts`, as pt-heartbeat --check does), or why not.
+async fn read_heartbeat(
+    conn: &mut Conn,
+    hb: &Heartbeat,
+    own_server_id: u32,
+    timeout: Duration,
+) -> Result<i64, String> {
+    let now = if hb.utc { "UTC_TIMESTAMP(6)" } else { "NOW(6)" };
+    let (db, table) = hb.table.split_once('.').unwrap_or(("", &hb.table));
+    // The table name was validated to [A-Za-z0-9_] parts at config load: safe to splice.
+    let sql =
+        format!("SELECT server_id, TIMESTAMPDIFF(MICROSECOND, ts, {now}) FROM `{db}`.`{table}`");
+    let rows: Vec<(u32, Option<i64>)> = bounded(timeout, "heartbeat", conn.query(sql))
+        .await
+        .map_err(|e| match e.errno {
+            Some(1146) => format!("table {} does not exist (1146)", hb.table),
+            Some(1142) => format!(
+                "the check user may not read {} (1142): GRANT SELECT ON {} TO it",
+                hb.table, hb.table
+            ),
+            _ => e.to_string(),
+        })?;
+    let mut worst: Option<i64> = None;
+    for (server_id, lag) in rows {
+        let ours = match hb.server_id {
+            Some(id) => server_id == id,
+            None => server_id != own_server_id,
+        };
+        if !ours {
+            continue;
+        }
+        let lag =
+            lag.ok_or_else(|| format!("row of server_id {server_id} has an unreadable ts"))?;
+        worst = Some(worst.map_or(lag, |w| w.max(lag)));
+    }
+    worst.ok_or_else(|| match hb.server_id {
+        Some(id) => format!("no heartbeat row from server_id {id} in {}", hb.table),
+        None => format!("no heartbeat row from another server in {}", hb.table),
+    })
+}
+
+/// Updates this server's heartbeat row, pt-heartbeat compatible (`ts` as
+/// `YYYY-MM-DDTHH:MM:SS.ffffff`). The one statement replguard ever writes.
+async fn write_heartbeat(conn: &mut Conn, hb: &Heartbeat, timeout: Duration) -> Result<(), String> {
+    let now = if hb.utc { "UTC_TIMESTAMP(6)" } else { "NOW(6)" };
+    let (db, table) = hb.table.split_once('.').unwrap_or(("", &hb.table));
+    let sql = format!(
+        "REPLACE INTO `{db}`.`{table}` (ts, server_id) \
+         VALUES (DATE_FORMAT({now}, '%Y-%m-%dT%H:%i:%s.%f'), @@server_id)"
+    );
+    bounded(timeout, "heartbeat write", conn.query_drop(sql))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn read_source(

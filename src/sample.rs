@@ -82,6 +82,13 @@ pub struct ServerState {
     /// Server uptime (`SHOW GLOBAL STATUS LIKE 'Uptime'`): tells a restarted server from a live one.
     #[serde(rename = "uptime_s", serialize_with = "ser_opt_secs")]
     pub uptime: Option<Duration>,
+    /// Lag read from the heartbeat table, when one is configured: the worst over the source
+    /// rows, in microseconds (negative: the source's clock is ahead), or why it is unknown.
+    #[serde(serialize_with = "ser_heartbeat")]
+    pub heartbeat: Option<Result<i64, String>>,
+    /// The outcome of this poll's heartbeat write, on a writer with `heartbeat_write`.
+    #[serde(serialize_with = "ser_heartbeat_write")]
+    pub heartbeat_written: Option<Result<(), String>>,
     /// `@@log_bin`: a promoted replica needs its binary log to feed others.
     pub log_bin: Option<bool>,
     /// `@@log_replica_updates` / `@@log_slave_updates`: replicated events go to its binary log.
@@ -90,6 +97,28 @@ pub struct ServerState {
     pub gtid: GtidState,
     /// One entry per replication channel (multi-source keeps them all); empty when not a replica.
     pub channels: Vec<Channel>,
+}
+
+fn ser_heartbeat<S: serde::Serializer>(
+    h: &Option<Result<i64, String>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match h {
+        None => s.serialize_none(),
+        Some(Ok(us)) => s.serialize_some(&serde_json::json!({ "lag_s": *us as f64 / 1e6 })),
+        Some(Err(e)) => s.serialize_some(&serde_json::json!({ "error": e })),
+    }
+}
+
+fn ser_heartbeat_write<S: serde::Serializer>(
+    h: &Option<Result<(), String>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match h {
+        None => s.serialize_none(),
+        Some(Ok(())) => s.serialize_some("ok"),
+        Some(Err(e)) => s.serialize_some(e),
+    }
 }
 
 impl ServerState {
@@ -299,6 +328,8 @@ pub mod fixtures {
             uptime: Some(Duration::from_secs(100)),
             log_bin: Some(true),
             log_replica_updates: Some(true),
+            heartbeat: None,
+            heartbeat_written: None,
             gtid: GtidState::default(),
             channels: vec![channel()],
         }

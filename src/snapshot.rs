@@ -47,6 +47,8 @@ pub const LAG_HISTORY: usize = 64;
 pub struct LagPoint {
     pub at: Instant,
     pub lag: Option<Duration>,
+    /// The largest `SQL_Delay` over the channels then (a policy may judge lag net of it).
+    pub delay: Duration,
 }
 
 /// One successful read of a replica's source.
@@ -79,7 +81,7 @@ impl Snapshot {
         let mut memory = self.memory.clone();
         match &sample.outcome {
             Ok(state) => {
-                let worst = state
+                let by_channels = state
                     .channels
                     .iter()
                     .map(|c| c.lag)
@@ -87,12 +89,24 @@ impl Snapshot {
                         l.map(|l| Some(acc.map_or(l, |a| a.max(l))))
                     })
                     .flatten();
+                // With a heartbeat table, its lag is the one the policies judge.
+                let worst = match &state.heartbeat {
+                    Some(Ok(us)) => Some(Duration::from_micros((*us).max(0) as u64)),
+                    Some(Err(_)) => None,
+                    None => by_channels,
+                };
                 if memory.lag_history.len() == LAG_HISTORY {
                     memory.lag_history.pop_front();
                 }
                 memory.lag_history.push_back(LagPoint {
                     at: sample.taken_at,
                     lag: worst,
+                    delay: state
+                        .channels
+                        .iter()
+                        .filter_map(|c| c.sql_delay)
+                        .max()
+                        .unwrap_or_default(),
                 });
                 for ch in &state.channels {
                     if ch.io_thread == ThreadState::Yes {

@@ -8,6 +8,7 @@ mod common;
 
 use common::guard::{instance_block, Guard, FAST};
 use common::mariadb::MariaDb;
+use mysql_async::prelude::Queryable;
 use std::time::{Duration, Instant};
 
 /// A primary (server_id 1) and a replica (server_id 2) replicating from it with GTID.
@@ -125,12 +126,16 @@ async fn healthy_pair_then_sql_thread_stopped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delayed_replica_fails_on_lag_unless_the_request_allows_it() {
+async fn lag_above_max_lag_fails_naming_lag_and_a_delayed_replica_is_named() {
     let (primary, replica) = pair().await;
-    replica.exec("STOP SLAVE").await;
-    replica.exec("CHANGE MASTER TO MASTER_DELAY = 60").await;
-    replica.exec("START SLAVE").await;
     let g = guard(&primary, &replica, FAST).await;
+    ready(&g).await;
+    // A global read lock on the replica holds its SQL thread while the primary writes: the
+    // events wait in the relay log and Seconds_Behind_Master grows.
+    let mut lock = mysql_async::Conn::new(replica.admin_opts()).await.unwrap();
+    lock.query_drop("FLUSH TABLES WITH READ LOCK")
+        .await
+        .unwrap();
     primary.exec("CREATE DATABASE IF NOT EXISTS t").await;
     primary.exec("CREATE TABLE t.a (id INT PRIMARY KEY)").await;
 
@@ -149,6 +154,24 @@ async fn delayed_replica_fails_on_lag_unless_the_request_allows_it() {
     // The same moment with a looser per-request threshold passes: the override is honoured.
     let loose = g.get("/replica?instance=db2&max_lag=1h").await;
     assert_eq!(loose.status, 200, "{loose:#?}");
+    lock.query_drop("UNLOCK TABLES").await.unwrap();
+    lock.disconnect().await.unwrap();
+
+    // A deliberately delayed replica is stale by design and named as such, whatever max_lag.
+    replica.exec("STOP SLAVE").await;
+    replica.exec("CHANGE MASTER TO MASTER_DELAY = 60").await;
+    replica.exec("START SLAVE").await;
+    let reply = g
+        .wait_for(
+            "/replica?instance=db2&max_lag=1h",
+            Duration::from_secs(30),
+            |r| r.status == 503,
+        )
+        .await;
+    assert_eq!(
+        reply.reason, "not_delayed delayed replica, SQL_Delay=60s",
+        "{reply:#?}"
+    );
     g.stop().await;
 }
 

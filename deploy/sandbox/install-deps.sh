@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what replguard's tests and demo need from Debian/Ubuntu packages, when missing:
-# mariadb-server (mariadbd, mariadb-install-db, mariadb client) and haproxy.
+# mariadb-server (mariadbd, mariadb-install-db, mariadb client), haproxy and percona-toolkit
+# (pt-heartbeat, for the heartbeat tests).
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,7 @@ have mariadbd || missing+=(mariadb-server)
 have mariadb-install-db || missing+=(mariadb-server)
 have mariadb || missing+=(mariadb-client)
 have haproxy || missing+=(haproxy)
+have pt-heartbeat || missing+=(percona-toolkit)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
