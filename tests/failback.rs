@@ -79,6 +79,9 @@ async fn returning_primary_waits_until_it_has_caught_up_with_the_backup() {
         gb.addr.port()
     ))
     .await;
+    // A's channel from B may still be connecting: the primary policy fails closed until it
+    // has seen it connected and caught up.
+    ga.wait_for("/primary", LIMIT, |r| r.status == 200).await;
     h.wait_status("mysql", "a", "UP", LIMIT).await;
     assert_eq!(client_writes(&b, front, 0, 10).await, 1);
     b.wait_caught_up(&a).await;

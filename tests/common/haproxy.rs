@@ -128,8 +128,11 @@ impl Haproxy {
         let start = Instant::now();
         loop {
             let s = self.server(proxy, server).await;
-            // "DOWN (agent)", "UP 1/2": the word is what counts.
-            if s.status.split(' ').next() == Some(status) {
+            // "DOWN (agent)", "UP 1/2": the word is what counts. HAProxy starts servers UP
+            // before any check ran: UP counts only once a check has passed (L7OK).
+            if s.status.split(' ').next() == Some(status)
+                && (status != "UP" || s.check_status == "L7OK")
+            {
                 return s;
             }
             assert!(
