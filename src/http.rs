@@ -1,5 +1,6 @@
 //! The HTTP check server HAProxy (and people) ask: `/mysqlchk/`, `/check/{policy}`, `/{policy}`,
-//! `/status`, `/healthz`.
+//! `/status`, `/healthz`; and for dashboards and incidents `/metrics` (Prometheus, always 200),
+//! `/ui` (the embedded status page) and `/events` (recent transitions).
 //!
 //! Handlers answer from the latest snapshots in the [`Hub`]; they never touch MySQL and never
 //! wait on a poller. Status codes: 200 pass, 503 fail, 400 bad parameter, 404 unknown instance or
@@ -24,6 +25,15 @@ pub fn routes(
 
     let healthz = warp::path!("healthz").map(|| respond(StatusCode::OK, None, TEXT, "ok\n".into()));
     let status = warp::path!("status").and(hub.clone()).map(status_reply);
+    // Metrics, status page and events (issue 9): read snapshots and in-memory logs only.
+    let metrics = warp::path!("metrics").and(hub.clone()).map(metrics_reply);
+    let ui = warp::path!("ui").map(ui_reply);
+    let events = warp::path!("events")
+        .and(query)
+        .and(hub.clone())
+        .map(events_reply);
+    let observe = metrics.or(ui).unify().or(events).unify();
+
     // `/` and `/mysqlchk/` evaluate the instance's configured policy.
     let classic = warp::path::end()
         .or(warp::path!("mysqlchk"))
@@ -42,7 +52,15 @@ pub fn routes(
         .map(check_reply);
 
     evaluating_method()
-        .and(healthz.or(status).unify().or(check).unify())
+        .and(
+            healthz
+                .or(status)
+                .unify()
+                .or(observe)
+                .unify()
+                .or(check)
+                .unify(),
+        )
         .recover(rejection)
         .unify()
 }
@@ -85,7 +103,9 @@ async fn rejection(err: Rejection) -> Result<Response, Infallible> {
             StatusCode::NOT_FOUND,
             None,
             TEXT,
-            "no such endpoint; try /mysqlchk/?port=N, /check/{policy}, /status, /healthz\n".into(),
+            "no such endpoint; try /mysqlchk/?port=N, /check/{policy}, /status, /healthz, \
+             /metrics, /ui, /events\n"
+                .into(),
         ))
     }
 }
@@ -166,7 +186,26 @@ pub fn parse_params(raw: &str) -> Result<Params, String> {
     Ok(p)
 }
 
+/// Answers a check and counts it in `replguard_check_requests_total`.
 fn check_reply(
+    policy: Option<String>,
+    query: String,
+    accept: Option<String>,
+    hub: Arc<Hub>,
+) -> Response {
+    // A bounded label: a client-chosen path must not create a new series per request.
+    let endpoint = match policy.as_deref() {
+        None => "/mysqlchk/".to_string(),
+        Some(p) if hub.policies.get(p).is_some() => format!("/{p}"),
+        Some(_) => "other".to_string(),
+    };
+    let metrics = hub.metrics.clone();
+    let r = check_answer(policy, query, accept, hub);
+    metrics.count_check(&endpoint, r.status().as_u16());
+    r
+}
+
+fn check_answer(
     policy: Option<String>,
     query: String,
     accept: Option<String>,
@@ -222,6 +261,61 @@ fn status_reply(hub: Arc<Hub>) -> Response {
     let now = tokio::time::Instant::now().into_std();
     let body = report::status(&hub.instances, &hub.policies, hub.max_sample_age, now);
     respond(StatusCode::OK, None, JSON, body)
+}
+
+/// `/metrics`: always 200 while replguard serves, whatever the verdicts.
+fn metrics_reply(hub: Arc<Hub>) -> Response {
+    let now = tokio::time::Instant::now().into_std();
+    match hub.metrics.render(&hub, now) {
+        Ok(body) => respond(StatusCode::OK, None, crate::metrics::CONTENT_TYPE, body),
+        // Encoding into a String cannot fail; should it ever, say so rather than half a page.
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            TEXT,
+            format!("cannot encode metrics: {e}\n"),
+        ),
+    }
+}
+
+/// `/ui`: the embedded status page, with a policy that forbids loading anything from elsewhere.
+fn ui_reply() -> Response {
+    let mut r = respond(
+        StatusCode::OK,
+        None,
+        "text/html; charset=utf-8",
+        crate::ui::PAGE.to_string(),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(crate::ui::CSP),
+    );
+    r
+}
+
+/// `/events?instance=NAME`: the recorded transitions, oldest first; all instances without
+/// `instance`. Only `instance` is accepted, strictly, like the check parameters.
+fn events_reply(query: String, hub: Arc<Hub>) -> Response {
+    let mut instance: Option<String> = None;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let msg = match key.as_ref() {
+            "instance" if instance.is_some() => "instance given more than once".to_string(),
+            "instance" if value.is_empty() => "instance is empty".to_string(),
+            "instance" => {
+                instance = Some(value.into_owned());
+                continue;
+            }
+            other => format!("unknown parameter {other:?} (known: instance)"),
+        };
+        return respond(StatusCode::BAD_REQUEST, None, TEXT, format!("{msg}\n"));
+    }
+    if let Some(name) = &instance {
+        if let Err(e) = hub.find(&Selector::Name(name.clone())) {
+            return respond(StatusCode::NOT_FOUND, None, TEXT, format!("{e}\n"));
+        }
+    }
+    let list = hub.events.recent(instance.as_deref());
+    respond(StatusCode::OK, None, JSON, crate::events::json(&list))
 }
 
 fn respond(
@@ -295,6 +389,8 @@ mod tests {
             instances,
             policies: Arc::new(PolicySet::builtin()),
             max_sample_age: Duration::from_secs(3),
+            events: Default::default(),
+            metrics: Default::default(),
         })
     }
 
@@ -500,6 +596,43 @@ mod tests {
         );
         assert_eq!(verdicts[3]["healthy"], false);
         assert_eq!(verdicts[3]["reason"], "read_only ON, want OFF");
+    }
+
+    #[tokio::test]
+    async fn metrics_ui_and_events() {
+        let h = pair();
+        #[rustfmt::skip]
+        let cases: &[(&str, u16, &str)] = &[
+            ("/metrics", 200, crate::metrics::CONTENT_TYPE),
+            ("/ui", 200, "text/html; charset=utf-8"),
+            ("/events", 200, JSON),
+            ("/events?instance=db2", 200, JSON),
+            ("/events?instance=nope", 404, TEXT),
+            ("/events?instance=", 400, TEXT),
+            ("/events?port=3306", 400, TEXT),
+        ];
+        for (path, want, ctype) in cases {
+            let r = get(&h, "GET", path).await;
+            assert_eq!(r.status().as_u16(), *want, "{path}: {}", body(&r));
+            assert_eq!(r.headers()["content-type"], *ctype, "{path}");
+        }
+        // Checks are counted by endpoint and code, with unknown policies folded into one label.
+        get(&h, "GET", "/replica?port=3307&max_lag=1s").await;
+        get(&h, "GET", "/check/replica?port=3307&max_lag=1s").await;
+        get(&h, "GET", "/no-such-policy?port=3307").await;
+        let text = body(&get(&h, "GET", "/metrics").await);
+        for line in [
+            r#"replguard_check_requests_total{endpoint="/replica",code="503"} 2"#,
+            r#"replguard_check_requests_total{endpoint="other",code="404"} 1"#,
+            r#"replguard_policy_healthy{instance="db2",policy="primary"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        let ui = get(&h, "GET", "/ui").await;
+        assert!(ui.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'"));
     }
 
     #[test]

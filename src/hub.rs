@@ -50,6 +50,10 @@ pub struct Hub {
     pub instances: Vec<Watched>,
     pub policies: Arc<PolicySet>,
     pub max_sample_age: Duration,
+    /// The transition log the pollers write and `/events` reads.
+    pub events: Arc<crate::events::Events>,
+    /// Counters and histograms the pollers and HTTP handlers increment; `/metrics` renders them.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Hub {

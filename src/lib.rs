@@ -18,14 +18,19 @@
 //! - [`http`]: warp endpoints for HAProxy and people; never touches MySQL.
 //! - [`store`]: the state file that carries memory across replguard restarts.
 //! - [`serve`]: wiring of pollers and HTTP under one shutdown token.
+//! - [`metrics`]: Prometheus metrics built from snapshots at scrape time, plus poll/check counters.
+//! - [`events`]: the bounded log of transitions (verdicts, source lost/found, maintenance).
+//! - [`ui`]: the embedded status page (`/ui`), which reads `/status` and `/events`.
 
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod config;
+pub mod events;
 pub mod gtid;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod policy;
 pub mod poller;
 pub mod probe;
@@ -35,4 +40,5 @@ pub mod sample;
 pub mod serve;
 pub mod snapshot;
 pub mod store;
+pub mod ui;
 pub mod units;

@@ -21,8 +21,18 @@ use tokio_util::sync::CancellationToken;
     about = "Replication-aware HAProxy health checks for MySQL and MariaDB"
 )]
 struct Cli {
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line)
+    /// for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -85,14 +95,17 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // Event fields at the top level of each object, where shippers look for them.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let config_path = match &cli.command {
         Command::Serve { config }
         | Command::Check { config, .. }
@@ -282,6 +295,8 @@ async fn run_check(
         }],
         policies: Arc::new(config.policies),
         max_sample_age: config.max_sample_age,
+        events: Default::default(),
+        metrics: Default::default(),
     };
     let watched = &hub.instances[0];
     let now = tokio::time::Instant::now().into_std();

@@ -3,9 +3,12 @@
 //!
 //! One writer, many readers: the poller is the only sender on its `watch` channel; HTTP handlers
 //! clone the `Arc` and never wait on MySQL. A failed poll is published like any other. The poller
-//! logs verdict transitions of the instance's own policy (warn when it fails, info on recovery).
+//! logs verdict transitions of the instance's own policy (warn when it fails, info on recovery),
+//! and source, memory and maintenance transitions, into the [`Events`] log.
 
 use crate::config::{Addr, Target};
+use crate::events::{Event, Events, Observer};
+use crate::metrics::Metrics;
 use crate::policy::{PolicySet, Thresholds};
 use crate::probe::Probe;
 use crate::sample::{Sample, ServerState, SourceSample};
@@ -143,6 +146,10 @@ pub struct Poller {
     pub state_file: Option<PathBuf>,
     /// The instance's maintenance switch, if it has one.
     pub maintenance_file: Option<PathBuf>,
+    /// Where transitions are recorded (and logged) for `/events`.
+    pub events: Arc<Events>,
+    /// Poll durations and errors for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Samples every `interval` until `shutdown`, then closes the connections. With a state file,
@@ -158,7 +165,10 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         judge,
         state_file,
         maintenance_file,
+        events,
+        metrics,
     } = poller;
+    let mut observer = Observer::default();
     let mut pending = state_file
         .as_deref()
         .and_then(|path| match store::load(path) {
@@ -192,18 +202,17 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             ),
             Err(err) => tracing::debug!(instance = %instance, error = %err, "poll failed"),
         }
+        metrics.observe_poll(&instance, &sample);
+        let at = sample.taken_at_wall;
+        for event in observer.observe(&instance, &sample) {
+            events.record(event);
+        }
         let mut snapshot = tx.borrow().next(sample);
         if let Some(sample) = snapshot.sample.clone() {
             if let Ok(state) = &sample.outcome {
                 if let Some(p) = pending.take() {
-                    match p.restore_into(&mut snapshot.memory, &sample, state) {
-                        Ok(n) => {
-                            tracing::info!(instance = %instance, channels = n, "memory restored from state file")
-                        }
-                        Err(why) => {
-                            tracing::warn!(instance = %instance, reason = %why, "remembered state void")
-                        }
-                    }
+                    let outcome = p.restore_into(&mut snapshot.memory, &sample, state);
+                    events.record(Event::restore(at, &instance, outcome));
                 }
                 if let Some(path) = &state_file {
                     let p = Persisted::new(&snapshot.memory, state);
@@ -230,19 +239,8 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         tx.send_replace(Arc::new(snapshot));
         if let Some(v) = verdict {
             if was_healthy != Some(v.healthy) {
-                match v.first_failure() {
-                    Some(check) => tracing::warn!(
-                        instance = %instance,
-                        policy = %v.policy,
-                        check = %check.name,
-                        reason = %check.detail,
-                        "unhealthy"
-                    ),
-                    None if was_healthy.is_some() => {
-                        tracing::info!(instance = %instance, policy = %v.policy, "healthy again")
-                    }
-                    None => tracing::info!(instance = %instance, policy = %v.policy, "healthy"),
-                }
+                // Logged at warn (unhealthy) or info (healthy) by `record`.
+                events.record(Event::verdict(at, &instance, &v, was_healthy.is_none()));
                 was_healthy = Some(v.healthy);
             }
         }

@@ -86,6 +86,18 @@ pub struct InstanceStatus<'a> {
     pub io_last_connected: Vec<SeenConnected<'a>>,
     /// Every policy's verdict: healthy, and the first failing check.
     pub verdicts: Vec<PolicyVerdict>,
+    /// The lag the policies judged at each recent successful poll, oldest first (`/ui` graph).
+    pub lag_history: Vec<LagPoint>,
+}
+
+/// One poll of `lag_history`: how long ago, and the lag then (`null`: unknown).
+#[derive(Serialize)]
+pub struct LagPoint {
+    /// How long before the `/status` request the poll finished.
+    pub ago_ms: u64,
+    /// The lag then, in seconds; `null` when unknown (NULL, or no replica status).
+    #[serde(serialize_with = "crate::units::ser_opt_secs")]
+    pub lag_s: Option<Duration>,
 }
 
 #[derive(Serialize)]
@@ -173,6 +185,15 @@ pub fn status(
                     })
                     .collect(),
                 verdicts,
+                lag_history: snap
+                    .memory
+                    .lag_history
+                    .iter()
+                    .map(|p| LagPoint {
+                        ago_ms: now.saturating_duration_since(p.at).as_millis() as u64,
+                        lag_s: p.lag,
+                    })
+                    .collect(),
             }
         })
         .collect();

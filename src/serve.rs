@@ -26,6 +26,8 @@ pub fn start_pollers(
     shutdown: &CancellationToken,
 ) -> (Arc<Hub>, Vec<JoinHandle<()>>) {
     let policies = Arc::new(config.policies.clone());
+    let events = Arc::new(crate::events::Events::default());
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let mut instances = Vec::new();
     let mut tasks = Vec::new();
     for inst in &config.instances {
@@ -60,6 +62,8 @@ pub fn start_pollers(
             judge,
             state_file,
             maintenance_file: inst.maintenance_file.clone(),
+            events: events.clone(),
+            metrics: metrics.clone(),
         };
         tasks.push(tokio::spawn(poller::run(poller, shutdown.clone())));
         instances.push(Watched {
@@ -71,6 +75,8 @@ pub fn start_pollers(
         instances,
         policies,
         max_sample_age: config.max_sample_age,
+        events,
+        metrics,
     });
     (hub, tasks)
 }

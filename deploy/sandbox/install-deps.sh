@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what replguard's tests and demo need from Debian/Ubuntu packages, when missing:
 # mariadb-server (mariadbd, mariadb-install-db, mariadb client), haproxy and percona-toolkit
-# (pt-heartbeat, for the heartbeat tests).
+# (pt-heartbeat, for the heartbeat tests); chromium (the /ui test drives it headless) and
+# prometheus (for promtool, which lints /metrics).
 set -euo pipefail
 
 missing=()
@@ -10,6 +11,8 @@ have mariadbd || missing+=(mariadb-server)
 have mariadb-install-db || missing+=(mariadb-server)
 have mariadb || missing+=(mariadb-client)
 have haproxy || missing+=(haproxy)
+have chromium || missing+=(chromium)
+have promtool || missing+=(prometheus)
 have pt-heartbeat || missing+=(percona-toolkit)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
@@ -17,6 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Only promtool is wanted from the prometheus package: do not leave its server running.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install a Rust toolchain (https://rustup.rs) and run this again" >&2

@@ -1,0 +1,236 @@
+// The replguard status page: reads /status and /events every REFRESH_MS and redraws.
+// Everything from the server is inserted as text (textContent), never parsed as HTML:
+// reasons can carry server error messages.
+"use strict";
+
+const REFRESH_MS = 1500;
+const STATUS = "/status";
+const EVENTS = "/events";
+// Lag graphs keep this much client-side history (the server sends its last polls).
+const KEEP_MS = 10 * 60 * 1000;
+const BAD_EVENTS = new Set(["unhealthy", "source_lost", "memory_void", "maintenance_on"]);
+
+// Per instance: [{t (ms since epoch, client clock), lag (s or null)}], oldest first.
+const history = new Map();
+// Successful redraws of this document, exposed as <body data-refreshes> for tests.
+let refreshes = 0;
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : String(c));
+  }
+  return e;
+}
+
+function secs(s) {
+  if (s === null || s === undefined) return "NULL";
+  if (s < 10) return (Math.round(s * 10) / 10) + "s";
+  if (s < 120) return Math.round(s) + "s";
+  if (s < 7200) return Math.round(s / 60) + "m";
+  return Math.round(s / 3600) + "h";
+}
+
+function clock(rfc3339) {
+  const d = new Date(rfc3339);
+  return isNaN(d) ? rfc3339 : d.toLocaleTimeString();
+}
+
+function role(inst) {
+  if (inst.error) return ["unreachable", inst.error.message || inst.error.kind];
+  const s = inst.state;
+  if (!s) return ["no sample yet", null];
+  const what = s.flavor + " " + s.version + ", server_id " + s.server_id;
+  if (s.channels.length > 0) {
+    const r = s.channels.length > 1 ? "replica ×" + s.channels.length : "replica";
+    return [s.read_only ? r : r + " (writable!)", what];
+  }
+  return [s.read_only ? "read-only, no replication" : "primary", what];
+}
+
+function worstLag(inst) {
+  const chans = inst.state ? inst.state.channels : [];
+  if (chans.length === 0) return undefined;
+  let worst = 0;
+  for (const c of chans) {
+    if (c.lag_s === null || c.lag_s === undefined) return null;
+    worst = Math.max(worst, c.lag_s);
+  }
+  return worst;
+}
+
+// Merges the server's recent lag history (ages relative to now) into the client-side one.
+function remember(inst, now) {
+  const list = history.get(inst.name) || [];
+  const last = list.length ? list[list.length - 1].t : -Infinity;
+  const pts = inst.lag_history || [];
+  // Two polls are at least ~100 ms apart; half of that absorbs request timing jitter.
+  for (const p of pts) {
+    const t = now - p.ago_ms;
+    if (t > last + 50) list.push({ t, lag: p.lag_s });
+  }
+  while (list.length && list[0].t < now - KEEP_MS) list.shift();
+  history.set(inst.name, list);
+  return list;
+}
+
+function sparkline(list, now) {
+  const W = 180, H = 36;
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("width", W);
+  svg.setAttribute("height", H);
+  if (list.length === 0) return [svg, "no history"];
+  const t0 = Math.min(list[0].t, now - 60 * 1000);
+  const span = Math.max(now - t0, 1);
+  let max = 1;
+  for (const p of list) if (p.lag !== null) max = Math.max(max, p.lag);
+  const x = (t) => ((t - t0) / span) * (W - 2) + 1;
+  const y = (lag) => H - 2 - (lag / max) * (H - 4);
+  let seg = [];
+  const flush = () => {
+    if (seg.length) {
+      const pl = document.createElementNS(NS, "polyline");
+      pl.setAttribute("points", seg.join(" "));
+      svg.append(pl);
+    }
+    seg = [];
+  };
+  for (const p of list) {
+    if (p.lag === null) {
+      flush();
+      const r = document.createElementNS(NS, "rect");
+      r.setAttribute("class", "unknown");
+      r.setAttribute("x", x(p.t) - 1);
+      r.setAttribute("y", 0);
+      r.setAttribute("width", 2);
+      r.setAttribute("height", H);
+      svg.append(r);
+    } else {
+      seg.push(x(p.t).toFixed(1) + "," + y(p.lag).toFixed(1));
+    }
+  }
+  flush();
+  const mins = Math.max(1, Math.round(span / 60000));
+  return [svg, "max " + secs(max) + " over " + mins + " min; red: lag unknown"];
+}
+
+function verdicts(inst) {
+  const ul = el("ul", { class: "verdicts" });
+  const sorted = [...inst.verdicts].sort((a, b) =>
+    (b.policy === inst.policy) - (a.policy === inst.policy));
+  for (const v of sorted) {
+    const cls = "verdict " + (v.healthy ? "ok" : "fail") +
+      (v.policy === inst.policy ? " configured" : "");
+    const li = el("li", { class: cls, "data-policy": v.policy },
+      el("span", { class: "mark" }, v.healthy ? "✓ " : "✗ "),
+      v.policy,
+      v.healthy ? null : el("span", { class: "why" }, " — " + (v.reason || "failing")));
+    if (!v.healthy) li.title = v.reason || "failing";
+    ul.append(li);
+  }
+  return ul;
+}
+
+function source(inst) {
+  const box = el("div");
+  const chans = inst.state ? inst.state.channels : [];
+  if (!inst.state) return inst.error ? el("span", { class: "muted" }, "unknown") : box;
+  if (chans.length === 0) return el("span", { class: "muted" }, "—");
+  for (const c of chans) {
+    const label = c.name ? "[" + c.name + "] " : "";
+    const host = c.source_host + ":" + c.source_port;
+    if (c.io_thread === "Yes") {
+      box.append(el("div", {}, label + "connected to " + host));
+      continue;
+    }
+    const seen = (inst.io_last_connected || []).find((s) => s.channel === c.name);
+    const line = seen
+      ? "lost since " + clock(seen.at) + " (" + secs(seen.ago_ms / 1000) + " ago), last lag " +
+        secs(seen.lag_s)
+      : "IO thread " + c.io_thread + ", never seen connected";
+    box.append(el("div", { class: "lost" }, label + line));
+    if (c.last_io_errno) {
+      box.append(el("div", { class: "muted" }, c.last_io_errno + " " + c.last_io_error));
+    }
+  }
+  return box;
+}
+
+function maintenance(inst) {
+  const v = inst.verdicts.find((v) => v.reason && v.reason.startsWith("maintenance"));
+  if (!v) return el("span", { class: "muted" }, "off");
+  return el("span", { class: "badge wait" }, "on" + v.reason.slice("maintenance".length));
+}
+
+function row(inst, now) {
+  const own = inst.verdicts.find((v) => v.policy === inst.policy);
+  const healthy = own ? own.healthy : false;
+  const [r, detail] = role(inst);
+  const lag = worstLag(inst);
+  const points = remember(inst, now);
+  // A server that is not a replica has no lag to draw (its history is all "unknown").
+  const graph = lag === undefined ? [el("span", { class: "muted" }, "not a replica")]
+    : sparkline(points, now).map((x, i) => i ? el("div", { class: "muted" }, x) : x);
+  const age = inst.sample_age_ms === null ? "no sample" : "sample " + secs(inst.sample_age_ms / 1000) + " old";
+  return el("tr", { class: healthy ? "ok" : "fail", "data-instance": inst.name,
+                    "data-healthy": String(healthy) },
+    el("td", {}, el("div", { class: "name" }, inst.name),
+      el("div", { class: "muted" }, inst.address), el("div", { class: "muted" }, age)),
+    el("td", {}, el("div", {}, r), detail ? el("div", { class: "muted" }, detail) : null),
+    el("td", {}, verdicts(inst)),
+    el("td", {}, lag === undefined ? el("span", { class: "muted" }, "—")
+      : el("span", { class: "lag" + (lag === null ? " null" : "") }, secs(lag))),
+    el("td", {}, ...graph),
+    el("td", {}, source(inst)),
+    el("td", {}, maintenance(inst)));
+}
+
+function drawEvents(list) {
+  const ol = document.getElementById("events");
+  const items = list.slice(-20).reverse().map((e) => {
+    const what = [e.kind.replace("_", " "), e.policy, e.channel ? "[" + e.channel + "]" : null,
+      e.check].filter((x) => x).join(" ");
+    return el("li", { class: BAD_EVENTS.has(e.kind) ? "bad" : "", "data-kind": e.kind },
+      clock(e.at) + "  " + e.instance + "  " + what + ": " + e.reason);
+  });
+  ol.replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "none yet")]));
+}
+
+function setConn(ok, text) {
+  const b = document.getElementById("conn");
+  b.className = "badge " + (ok ? "ok" : "fail");
+  b.textContent = text;
+}
+
+async function refresh() {
+  try {
+    const [st, ev] = await Promise.all([
+      fetch(STATUS, { cache: "no-store" }),
+      fetch(EVENTS, { cache: "no-store" }),
+    ]);
+    if (!st.ok) throw new Error(STATUS + " " + st.status);
+    const doc = await st.json();
+    const now = Date.now();
+    document.getElementById("rows").replaceChildren(...doc.instances.map((i) => row(i, now)));
+    if (ev.ok) drawEvents((await ev.json()).events);
+    const failing = doc.instances.filter((i) =>
+      !(i.verdicts.find((v) => v.policy === i.policy) || {}).healthy).length;
+    setConn(true, failing ? failing + " failing" : "all healthy");
+    if (failing) document.getElementById("conn").className = "badge fail";
+    document.getElementById("updated").textContent = "updated " + new Date(now).toLocaleTimeString();
+    document.body.dataset.refreshes = String(++refreshes);
+  } catch (err) {
+    setConn(false, "replguard unreachable: " + err.message);
+  } finally {
+    setTimeout(refresh, REFRESH_MS);
+  }
+}
+
+refresh();
