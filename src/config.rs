@@ -191,6 +191,8 @@ struct RawInstance {
     soft_lag: Option<Duration>,
     maintenance_file: Option<PathBuf>,
     allow_delay: Option<bool>,
+    #[serde(default, with = "serde_humantime::option")]
+    max_stall: Option<Duration>,
     source: Option<RawSource>,
     heartbeat: Option<RawHeartbeat>,
     heartbeat_write: Option<bool>,
@@ -545,6 +547,7 @@ fn resolve_instance(
             recover_for: ri.recover_for,
             soft_lag: ri.soft_lag,
             allow_delay: ri.allow_delay,
+            max_stall: ri.max_stall,
         },
         maintenance_file,
         source,

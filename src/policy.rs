@@ -57,6 +57,9 @@ pub enum Rule {
     Peer,
     /// Promotion: no channel is a delayed replica (`SQL_Delay` 0).
     NotDelayed,
+    /// The IO thread says `Yes` but its read position has not moved for `max_stall` while the
+    /// source (read by the guard) kept executing transactions: replication is stalled.
+    Stall,
     /// Promotion: binary log and log_replica_updates on.
     Binlog,
     /// Promotion: GTID in use (MySQL gtid_mode ON, MariaDB Using_Gtid).
@@ -102,6 +105,9 @@ pub struct Thresholds {
     /// instead of failing it as stale by design; for watching the delayed replica itself.
     #[serde(default)]
     pub allow_delay: Option<bool>,
+    /// `stall`: how long the read position may stand still while the source advances.
+    #[serde(default, with = "serde_humantime::option")]
+    pub max_stall: Option<Duration>,
 }
 
 /// Defaults of the read-farm thresholds, derived from `max_lag`.
@@ -131,6 +137,7 @@ impl Thresholds {
             recover_for: over.recover_for.or(self.recover_for),
             soft_lag: over.soft_lag.or(self.soft_lag),
             allow_delay: over.allow_delay.or(self.allow_delay),
+            max_stall: over.max_stall.or(self.max_stall),
         }
     }
 }
@@ -687,6 +694,11 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
                 }
             }));
         }
+        Rule::Stall => {
+            for ch in &state.channels {
+                out.push(stall_check(ch, thresholds, input));
+            }
+        }
         Rule::Binlog => out.push(crate::promotion::binlog(state)),
         Rule::Gtid => out.extend(crate::promotion::gtid_in_use(state)),
         Rule::ReadOnlyOn => out.push(crate::promotion::read_only_on(state)),
@@ -1098,6 +1110,81 @@ fn heartbeat_check(
     c
 }
 
+/// Default `max_stall` when a policy uses the stall rule without setting it.
+pub const DEFAULT_MAX_STALL: Duration = Duration::from_secs(30);
+
+/// The stall rule for one channel (see [`Rule::Stall`]).
+fn stall_check(ch: &Channel, thresholds: &Thresholds, input: &Input<'_>) -> Check {
+    let name = ch.label("stall");
+    let max = thresholds.max_stall.unwrap_or(DEFAULT_MAX_STALL);
+    let memory = &input.snapshot.memory;
+    if ch.io_thread != ThreadState::Yes {
+        return Check::fact(
+            name,
+            true,
+            format!("not judged: IO thread {}", ch.io_thread),
+        );
+    }
+    let Some(read) = memory.read_progress.get(&ch.name) else {
+        return Check::fact(name, true, "no read position seen yet".to_string());
+    };
+    let taken_at = input
+        .snapshot
+        .sample
+        .as_ref()
+        .map(|s| s.taken_at)
+        .unwrap_or(input.now);
+    let frozen = taken_at.saturating_duration_since(read.since);
+    let live = input
+        .snapshot
+        .sample
+        .as_ref()
+        .and_then(|s| s.source.as_ref())
+        .is_some_and(|s| s.outcome.is_ok());
+    let source_moved = memory
+        .source_progress
+        .as_ref()
+        .is_some_and(|p| p.changed_at > read.since);
+    let at = format!("{}:{}", read.file, read.pos);
+    match (live, source_moved) {
+        (true, true) if frozen > max => Check::fact(
+            name,
+            false,
+            format!(
+                "replication stalled: read position {at} unchanged for {} > {} while the \
+                 source kept executing transactions (the IO thread still says Yes)",
+                fmt_duration(round_secs(frozen)),
+                fmt_duration(max)
+            ),
+        )
+        .with_fix(
+            "STOP SLAVE IO_THREAD; START SLAVE IO_THREAD; and check the network to the source",
+        ),
+        (true, true) => Check::fact(
+            name,
+            true,
+            format!(
+                "read position {at} unchanged for {} <= {} while the source advances",
+                fmt_duration(round_secs(frozen)),
+                fmt_duration(max)
+            ),
+        ),
+        (true, false) if frozen.is_zero() => {
+            Check::fact(name, true, format!("read position moving ({at})"))
+        }
+        (true, false) => Check::fact(
+            name,
+            true,
+            format!("read position {at}; the source has not advanced since"),
+        ),
+        (false, _) => Check::fact(
+            name,
+            true,
+            "not judged: the source is not readable by the guard".to_string(),
+        ),
+    }
+}
+
 /// Where a replica stands in lag hysteresis after replaying its recent polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
@@ -1253,6 +1340,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::Source => "source",
         Rule::Peer => "peer",
         Rule::NotDelayed => "not_delayed",
+        Rule::Stall => "stall",
         Rule::Binlog => "binlog",
         Rule::Gtid => "gtid",
         Rule::ReadOnlyOn => "read_only",
@@ -1415,6 +1503,7 @@ mod tests {
                 "ok reachable MariaDB 10.11.19-MariaDB server_id 2",
                 "ok replica_status 1 channel",
                 "ok io_thread Yes",
+                "ok stall not judged: the source is not readable by the guard",
                 "ok sql_thread Yes",
                 "ok replication_errors none",
                 "ok not_delayed SQL_Delay=0",
@@ -1773,6 +1862,53 @@ mod tests {
             };
             assert_eq!(v.healthy, healthy, "case {i}: {v:#?}");
             assert!(shown.contains(want), "case {i}: want {want:?} in {shown:?}");
+        }
+    }
+
+    /// (seconds ago, read position, the source's GTIDs or None when unreadable)
+    type Poll = (u64, u64, Option<&'static str>);
+
+    #[test]
+    fn stall_needs_a_frozen_read_position_and_an_advancing_source() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let src = |gtid: &str| crate::sample::SourceSample {
+            addr: "127.0.0.1:3306".into(),
+            outcome: Ok(crate::sample::SourceState {
+                flavor: Flavor::MariaDb,
+                server_id: 1,
+                version: "10.11".into(),
+                gtid_executed: gtid.into(),
+                server_uuid: None,
+            }),
+        };
+        // Polls `ago` seconds before now, each with the replica's read position and the
+        // source's GTIDs (None: source unreadable).
+        let history = |polls: &[Poll]| {
+            let mut s = Snapshot::default();
+            for (ago, pos, gtid) in polls {
+                let state = with_ch(replica(), |c| c.read_log_pos = *pos);
+                let mut next = snap(Ok(state), now, Duration::from_secs(*ago));
+                let mut sample = Arc::try_unwrap(next.sample.take().unwrap()).unwrap();
+                sample.source = gtid.map(src);
+                s = s.next(sample);
+            }
+            s
+        };
+        let stall = |s: &Snapshot| {
+            let v = eval("replica", s, now, None);
+            v.checks.iter().find(|c| c.name == "stall").unwrap().line()
+        };
+        #[rustfmt::skip]
+        let cases: Vec<(Vec<Poll>, &str)> = vec![
+            (vec![(40, 100, Some("0-1-5")), (0, 100, Some("0-1-9"))], "FAIL stall replication stalled: read position mysql-bin.000001:100 unchanged for 40s > 30s while the source kept executing transactions"),
+            (vec![(40, 100, Some("0-1-5")), (0, 100, Some("0-1-5"))], "ok stall read position mysql-bin.000001:100; the source has not advanced since"),
+            (vec![(10, 100, Some("0-1-5")), (0, 100, Some("0-1-9"))], "ok stall read position mysql-bin.000001:100 unchanged for 10s <= 30s while the source advances"),
+            (vec![(40, 100, Some("0-1-5")), (0, 200, Some("0-1-9"))], "ok stall read position moving"),
+            (vec![(40, 100, Some("0-1-5")), (0, 100, None)], "ok stall not judged: the source is not readable by the guard"),
+        ];
+        for (i, (polls, want)) in cases.into_iter().enumerate() {
+            let got = stall(&history(&polls));
+            assert!(got.starts_with(want), "case {i}: {got}");
         }
     }
 }

@@ -36,6 +36,25 @@ pub struct Memory {
     /// The worst channel lag of each recent successful poll, oldest first, at most
     /// [`LAG_HISTORY`] entries: lag hysteresis is judged on it, per request.
     pub lag_history: VecDeque<LagPoint>,
+    /// Per channel: the IO thread's read position and since when it has not moved.
+    pub read_progress: BTreeMap<String, ReadProgress>,
+    /// The source's executed GTIDs as last read, and when they last changed.
+    pub source_progress: Option<SourceProgress>,
+}
+
+/// A channel's read position (`Source_Log_File`, `Read_Source_Log_Pos`) and since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadProgress {
+    pub file: String,
+    pub pos: u64,
+    pub since: Instant,
+}
+
+/// The source's executed GTIDs and when they were first seen as such.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceProgress {
+    pub gtid_executed: String,
+    pub changed_at: Instant,
 }
 
 /// How many polls of lag history a snapshot keeps.
@@ -109,6 +128,20 @@ impl Snapshot {
                         .unwrap_or_default(),
                 });
                 for ch in &state.channels {
+                    let moved = memory
+                        .read_progress
+                        .get(&ch.name)
+                        .is_none_or(|p| p.file != ch.read_log_file || p.pos != ch.read_log_pos);
+                    if moved {
+                        memory.read_progress.insert(
+                            ch.name.clone(),
+                            ReadProgress {
+                                file: ch.read_log_file.clone(),
+                                pos: ch.read_log_pos,
+                                since: sample.taken_at,
+                            },
+                        );
+                    }
                     if ch.io_thread == ThreadState::Yes {
                         memory.restored = false;
                         memory.io_last_connected.insert(
@@ -131,6 +164,16 @@ impl Snapshot {
             outcome: Ok(state),
         }) = &sample.source
         {
+            if memory
+                .source_progress
+                .as_ref()
+                .is_none_or(|p| p.gtid_executed != state.gtid_executed)
+            {
+                memory.source_progress = Some(SourceProgress {
+                    gtid_executed: state.gtid_executed.clone(),
+                    changed_at: sample.taken_at,
+                });
+            }
             memory.last_source = Some(SourceSeen {
                 at: sample.taken_at,
                 at_wall: sample.taken_at_wall,
