@@ -6,7 +6,7 @@
 //! wait on a poller. Status codes: 200 pass, 503 fail, 400 bad parameter, 404 unknown instance or
 //! policy, 405 other methods. On 503 the reason phrase carries the first failing check.
 
-use crate::hub::{Hub, LookupError, Selector};
+use crate::hub::{Answer, AnswerKey, Hub, LookupError, Selector};
 use crate::policy::Thresholds;
 use crate::report;
 use std::convert::Infallible;
@@ -227,7 +227,25 @@ fn check_answer(
         Err(e) => return respond(StatusCode::NOT_FOUND, None, TEXT, format!("{e}\n")),
     };
     let now = tokio::time::Instant::now().into_std();
-    let Some(verdict) = hub.evaluate(watched, policy.as_deref(), &params.thresholds, now) else {
+    let snapshot = watched.latest();
+    let key = AnswerKey {
+        instance: watched.config.name.clone(),
+        policy: policy.clone(),
+        thresholds: params.thresholds.clone(),
+        json,
+    };
+    if let Some(a) = hub.answers.get(&key, &snapshot, now) {
+        let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        let content_type = if json { JSON } else { TEXT };
+        return respond(status, a.reason, content_type, a.body.to_string());
+    }
+    let Some(verdict) = hub.evaluate_snapshot(
+        watched,
+        &snapshot,
+        policy.as_deref(),
+        &params.thresholds,
+        now,
+    ) else {
         let known: Vec<&str> = hub.policies.names().collect();
         return respond(
             StatusCode::NOT_FOUND,
@@ -245,16 +263,23 @@ fn check_answer(
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, report::reason(&verdict))
     };
-    if json {
-        respond(
-            status,
-            reason,
-            JSON,
-            report::json(&watched.config.name, &verdict),
-        )
+    let (content_type, body) = if json {
+        (JSON, report::json(&watched.config.name, &verdict))
     } else {
-        respond(status, reason, TEXT, report::text(&verdict))
-    }
+        (TEXT, report::text(&verdict))
+    };
+    hub.answers.put(
+        key,
+        Answer {
+            snapshot,
+            at: now,
+            status: status.as_u16(),
+            reason: reason.clone(),
+            body: Arc::from(body.as_str()),
+        },
+        hub.max_sample_age,
+    );
+    respond(status, reason, content_type, body)
 }
 
 fn status_reply(hub: Arc<Hub>) -> Response {
@@ -391,6 +416,7 @@ mod tests {
             max_sample_age: Duration::from_secs(3),
             events: Default::default(),
             metrics: Default::default(),
+            answers: Default::default(),
         })
     }
 

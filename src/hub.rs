@@ -54,6 +54,69 @@ pub struct Hub {
     pub events: Arc<crate::events::Events>,
     /// Counters and histograms the pollers and HTTP handlers increment; `/metrics` renders them.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Check answers reused for a few milliseconds while the snapshot is unchanged.
+    pub answers: AnswerCache,
+}
+
+/// Rendered check answers, reused while the instance's snapshot is the same one and for at most
+/// [`AnswerCache::TTL`]: under load, HAProxies asking the same question share one evaluation.
+/// An answer whose sample could turn stale within the TTL is never cached, so caching cannot
+/// turn a failing answer into a passing one; the age shown may lag by up to the TTL.
+///
+/// A std `Mutex` is fine: it is held only to look up or insert, never across an `.await`.
+#[derive(Default)]
+pub struct AnswerCache {
+    entries: std::sync::Mutex<std::collections::HashMap<AnswerKey, Answer>>,
+}
+
+/// Everything an answer depends on besides the snapshot and the clock.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AnswerKey {
+    pub instance: String,
+    pub policy: Option<String>,
+    pub thresholds: Thresholds,
+    pub json: bool,
+}
+
+/// A rendered answer and what it was computed from.
+#[derive(Clone)]
+pub struct Answer {
+    /// The snapshot it judged: a new poll makes it obsolete.
+    pub snapshot: Arc<Snapshot>,
+    pub at: Instant,
+    pub status: u16,
+    pub reason: Option<String>,
+    pub body: Arc<str>,
+}
+
+impl AnswerCache {
+    /// How long an answer is reused at most.
+    pub const TTL: Duration = Duration::from_millis(100);
+    /// Request thresholds are chosen by clients: bound the number of distinct answers kept.
+    const MAX_ENTRIES: usize = 1024;
+
+    /// The cached answer for `key`, if it judged `snapshot` less than the TTL before `now`.
+    pub fn get(&self, key: &AnswerKey, snapshot: &Arc<Snapshot>, now: Instant) -> Option<Answer> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|a| Arc::ptr_eq(&a.snapshot, snapshot))
+            .filter(|a| now.saturating_duration_since(a.at) < Self::TTL)
+            .cloned()
+    }
+
+    /// Keeps `answer` unless its sample could turn stale before the TTL runs out.
+    pub fn put(&self, key: AnswerKey, answer: Answer, max_sample_age: Duration) {
+        let age = answer.snapshot.age(answer.at);
+        if age.is_none_or(|a| a + Self::TTL >= max_sample_age) {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key, answer);
+    }
 }
 
 impl Hub {
@@ -85,16 +148,79 @@ impl Hub {
         request: &Thresholds,
         now: Instant,
     ) -> Option<Verdict> {
-        let snapshot = watched.latest();
+        self.evaluate_snapshot(watched, &watched.latest(), policy, request, now)
+    }
+
+    /// [`Hub::evaluate`] for a snapshot the caller already holds.
+    pub fn evaluate_snapshot(
+        &self,
+        watched: &Watched,
+        snapshot: &Snapshot,
+        policy: Option<&str>,
+        request: &Thresholds,
+        now: Instant,
+    ) -> Option<Verdict> {
         let overrides = watched.config.thresholds.overlay(request);
         self.policies.evaluate(
             policy.unwrap_or(&watched.config.policy),
             &Input {
-                snapshot: &snapshot,
+                snapshot,
                 max_sample_age: self.max_sample_age,
                 overrides: &overrides,
                 now,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::fixtures::{replica, snap};
+
+    fn answer(snapshot: &Arc<Snapshot>, at: Instant) -> Answer {
+        Answer {
+            snapshot: snapshot.clone(),
+            at,
+            status: 200,
+            reason: None,
+            body: Arc::from("ok\n"),
+        }
+    }
+
+    #[test]
+    fn answers_are_reused_only_for_the_same_snapshot_within_the_ttl() {
+        let now = Instant::now() + Duration::from_secs(60);
+        let max_age = Duration::from_secs(3);
+        let key = AnswerKey {
+            instance: "db".into(),
+            policy: None,
+            thresholds: Thresholds::default(),
+            json: false,
+        };
+        let cache = AnswerCache::default();
+        let s1 = Arc::new(snap(Ok(replica()), now, Duration::from_millis(100)));
+        cache.put(key.clone(), answer(&s1, now), max_age);
+        assert!(cache
+            .get(&key, &s1, now + Duration::from_millis(50))
+            .is_some());
+        assert!(
+            cache.get(&key, &s1, now + AnswerCache::TTL).is_none(),
+            "expired"
+        );
+        let s2 = Arc::new(snap(Ok(replica()), now, Duration::ZERO));
+        assert!(
+            cache.get(&key, &s2, now).is_none(),
+            "a new poll makes it obsolete"
+        );
+        let other = AnswerKey {
+            json: true,
+            ..key.clone()
+        };
+        assert!(cache.get(&other, &s1, now).is_none());
+        // A sample that could turn stale within the TTL is never cached.
+        let old = Arc::new(snap(Ok(replica()), now, Duration::from_millis(2950)));
+        cache.put(key.clone(), answer(&old, now), max_age);
+        assert!(cache.get(&key, &old, now).is_none());
     }
 }

@@ -297,6 +297,7 @@ async fn run_check(
         max_sample_age: config.max_sample_age,
         events: Default::default(),
         metrics: Default::default(),
+        answers: Default::default(),
     };
     let watched = &hub.instances[0];
     let now = tokio::time::Instant::now().into_std();

@@ -362,6 +362,7 @@ mod tests {
             max_sample_age: Duration::from_secs(3),
             events: Default::default(),
             metrics: Default::default(),
+            answers: Default::default(),
         }
     }
 

@@ -71,7 +71,7 @@ pub enum Rule {
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// Largest acceptable replication lag.

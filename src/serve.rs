@@ -77,6 +77,7 @@ pub fn start_pollers(
         max_sample_age: config.max_sample_age,
         events,
         metrics,
+        answers: Default::default(),
     });
     (hub, tasks)
 }
