@@ -9,11 +9,13 @@
 use crate::hub::{Answer, AnswerKey, Hub, LookupError, Selector};
 use crate::policy::Thresholds;
 use crate::report;
+use hyper::ext::ReasonPhrase;
 use std::convert::Infallible;
 use std::sync::Arc;
 use warp::http::{header, Method, StatusCode};
+use warp::hyper::body::Bytes;
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Rejection};
 
 /// All endpoints, with errors rendered; never rejects.
 pub fn routes(
@@ -23,7 +25,7 @@ pub fn routes(
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let accept = warp::header::optional::<String>("accept");
 
-    let healthz = warp::path!("healthz").map(|| respond(StatusCode::OK, None, TEXT, "ok\n".into()));
+    let healthz = warp::path!("healthz").map(|| respond(StatusCode::OK, None, TEXT, "ok\n"));
     let status = warp::path!("status").and(hub.clone()).map(status_reply);
     // Metrics, status page and events (issue 9): read snapshots and in-memory logs only.
     let metrics = warp::path!("metrics").and(hub.clone()).map(metrics_reply);
@@ -91,7 +93,7 @@ async fn rejection(err: Rejection) -> Result<Response, Infallible> {
             StatusCode::METHOD_NOT_ALLOWED,
             None,
             TEXT,
-            "only GET, HEAD and OPTIONS\n".into(),
+            "only GET, HEAD and OPTIONS\n",
         );
         r.headers_mut().insert(
             header::ALLOW,
@@ -104,8 +106,7 @@ async fn rejection(err: Rejection) -> Result<Response, Infallible> {
             None,
             TEXT,
             "no such endpoint; try /mysqlchk/?port=N, /check/{policy}, /status, /healthz, \
-             /metrics, /ui, /events\n"
-                .into(),
+             /metrics, /ui, /events\n",
         ))
     }
 }
@@ -229,15 +230,14 @@ fn check_answer(
     let now = tokio::time::Instant::now().into_std();
     let snapshot = watched.latest();
     let key = AnswerKey {
-        instance: watched.config.name.clone(),
+        instance: watched as *const _ as usize,
         policy: policy.clone(),
         thresholds: params.thresholds.clone(),
         json,
     };
     if let Some(a) = hub.answers.get(&key, &snapshot, now) {
-        let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let content_type = if json { JSON } else { TEXT };
-        return respond(status, a.reason, content_type, a.body.to_string());
+        return respond_with(a.status, a.reason, content_type, a.body);
     }
     let Some(verdict) = hub.evaluate_snapshot(
         watched,
@@ -268,18 +268,20 @@ fn check_answer(
     } else {
         (TEXT, report::text(&verdict))
     };
+    let reason = phrase(reason);
+    let body = Bytes::from(body);
     hub.answers.put(
         key,
         Answer {
             snapshot,
             at: now,
-            status: status.as_u16(),
+            status,
             reason: reason.clone(),
-            body: Arc::from(body.as_str()),
+            body: body.clone(),
         },
         hub.max_sample_age,
     );
-    respond(status, reason, content_type, body)
+    respond_with(status, reason, content_type, body)
 }
 
 fn status_reply(hub: Arc<Hub>) -> Response {
@@ -346,24 +348,38 @@ fn events_reply(query: String, hub: Arc<Hub>) -> Response {
 fn respond(
     status: StatusCode,
     reason: Option<String>,
-    content_type: &str,
-    body: String,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
 ) -> Response {
-    let mut r = warp::reply::with_status(body, status).into_response();
+    respond_with(status, phrase(reason), content_type, body.into())
+}
+
+/// A status line reason from report::reason, which yields printable ASCII only (what
+/// ReasonPhrase accepts).
+fn phrase(reason: Option<String>) -> Option<ReasonPhrase> {
+    reason.and_then(|r| ReasonPhrase::try_from(r.into_bytes()).ok())
+}
+
+/// Builds a response without copying the body (a cached answer's body is shared).
+fn respond_with(
+    status: StatusCode,
+    reason: Option<ReasonPhrase>,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_str(content_type).expect("static content type"),
+        header::HeaderValue::from_static(content_type),
     );
     // Checks must never be cached by anything between HAProxy and us.
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
-    if let Some(reason) = reason {
-        // report::reason yields printable ASCII only, which ReasonPhrase accepts.
-        if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
-            r.extensions_mut().insert(phrase);
-        }
+    if let Some(phrase) = reason {
+        r.extensions_mut().insert(phrase);
     }
     r
 }

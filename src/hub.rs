@@ -72,7 +72,8 @@ pub struct AnswerCache {
 /// Everything an answer depends on besides the snapshot and the clock.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AnswerKey {
-    pub instance: String,
+    /// The instance, by the address of its `Watched` (stable for the hub's life).
+    pub instance: usize,
     pub policy: Option<String>,
     pub thresholds: Thresholds,
     pub json: bool,
@@ -84,9 +85,10 @@ pub struct Answer {
     /// The snapshot it judged: a new poll makes it obsolete.
     pub snapshot: Arc<Snapshot>,
     pub at: Instant,
-    pub status: u16,
-    pub reason: Option<String>,
-    pub body: Arc<str>,
+    pub status: warp::http::StatusCode,
+    pub reason: Option<hyper::ext::ReasonPhrase>,
+    /// Shared, not copied, by every request that reuses it.
+    pub body: warp::hyper::body::Bytes,
 }
 
 impl AnswerCache {
@@ -182,9 +184,9 @@ mod tests {
         Answer {
             snapshot: snapshot.clone(),
             at,
-            status: 200,
+            status: warp::http::StatusCode::OK,
             reason: None,
-            body: Arc::from("ok\n"),
+            body: warp::hyper::body::Bytes::from_static(b"ok\n"),
         }
     }
 
@@ -193,7 +195,7 @@ mod tests {
         let now = Instant::now() + Duration::from_secs(60);
         let max_age = Duration::from_secs(3);
         let key = AnswerKey {
-            instance: "db".into(),
+            instance: 1,
             policy: None,
             thresholds: Thresholds::default(),
             json: false,

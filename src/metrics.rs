@@ -70,7 +70,7 @@ struct ErrorLabels {
 struct CheckLabels {
     /// The check endpoint in a bounded form: `/mysqlchk/` or `/{known policy}`, else `other`.
     endpoint: String,
-    code: String,
+    code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -111,7 +111,7 @@ impl Metrics {
         self.check_requests
             .get_or_create(&CheckLabels {
                 endpoint: endpoint.to_string(),
-                code: code.to_string(),
+                code,
             })
             .inc();
     }
