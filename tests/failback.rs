@@ -12,24 +12,7 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// What a client reads through HAProxy: (server_id, rows in app.t).
-async fn client_reads(via: &MariaDb, front: u16) -> Result<(u32, u64), String> {
-    let opts = mysql_async::OptsBuilder::from_opts(via.admin_opts()).tcp_port(front);
-    let mut conn = tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(opts))
-        .await
-        .map_err(|_| "timeout".to_string())?
-        .map_err(|e| e.to_string())?;
-    let id: Option<u32> = conn
-        .query_first("SELECT @@server_id")
-        .await
-        .map_err(|e| e.to_string())?;
-    let rows: Option<u64> = conn
-        .query_first("SELECT COUNT(*) FROM app.t")
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = conn.disconnect().await;
-    Ok((id.unwrap_or(0), rows.unwrap_or(0)))
-}
+use common::client::reads as client_reads;
 
 /// Writes ids `from..to` through HAProxy, returning the server_id that took them.
 async fn client_writes(via: &MariaDb, front: u16, from: u32, to: u32) -> u32 {

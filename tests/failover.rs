@@ -7,7 +7,6 @@ mod common;
 use common::guard::{instance_block, Guard, FAST};
 use common::haproxy::{free_port, Haproxy};
 use common::mariadb::MariaDb;
-use mysql_async::prelude::Queryable;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -85,22 +84,7 @@ impl Site {
 
     /// What a client reads through HAProxy: (server_id, rows in app.t), or the connect error.
     async fn client_reads(&self) -> Result<(u32, u64), String> {
-        let opts =
-            mysql_async::OptsBuilder::from_opts(self.backup.admin_opts()).tcp_port(self.front);
-        let mut conn = tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(opts))
-            .await
-            .map_err(|_| "timeout".to_string())?
-            .map_err(|e| e.to_string())?;
-        let id: Option<u32> = conn
-            .query_first("SELECT @@server_id")
-            .await
-            .map_err(|e| e.to_string())?;
-        let rows: Option<u64> = conn
-            .query_first("SELECT COUNT(*) FROM app.t")
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = conn.disconnect().await;
-        Ok((id.unwrap_or(0), rows.unwrap_or(0)))
+        common::client::reads(&self.backup, self.front).await
     }
 
     async fn backup_verdict(&self) -> common::guard::Reply {

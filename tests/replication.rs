@@ -275,12 +275,7 @@ async fn wrong_password_is_reported_as_the_check_user_refused() {
     let replica = MariaDb::start("lonely", 7).await;
     let wrong = "Wr0ng-Secret-42";
     let g = Guard::start(FAST, |dir| {
-        let pw = common::mariadb::write_password_file(dir, "wrong.password", wrong);
-        format!(
-            "[[instance]]\nname = \"db\"\nport = {}\nuser = \"replguard\"\npassword_file = \"{}\"\npolicy = \"replica\"\n",
-            replica.port(),
-            pw.display()
-        )
+        common::guard::user_block(dir, replica.port(), "replguard", wrong, "replica")
     })
     .await;
     let reply = g
@@ -307,12 +302,7 @@ async fn missing_privilege_is_reported_as_such() {
     let db = MariaDb::start("nopriv", 8).await;
     db.exec("CREATE USER 'nopriv'@'%' IDENTIFIED BY 'np'").await;
     let g = Guard::start(FAST, |dir| {
-        let pw = common::mariadb::write_password_file(dir, "np.password", "np");
-        format!(
-            "[[instance]]\nname = \"db\"\nport = {}\nuser = \"nopriv\"\npassword_file = \"{}\"\npolicy = \"replica\"\n",
-            db.port(),
-            pw.display()
-        )
+        common::guard::user_block(dir, db.port(), "nopriv", "np", "replica")
     })
     .await;
     let reply = g

@@ -63,6 +63,17 @@ pub fn instance_block(dir: &Path, name: &str, db: &MariaDb, policy: &str, extra:
     )
 }
 
+/// An `[[instance]]` block for the server on `port` as `user`, whose password goes into a
+/// mode-0600 file in `dir`.
+pub fn user_block(dir: &Path, port: u16, user: &str, password: &str, policy: &str) -> String {
+    let pw = super::mariadb::write_password_file(dir, &format!("{user}.password"), password);
+    format!(
+        "[[instance]]\nname = \"db\"\nport = {port}\nuser = \"{user}\"\n\
+         password_file = \"{}\"\npolicy = \"{policy}\"\n",
+        pw.display()
+    )
+}
+
 /// Fast timing for tests: polls every 300 ms, each step bounded by 250 ms.
 pub const FAST: &str = "interval = \"300ms\"\ntimeout = \"250ms\"\nmax_sample_age = \"1s\"\n";
 

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod client;
 pub mod guard;
 pub mod haproxy;
 pub mod mariadb;
