@@ -168,87 +168,23 @@ declare -A SERVER_ID=([primary]=1 [replica]=2)
 # ---------------------------------------------------------------------------
 # 3. MariaDB: one template datadir, copied for a primary and a replica
 # ---------------------------------------------------------------------------
-mkdir -p "$WORK"
-rm -rf "$DATA" "$RUN" "$LOGS"
-mkdir -p "$DATA" "$RUN" "$LOGS"
-[ ${#RUN} -lt 90 ] || die "BENCH_DIR is too long for unix socket paths: $WORK"
-
-USER_ARGS=()
-[ "$(id -u)" -eq 0 ] && USER_ARGS=(--user=root)
-
-GUARD_PASSWORD=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)
-(umask 077 && printf '%s' "$GUARD_PASSWORD" > "$PWFILE")
-chmod 600 "$PWFILE"
-
-say "initialising a template datadir (mariadb-install-db)"
-TEMPLATE="$DATA/template"
-"$INSTALL_DB" --no-defaults --auth-root-authentication-method=normal --skip-test-db \
-  --datadir="$TEMPLATE" --tmpdir="$RUN" --innodb-log-file-size=8M "${USER_ARGS[@]}" \
-  > "$LOGS/install-db.log" 2>&1 || { tail -n 30 "$LOGS/install-db.log"; die "mariadb-install-db failed"; }
-
-# repl: REPLICATION SLAVE for the replica; replguard: SLAVE MONITOR only (least privilege).
-if ! "$MARIADBD" --no-defaults --bootstrap --datadir="$TEMPLATE" --tmpdir="$RUN" \
-  --innodb-log-file-size=8M --log-error="$LOGS/bootstrap.log" "${USER_ARGS[@]}" \
-  > "$LOGS/bootstrap.out" 2>&1 <<SQL
-FLUSH PRIVILEGES;
-CREATE USER 'repl'@'%' IDENTIFIED BY 'repl';
-GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';
-CREATE USER 'replguard'@'%' IDENTIFIED BY '$GUARD_PASSWORD';
-GRANT SLAVE MONITOR ON *.* TO 'replguard'@'%';
-CREATE USER 'replguard'@'localhost' IDENTIFIED BY '$GUARD_PASSWORD';
-GRANT SLAVE MONITOR ON *.* TO 'replguard'@'localhost';
-SQL
-then
-  tail -n 30 "$LOGS/bootstrap.log"; die "creating users failed"
-fi
-
-sql() { # name, sql...   (as root over the unix socket)
-  local n=$1; shift
-  "$MARIADB" --no-defaults -S "$RUN/$n.sock" -uroot -N -B -e "$*"
-}
-
-start_mariadb() { # name
-  local n=$1 i
-  cp -a "$TEMPLATE" "$DATA/$n"
-  # The replica's command line is saved so bench.py can restart it after SIGKILL (figure 3).
-  # max_connections 300: figure 5 opens 200 persistent check connections to the replica.
-  local argv=("$MARIADBD" --no-defaults --datadir="$DATA/$n" --tmpdir="$RUN"
-    --socket="$RUN/$n.sock" --pid-file="$RUN/$n.mariadbd-pidfile"
-    --port="${PORT[$n]}" --bind-address=127.0.0.1 --server-id="${SERVER_ID[$n]}"
-    --log-bin=mysql-bin --log-slave-updates --binlog-format=ROW --gtid-domain-id=0
-    --skip-name-resolve --log-error="$LOGS/$n.err" --skip-slave-start
-    --max-connections=300
-    --innodb-buffer-pool-size=16M --innodb-log-file-size=8M
-    --innodb-flush-log-at-trx-commit=2 --performance-schema=OFF
-    "${USER_ARGS[@]}")
-  printf '%s\0' "${argv[@]}" > "$RUN/$n.argv"
-  "${argv[@]}" >> "$LOGS/$n.stdout" 2>&1 &
-  local pid=$!
-  disown "$pid"   # no "Killed" job notice when figure 3 SIGKILLs it; teardown uses the pid file
-  echo "$pid" > "$RUN/$n.pid"
-  for ((i = 0; i < 300; i++)); do
-    sql "$n" 'SELECT 1' >/dev/null 2>&1 && return 0
-    alive "$pid" || break
-    sleep 0.1
-  done
-  tail -n 30 "$LOGS/$n.err" >&2 || true
-  die "mariadb $n did not start (log: $LOGS/$n.err)"
-}
+# shellcheck source=deploy/sandbox/lib-mariadb.sh
+. "$REPO_ROOT/deploy/sandbox/lib-mariadb.sh"
+sandbox_prepare_dirs
+sandbox_template
 
 for n in primary replica; do
   say "starting mariadb $n on 127.0.0.1:${PORT[$n]} (server_id ${SERVER_ID[$n]})"
-  start_mariadb "$n"
+  # max_connections 300: figure 5 opens 200 persistent check connections to the replica.
+  # The saved argv (RUN/replica.argv) lets bench.py restart it after SIGKILL (figure 3).
+  sandbox_start_mariadb "$n" --max-connections=300
 done
 rm -rf "$TEMPLATE"
 
 say "setting up GTID replication primary -> replica"
-sql replica "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${PORT[primary]},
-             MASTER_USER='repl', MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos,
-             MASTER_CONNECT_RETRY=1; START SLAVE;"
+sandbox_replicate primary replica
 sql primary "CREATE DATABASE bench; CREATE TABLE bench.t (id INT PRIMARY KEY); INSERT INTO bench.t VALUES (1);"
-POS=$(sql primary 'SELECT @@GLOBAL.gtid_binlog_pos')
-r=$(sql replica "SELECT MASTER_GTID_WAIT('$POS', 30)")
-[ "$r" = 0 ] || { sql replica 'SHOW SLAVE STATUS\G' >&2 || true; die "the replica did not catch up with the primary"; }
+sandbox_wait_caught_up primary replica
 
 # ---------------------------------------------------------------------------
 # 4. measure

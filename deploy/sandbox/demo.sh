@@ -172,93 +172,26 @@ done
 # ---------------------------------------------------------------------------
 # 3. MariaDB: one template datadir, copied three times
 # ---------------------------------------------------------------------------
-mkdir -p "$WORK"
-rm -rf "$DATA" "$RUN" "$LOGS"
-mkdir -p "$DATA" "$RUN" "$LOGS"
-[ ${#RUN} -lt 90 ] || die "REPLGUARD_DEMO_DIR is too long for unix socket paths: $WORK"
-
-USER_ARGS=()
-[ "$(id -u)" -eq 0 ] && USER_ARGS=(--user=root)
-
-GUARD_PASSWORD=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 20)
-(umask 077 && printf '%s' "$GUARD_PASSWORD" > "$PWFILE")
-chmod 600 "$PWFILE"
-
-say "initialising a template datadir (mariadb-install-db)"
-TEMPLATE="$DATA/template"
-"$INSTALL_DB" --no-defaults --auth-root-authentication-method=normal --skip-test-db \
-  --datadir="$TEMPLATE" --tmpdir="$RUN" --innodb-log-file-size=8M "${USER_ARGS[@]}" \
-  > "$LOGS/install-db.log" 2>&1 || { tail -n 30 "$LOGS/install-db.log"; die "mariadb-install-db failed"; }
-
-# Users go into the template (bootstrap mode, no networking), so all three servers start
-# with identical grants and empty binlogs; GTID replication then starts from nothing.
-#   repl       REPLICATION SLAVE                 (used by the replicas)
-#   replguard  SLAVE MONITOR only                (the health-check user: least privilege)
-#   demo/demo  everything on demo.*              (to try connections through HAProxy)
-if ! "$MARIADBD" --no-defaults --bootstrap --datadir="$TEMPLATE" --tmpdir="$RUN" \
-  --innodb-log-file-size=8M --log-error="$LOGS/bootstrap.log" "${USER_ARGS[@]}" \
-  > "$LOGS/bootstrap.out" 2>&1 <<SQL
-FLUSH PRIVILEGES;
-CREATE USER 'repl'@'%' IDENTIFIED BY 'repl';
-GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';
-CREATE USER 'replguard'@'%' IDENTIFIED BY '$GUARD_PASSWORD';
-GRANT SLAVE MONITOR ON *.* TO 'replguard'@'%';
-CREATE USER 'replguard'@'localhost' IDENTIFIED BY '$GUARD_PASSWORD';
-GRANT SLAVE MONITOR ON *.* TO 'replguard'@'localhost';
-CREATE USER 'demo'@'%' IDENTIFIED BY 'demo';
-GRANT ALL PRIVILEGES ON demo.* TO 'demo'@'%';
-SQL
-then
-  tail -n 30 "$LOGS/bootstrap.log"; die "creating users failed"
-fi
-
-sql() { # name, sql...   (as root over the unix socket)
-  local n=$1; shift
-  "$MARIADB" --no-defaults -S "$RUN/$n.sock" -uroot -N -B -e "$*"
-}
-
-start_mariadb() { # name
-  local n=$1 i
-  cp -a "$TEMPLATE" "$DATA/$n"
-  "$MARIADBD" --no-defaults --datadir="$DATA/$n" --tmpdir="$RUN" \
-    --socket="$RUN/$n.sock" --pid-file="$RUN/$n.mariadbd-pidfile" \
-    --port="${PORT[$n]}" --bind-address=127.0.0.1 --server-id="${SERVER_ID[$n]}" \
-    --log-bin=mysql-bin --log-slave-updates --binlog-format=ROW --gtid-domain-id=0 \
-    --skip-name-resolve --log-error="$LOGS/$n.err" --skip-slave-start \
-    --innodb-buffer-pool-size=16M --innodb-log-file-size=8M \
-    --innodb-flush-log-at-trx-commit=2 --performance-schema=OFF \
-    "${USER_ARGS[@]}" > "$LOGS/$n.stdout" 2>&1 &
-  PIDS[$n]=$!
-  echo "${PIDS[$n]}" > "$RUN/$n.pid"
-  for ((i = 0; i < 300; i++)); do
-    sql "$n" 'SELECT 1' >/dev/null 2>&1 && return 0
-    alive "${PIDS[$n]}" || break
-    sleep 0.1
-  done
-  tail -n 30 "$LOGS/$n.err" >&2 || true
-  die "mariadb $n did not start (log: $LOGS/$n.err)"
-}
+# shellcheck source=deploy/sandbox/lib-mariadb.sh
+. "$SCRIPT_DIR/lib-mariadb.sh"
+sandbox_prepare_dirs
+#   demo/demo  everything on demo.*  (to try connections through HAProxy)
+sandbox_template "CREATE USER 'demo'@'%' IDENTIFIED BY 'demo';
+GRANT ALL PRIVILEGES ON demo.* TO 'demo'@'%';"
 
 for n in "${NAMES[@]}"; do
   say "starting mariadb $n on 127.0.0.1:${PORT[$n]} (server_id ${SERVER_ID[$n]})"
-  start_mariadb "$n"
+  sandbox_start_mariadb "$n"
+  PIDS[$n]=$SANDBOX_PID
 done
 rm -rf "$TEMPLATE"
 
 say "setting up GTID replication primary -> replica1, replica2"
-for n in replica1 replica2; do
-  sql "$n" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${PORT[primary]},
-            MASTER_USER='repl', MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos,
-            MASTER_CONNECT_RETRY=1; START SLAVE;"
-done
+sandbox_replicate primary replica1 replica2
 sql primary "CREATE DATABASE demo; CREATE TABLE demo.t (id INT AUTO_INCREMENT PRIMARY KEY,
              at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6), note VARCHAR(100));
              INSERT INTO demo.t (note) VALUES ('hello from the primary');"
-POS=$(sql primary 'SELECT @@GLOBAL.gtid_binlog_pos')
-for n in replica1 replica2; do
-  r=$(sql "$n" "SELECT MASTER_GTID_WAIT('$POS', 30)")
-  [ "$r" = 0 ] || { sql "$n" 'SHOW SLAVE STATUS\G' >&2 || true; die "$n did not catch up with the primary"; }
-done
+sandbox_wait_caught_up primary replica1 replica2
 
 # ---------------------------------------------------------------------------
 # 4. replguard
