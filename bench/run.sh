@@ -59,39 +59,16 @@ PWFILE="$WORK/replguard.password"
 say()  { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
 die()  { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=deploy/sandbox/lib-mariadb.sh
+. "$REPO_ROOT/deploy/sandbox/lib-mariadb.sh"
 
 # ---------------------------------------------------------------------------
 # 1. prerequisites: mariadb-server, wrk, python3
 # ---------------------------------------------------------------------------
-find_bin() { # name, fallback paths...
-  local n=$1; shift
-  for p in "$@"; do [ -x "$p" ] && { echo "$p"; return 0; }; done
-  command -v "$n" 2>/dev/null || true
-}
-locate_tools() {
-  MARIADBD=$(find_bin mariadbd /usr/sbin/mariadbd)
-  INSTALL_DB=$(find_bin mariadb-install-db /usr/bin/mariadb-install-db)
-  MARIADB=$(find_bin mariadb /usr/bin/mariadb)
-  WRK=$(find_bin wrk /usr/bin/wrk)
-  PYTHON=$(find_bin python3 /usr/bin/python3)
-}
-locate_tools
-missing=()
-[ -n "$MARIADBD" ] && [ -n "$INSTALL_DB" ] && [ -n "$MARIADB" ] || missing+=(mariadb-server mariadb-client)
-[ -n "$WRK" ] || missing+=(wrk)
-[ -n "$PYTHON" ] || missing+=(python3)
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "${SKIP_INSTALL:-0}" = 1 ] && die "missing: ${missing[*]} (and SKIP_INSTALL=1)"
-  command -v apt-get >/dev/null || die "missing: ${missing[*]}; install them with your package manager"
-  say "installing ${missing[*]} (apt-get)"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  locate_tools
-fi
-for t in MARIADBD INSTALL_DB MARIADB WRK PYTHON; do
-  [ -n "${!t}" ] || die "$t still not found after installation"
-done
+sandbox_require MARIADBD=mariadbd:/usr/sbin/mariadbd:mariadb-server \
+  INSTALL_DB=mariadb-install-db:/usr/bin/mariadb-install-db:mariadb-server \
+  MARIADB=mariadb:/usr/bin/mariadb:mariadb-client \
+  WRK=wrk:/usr/bin/wrk:wrk PYTHON=python3:/usr/bin/python3:python3
 
 # ---------------------------------------------------------------------------
 # 2. build replguard
@@ -168,8 +145,6 @@ declare -A SERVER_ID=([primary]=1 [replica]=2)
 # ---------------------------------------------------------------------------
 # 3. MariaDB: one template datadir, copied for a primary and a replica
 # ---------------------------------------------------------------------------
-# shellcheck source=deploy/sandbox/lib-mariadb.sh
-. "$REPO_ROOT/deploy/sandbox/lib-mariadb.sh"
 sandbox_prepare_dirs
 sandbox_template
 

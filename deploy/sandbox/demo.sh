@@ -52,39 +52,16 @@ say()  { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
 die()  { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=deploy/sandbox/lib-mariadb.sh
+. "$SCRIPT_DIR/lib-mariadb.sh"
 
 # ---------------------------------------------------------------------------
 # 1. prerequisites
 # ---------------------------------------------------------------------------
-find_bin() { # name, fallback paths...
-  local n=$1; shift
-  for p in "$@"; do [ -x "$p" ] && { echo "$p"; return 0; }; done
-  command -v "$n" 2>/dev/null || true
-}
-locate_tools() {
-  MARIADBD=$(find_bin mariadbd /usr/sbin/mariadbd)
-  INSTALL_DB=$(find_bin mariadb-install-db /usr/bin/mariadb-install-db)
-  MARIADB=$(find_bin mariadb /usr/bin/mariadb)
-  HAPROXY=$(find_bin haproxy /usr/sbin/haproxy)
-  CURL=$(find_bin curl /usr/bin/curl)
-}
-locate_tools
-missing=()
-[ -n "$MARIADBD" ] && [ -n "$INSTALL_DB" ] && [ -n "$MARIADB" ] || missing+=(mariadb-server mariadb-client)
-[ -n "$HAPROXY" ] || missing+=(haproxy)
-[ -n "$CURL" ] || missing+=(curl)
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "${SKIP_INSTALL:-0}" = 1 ] && die "missing: ${missing[*]} (and SKIP_INSTALL=1)"
-  command -v apt-get >/dev/null || die "missing: ${missing[*]}; install them with your package manager"
-  say "installing ${missing[*]} (apt-get)"
-  as_root apt-get update
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
-  locate_tools
-fi
-for t in MARIADBD INSTALL_DB MARIADB HAPROXY CURL; do
-  [ -n "${!t}" ] || die "$t still not found after installation"
-done
+sandbox_require MARIADBD=mariadbd:/usr/sbin/mariadbd:mariadb-server \
+  INSTALL_DB=mariadb-install-db:/usr/bin/mariadb-install-db:mariadb-server \
+  MARIADB=mariadb:/usr/bin/mariadb:mariadb-client \
+  HAPROXY=haproxy:/usr/sbin/haproxy:haproxy CURL=curl:/usr/bin/curl:curl
 command -v cargo >/dev/null || [ -n "${REPLGUARD_BIN:-}" ] || die "cargo not found: install Rust from https://rustup.rs"
 
 # ---------------------------------------------------------------------------
@@ -172,8 +149,6 @@ done
 # ---------------------------------------------------------------------------
 # 3. MariaDB: one template datadir, copied three times
 # ---------------------------------------------------------------------------
-# shellcheck source=deploy/sandbox/lib-mariadb.sh
-. "$SCRIPT_DIR/lib-mariadb.sh"
 sandbox_prepare_dirs
 #   demo/demo  everything on demo.*  (to try connections through HAProxy)
 sandbox_template "CREATE USER 'demo'@'%' IDENTIFIED BY 'demo';

@@ -5,6 +5,34 @@
 # The caller defines say, die and alive, and the variables WORK, DATA, RUN, LOGS, PWFILE,
 # MARIADBD, INSTALL_DB, MARIADB and the associative arrays PORT and SERVER_ID (by server name).
 
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# sandbox_require VAR=binary:fallback_path:package ...: sets each VAR to the binary's path,
+# installing the packages of the missing ones with apt-get first (unless SKIP_INSTALL=1).
+sandbox_require() {
+  local spec var bin path pkg found pass missing
+  for pass in 1 2; do
+    missing=()
+    for spec in "$@"; do
+      var=${spec%%=*}
+      IFS=: read -r bin path pkg <<< "${spec#*=}"
+      found=""
+      if [ -x "$path" ]; then found=$path; else found=$(command -v "$bin" 2>/dev/null || true); fi
+      printf -v "$var" '%s' "$found"
+      [ -n "$found" ] || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$pass" = 2 ] && die "still missing after installation: ${missing[*]}"
+    [ "${SKIP_INSTALL:-0}" = 1 ] && die "missing: ${missing[*]} (and SKIP_INSTALL=1)"
+    command -v apt-get >/dev/null || die "missing: ${missing[*]}; install them with your package manager"
+    say "installing ${missing[*]} (apt-get)"
+    as_root apt-get update -qq
+    # shellcheck disable=SC2046
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+  done
+}
+
 # Fresh DATA, RUN and LOGS under WORK; USER_ARGS runs mariadbd as root when we are root.
 sandbox_prepare_dirs() {
   mkdir -p "$WORK"
