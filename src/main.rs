@@ -190,7 +190,7 @@ async fn run_serve(config: Config) -> anyhow::Result<ExitCode> {
         }
         on_signal.cancel();
     });
-    serve::serve(config, listener, agent, shutdown).await;
+    serve::serve(config, listener, agent, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

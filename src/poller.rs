@@ -146,6 +146,8 @@ pub struct Poller {
     pub state_file: Option<PathBuf>,
     /// The instance's maintenance switch, if it has one.
     pub maintenance_file: Option<PathBuf>,
+    /// Delay of the first poll, so that many instances do not all poll at the same instant.
+    pub offset: Duration,
     /// Where transitions are recorded (and logged) for `/events`.
     pub events: Arc<Events>,
     /// Poll durations and errors for `/metrics`.
@@ -165,6 +167,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         judge,
         state_file,
         maintenance_file,
+        offset,
         events,
         metrics,
     } = poller;
@@ -179,7 +182,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             }
         });
     let mut written: Option<Persisted> = None;
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval_at(Instant::now() + offset, interval);
     // After a slow poll, keep the spacing rather than firing a burst to catch up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut was_healthy: Option<bool> = None;

@@ -30,7 +30,8 @@ pub fn start_pollers(
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let mut instances = Vec::new();
     let mut tasks = Vec::new();
-    for inst in &config.instances {
+    let count = config.instances.len().max(1) as u32;
+    for (i, inst) in config.instances.iter().enumerate() {
         let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
         let probe = Probe::new(
             &inst.target,
@@ -62,6 +63,9 @@ pub fn start_pollers(
             judge,
             state_file,
             maintenance_file: inst.maintenance_file.clone(),
+            // Spread the instances' polls over one interval: with hundreds of instances on one
+            // server, polls no longer all land in the same few milliseconds.
+            offset: config.interval * i as u32 / count,
             events: events.clone(),
             metrics: metrics.clone(),
         };
@@ -82,29 +86,64 @@ pub fn start_pollers(
     (hub, tasks)
 }
 
+/// Why the daemon stopped on its own.
+#[derive(Debug, thiserror::Error)]
+#[error("a poller died ({0}): its instance would have stayed stale; stopping so a supervisor restarts replguard")]
+pub struct PollerDied(String);
+
 /// Runs the daemon on `listener` (and the agent-check listener, if given) until `shutdown` is
 /// cancelled, then stops the HTTP server gracefully and waits (bounded) for every poller to
-/// close its connection.
+/// close its connection. A poller that dies (a bug) stops the daemon with an error rather than
+/// leaving its instance silently stale.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     agent: Option<TcpListener>,
     shutdown: CancellationToken,
-) {
+) -> Result<(), PollerDied> {
     let (hub, pollers) = start_pollers(&config, &shutdown);
+    let mut pollers: tokio::task::JoinSet<()> =
+        pollers
+            .into_iter()
+            .fold(tokio::task::JoinSet::new(), |mut set, task| {
+                set.spawn(async move {
+                    if let Err(e) = task.await {
+                        if e.is_panic() {
+                            std::panic::resume_unwind(e.into_panic());
+                        }
+                    }
+                });
+                set
+            });
     if let Some(agent) = agent {
         tokio::spawn(crate::agent::serve(agent, hub.clone(), shutdown.clone()));
     }
     let routes = crate::http::routes(hub);
     let stop = shutdown.clone();
-    warp::serve(routes)
+    let server = warp::serve(routes)
         .incoming(listener)
         .graceful(async move { stop.cancelled().await })
-        .run()
-        .await;
+        .run();
+    tokio::pin!(server);
+    let mut died = None;
+    loop {
+        tokio::select! {
+            _ = &mut server => break,
+            Some(Err(e)) = pollers.join_next(), if !pollers.is_empty() && !shutdown.is_cancelled() => {
+                tracing::error!(error = %e, "a poller died; shutting down");
+                died = Some(e.to_string());
+                shutdown.cancel();
+            }
+        }
+    }
     // Pollers stop during their sleep or abandon their poll; closing takes at most one timeout.
     let grace = config.timeout + Duration::from_secs(1);
-    for task in pollers {
-        let _ = tokio::time::timeout(grace, task).await;
+    let _ = tokio::time::timeout(grace, async {
+        while pollers.join_next().await.is_some() {}
+    })
+    .await;
+    match died {
+        Some(e) => Err(PollerDied(e)),
+        None => Ok(()),
     }
 }

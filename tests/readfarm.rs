@@ -134,12 +134,20 @@ async fn farm_weights_drains_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     eprintln!("r2 weight while lagging: {reduced}");
-    h.wait_status("ro", "r2", "DOWN", LIMIT).await;
-    assert!(
-        h.server("ro", "r2").await.last_chk.starts_with("lag "),
-        "{:?}",
-        h.server("ro", "r2").await
-    );
+    // The agent may mark it DOWN a moment before the HTTP check does: wait for the check's
+    // own verdict, which names lag.
+    let start = Instant::now();
+    loop {
+        let s = h.server("ro", "r2").await;
+        if s.status.starts_with("DOWN") && s.last_chk.starts_with("lag ") {
+            break;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "r2 never left the pool on lag: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Maintenance on r3: keep a connection that landed on r3, then drain it.
     let mut kept = loop {

@@ -110,12 +110,15 @@ impl Guard {
         let agent_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind agent");
         let agent = agent_listener.local_addr().expect("agent addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(replguard::serve::serve(
+        let serving = replguard::serve::serve(
             config.clone(),
             listener,
             Some(agent_listener),
             shutdown.clone(),
-        ));
+        );
+        let task = tokio::spawn(async move {
+            serving.await.expect("no poller died");
+        });
         Guard {
             addr,
             agent,
