@@ -87,6 +87,16 @@ impl Site {
         common::client::reads(&self.backup, self.front).await
     }
 
+    /// Inserts ids `from..to` on the primary and waits until the backup has them and HAProxy
+    /// has the backup UP.
+    async fn write_caught_up(&self, from: u32, to: u32) {
+        self.write(from, to).await;
+        self.backup.wait_caught_up(&self.primary).await;
+        self.haproxy
+            .wait_status("mysql", "backup", "UP", LIMIT)
+            .await;
+    }
+
     async fn backup_verdict(&self) -> common::guard::Reply {
         self.backup_guard.get("/backup").await
     }
@@ -96,11 +106,7 @@ impl Site {
 async fn caught_up_backup_takes_over_with_every_row() {
     let state = tempfile::tempdir().unwrap();
     let mut site = Site::start(state.path()).await;
-    site.write(0, 100).await;
-    site.backup.wait_caught_up(&site.primary).await;
-    site.haproxy
-        .wait_status("mysql", "backup", "UP", LIMIT)
-        .await;
+    site.write_caught_up(0, 100).await;
     assert_eq!(
         site.client_reads().await,
         Ok((1, 100)),
@@ -134,11 +140,7 @@ async fn caught_up_backup_takes_over_with_every_row() {
 async fn lagging_backup_never_serves_stale_data_and_returns_once_caught_up() {
     let state = tempfile::tempdir().unwrap();
     let mut site = Site::start(state.path()).await;
-    site.write(0, 100).await;
-    site.backup.wait_caught_up(&site.primary).await;
-    site.haproxy
-        .wait_status("mysql", "backup", "UP", LIMIT)
-        .await;
+    site.write_caught_up(0, 100).await;
 
     // The backup falls behind: its SQL thread stops while the primary keeps writing.
     site.backup.exec("STOP SLAVE SQL_THREAD").await;
@@ -181,11 +183,7 @@ async fn lagging_backup_never_serves_stale_data_and_returns_once_caught_up() {
 async fn restarted_backup_guard_trusts_its_state_file_only_if_nothing_moved() {
     let state = tempfile::tempdir().unwrap();
     let mut site = Site::start(state.path()).await;
-    site.write(0, 100).await;
-    site.backup.wait_caught_up(&site.primary).await;
-    site.haproxy
-        .wait_status("mysql", "backup", "UP", LIMIT)
-        .await;
+    site.write_caught_up(0, 100).await;
     site.primary.kill();
     site.haproxy
         .wait_status("mysql", "primary", "DOWN", LIMIT)
