@@ -865,7 +865,10 @@ fn source_check(
     input: &Input<'_>,
 ) -> Check {
     if ch.io_thread == ThreadState::Yes {
-        return channel_check(Rule::Lag, ch, thresholds);
+        return match &state.heartbeat {
+            Some(hb) => heartbeat_check(hb, state, thresholds),
+            None => channel_check(Rule::Lag, ch, thresholds),
+        };
     }
     let (ok, detail) = match remembered(ch, state, thresholds, input) {
         Ok(detail) => (true, detail),
@@ -888,7 +891,7 @@ fn peer_check(
     let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
     if ch.io_thread == ThreadState::Yes {
         let (applied_ok, applied_detail) = applied(ch, thresholds.max_apply_backlog.unwrap_or(0));
-        let (ok, detail) = match ch.lag {
+        let (ok, detail) = match state.effective_lag(ch) {
             _ if ch.sql_thread != ThreadState::Yes => (
                 false,
                 format!("{peer} connected, SQL thread {}, want Yes", ch.sql_thread),
@@ -1910,5 +1913,33 @@ mod tests {
             let got = stall(&history(&polls));
             assert!(got.starts_with(want), "case {i}: {got}");
         }
+    }
+
+    #[test]
+    fn heartbeat_is_the_lag_of_backup_and_peer_too() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        // Seconds_Behind_Master says 0; the heartbeat says 5s.
+        let hb5 = |s: ServerState| with(s, |s| s.heartbeat = Some(Ok(5_000_000)));
+        let backup = snap(Ok(hb5(replica())), now, Duration::ZERO);
+        let v = eval("backup", &backup, now, None);
+        assert_eq!(
+            v.first_failure().map(Check::line).as_deref(),
+            Some("FAIL lag heartbeat stale: newest heartbeat 5s old > 2s, relay log applied: the heartbeat writer has most likely stopped")
+        );
+        let writer = snap(
+            Ok(hb5(with(replica(), |s| s.read_only = false))),
+            now,
+            Duration::ZERO,
+        );
+        let v = eval("primary", &writer, now, None);
+        assert_eq!(
+            v.first_failure().map(Check::line).as_deref(),
+            Some("FAIL peer 127.0.0.1:3306 connected, lag 5s > 2s")
+        );
+        // What the memory keeps for a lost source is the heartbeat's lag too.
+        assert_eq!(
+            backup.memory.io_last_connected[""].lag,
+            Some(Duration::from_secs(5))
+        );
     }
 }

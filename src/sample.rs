@@ -122,6 +122,16 @@ fn ser_heartbeat_write<S: serde::Serializer>(
 }
 
 impl ServerState {
+    /// The lag policies judge for a channel: the heartbeat's when one is configured (negative,
+    /// i.e. clock skew, counts as 0; unreadable as unknown), else Seconds_Behind.
+    pub fn effective_lag(&self, ch: &Channel) -> Option<Duration> {
+        match &self.heartbeat {
+            Some(Ok(us)) => Some(Duration::from_micros((*us).max(0) as u64)),
+            Some(Err(_)) => None,
+            None => ch.lag,
+        }
+    }
+
     /// True when the server takes writes from ordinary clients: every read-only flag is off.
     pub fn writable(&self) -> bool {
         !self.read_only && self.super_read_only != Some(true) && !self.innodb_read_only

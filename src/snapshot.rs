@@ -149,7 +149,7 @@ impl Snapshot {
                             SeenConnected {
                                 at: sample.taken_at,
                                 at_wall: sample.taken_at_wall,
-                                lag: ch.lag,
+                                lag: state.effective_lag(ch),
                                 uptime: state.uptime,
                                 source: format!("{}:{}", ch.source_host, ch.source_port),
                             },
