@@ -142,17 +142,34 @@ impl Probe {
                 err.kind,
                 ProbeErrorKind::Server | ProbeErrorKind::NotPermitted | ProbeErrorKind::Protocol
             ) {
-                self.conn = None;
+                let stuck = self.conn.take().map(|(conn, _)| conn.id());
                 // A server that hangs on a query would otherwise get a new connection (and a
-                // new stuck thread) every poll.
+                // new stuck thread) every poll: back off, and end the stuck session.
                 if err.kind == ProbeErrorKind::Timeout {
                     self.back_off(err);
+                    if let Some(id) = stuck {
+                        self.kill_session(id);
+                    }
                 }
             }
         } else {
             self.failures = 0;
         }
         result
+    }
+
+    /// Ends session `id` (ours, stuck on a query that timed out) from a short-lived second
+    /// connection, in the background; every step bounded by the timeout. A user may kill its own
+    /// sessions without any privilege. If the server is too hung even for that, nothing is lost.
+    fn kill_session(&self, id: u32) {
+        let (opts, timeout) = (self.opts.clone(), self.timeout);
+        tokio::spawn(async move {
+            let Ok(Ok(mut conn)) = tokio::time::timeout(timeout, Conn::new(opts)).await else {
+                return;
+            };
+            let _ = tokio::time::timeout(timeout, conn.query_drop(format!("KILL {id}"))).await;
+            let _ = tokio::time::timeout(timeout, conn.disconnect()).await;
+        });
     }
 
     /// The address this probe connects to, as shown in messages.

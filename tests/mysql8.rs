@@ -29,11 +29,15 @@ struct Replica {
     last_io_errno: u32,
     /// Every statement received, to check which syntax the probe used.
     queries: Vec<String>,
+    /// Replica status hangs forever (a server stuck on the statement).
+    hang: bool,
+    /// Connection ids handed out so far.
+    connections: u32,
 }
 
 type Shared = Arc<Mutex<Replica>>;
 
-struct Server(Shared);
+struct Server(Shared, u32);
 
 /// A replica status column: its name, and its value (None is SQL NULL).
 type Col = (&'static str, Option<String>);
@@ -186,6 +190,10 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Server {
         self.0.lock().unwrap().version.to_string()
     }
 
+    fn connect_id(&self) -> u32 {
+        self.1
+    }
+
     async fn on_prepare<'a>(
         &'a mut self,
         _: &'a str,
@@ -237,6 +245,12 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Server {
             )
             .await;
         }
+        if q.starts_with("KILL ") {
+            return results.completed(OkResponse::default()).await;
+        }
+        if r.hang && q.starts_with("SHOW ") && q.ends_with(" STATUS") && !q.contains("GLOBAL") {
+            std::future::pending::<()>().await;
+        }
         if q == "SHOW REPLICA STATUS" && r.version >= "8.0.22" {
             return rows(results, &replica_status(&r)).await;
         }
@@ -273,6 +287,8 @@ async fn standin(version: &'static str) -> (u16, Shared) {
         lag: Some(0),
         last_io_errno: 0,
         queries: Vec::new(),
+        hang: false,
+        connections: 0,
     }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -283,7 +299,12 @@ async fn standin(version: &'static str) -> (u16, Shared) {
                 return;
             };
             let (r, w) = stream.into_split();
-            let server = Server(shared.clone());
+            let id = {
+                let mut s = shared.lock().unwrap();
+                s.connections += 1;
+                100 + s.connections
+            };
+            let server = Server(shared.clone(), id);
             tokio::spawn(async move {
                 let _ = AsyncMysqlIntermediary::run_on(server, r, w).await;
             });
@@ -390,4 +411,47 @@ async fn mysql_8_4_refuses_the_old_syntax() {
         mysql_async::Error::Server(e) => assert_eq!(e.code, 1064),
         other => panic!("expected 1064, got {other}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_that_hangs_times_out_and_its_session_is_killed() {
+    let (port, state) = standin("8.4.3").await;
+    let g = Guard::start(FAST, |dir| {
+        let pw = common::mariadb::write_password_file(dir, "pw", "secret");
+        format!(
+            "[[instance]]\nname = \"m\"\nport = {port}\nuser = \"replguard\"\npassword_file = \"{}\"\npolicy = \"replica\"\n",
+            pw.display()
+        )
+    })
+    .await;
+    let limit = Duration::from_secs(20);
+    g.wait_for("/replica", limit, |r| r.status == 200).await;
+    state.lock().unwrap().hang = true;
+    let r = g
+        .wait_for("/replica", limit, |r| {
+            r.reason.starts_with("reachable timeout")
+        })
+        .await;
+    assert!(
+        r.reason
+            .contains("SHOW REPLICA STATUS took longer than 250ms"),
+        "{r:#?}"
+    );
+    // The stuck session (the first connection, id 101) is ended from a second one.
+    let start = std::time::Instant::now();
+    while !state
+        .lock()
+        .unwrap()
+        .queries
+        .iter()
+        .any(|q| q == "KILL 101")
+    {
+        assert!(
+            start.elapsed() < limit,
+            "no KILL: {:?}",
+            state.lock().unwrap().queries
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    g.stop().await;
 }
