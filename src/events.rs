@@ -22,9 +22,9 @@ pub const PER_INSTANCE: usize = 200;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// The instance's configured policy started failing.
+    /// A policy started failing (for the instance's own policy, also a warn log line).
     Unhealthy,
-    /// The instance's configured policy passes (first verdict, or recovery).
+    /// A policy passes again (or, for the instance's own policy, its first verdict passes).
     Healthy,
     /// A channel's IO thread stopped being connected (`Yes`), or the channel vanished.
     SourceLost,
@@ -264,6 +264,19 @@ impl Events {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Keeps `event` and logs it at debug only: verdict changes of the policies an instance is
+    /// not configured for (a replica always fails `primary`) would drown the warn/info log.
+    pub fn record_quietly(&self, event: Event) {
+        tracing::debug!(
+            instance = %event.instance,
+            policy = event.policy.as_deref().unwrap_or(""),
+            reason = %event.reason,
+            "{}",
+            event.kind.message()
+        );
+        self.keep(event);
+    }
+
     /// Logs `event` (warn for a change for the worse, info otherwise) and keeps it.
     pub fn record(&self, event: Event) {
         let kind = event.kind;
@@ -295,6 +308,10 @@ impl Events {
                 kind.message()
             );
         }
+        self.keep(event);
+    }
+
+    fn keep(&self, event: Event) {
         let mut log = self.lock();
         let list = log.entry(event.instance.clone()).or_default();
         if list.len() == self.per_instance {

@@ -125,7 +125,7 @@ impl SourceWatch {
     }
 }
 
-/// What the poller needs to log verdict transitions of its instance's configured policy.
+/// What the poller needs to follow verdict transitions (its instance's own policy is `policy`).
 pub struct Judge {
     pub policies: Arc<PolicySet>,
     pub policy: String,
@@ -146,8 +146,6 @@ pub struct Poller {
     pub state_file: Option<PathBuf>,
     /// The instance's maintenance switch, if it has one.
     pub maintenance_file: Option<PathBuf>,
-    /// Delay of the first poll, so that many instances do not all poll at the same instant.
-    pub offset: Duration,
     /// Where transitions are recorded (and logged) for `/events`.
     pub events: Arc<Events>,
     /// Poll durations and errors for `/metrics`.
@@ -167,7 +165,6 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         judge,
         state_file,
         maintenance_file,
-        offset,
         events,
         metrics,
     } = poller;
@@ -182,10 +179,10 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             }
         });
     let mut written: Option<Persisted> = None;
-    let mut ticker = tokio::time::interval_at(Instant::now() + offset, interval);
+    let mut ticker = tokio::time::interval(interval);
     // After a slow poll, keep the spacing rather than firing a burst to catch up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut was_healthy: Option<bool> = None;
+    let mut was_healthy: std::collections::HashMap<String, bool> = Default::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -230,21 +227,31 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
                 }
             }
         }
-        let verdict = judge.policies.evaluate(
-            &judge.policy,
-            &crate::policy::Input {
-                snapshot: &snapshot,
-                max_sample_age: judge.max_sample_age,
-                overrides: &judge.thresholds,
-                now: Instant::now().into_std(),
-            },
-        );
+        // Every policy's verdict changes go to /events ("when did the backup stop being safe?");
+        // those of the instance's own policy are also the warn/info log lines.
+        let input = crate::policy::Input {
+            snapshot: &snapshot,
+            max_sample_age: judge.max_sample_age,
+            overrides: &judge.thresholds,
+            now: Instant::now().into_std(),
+        };
+        let verdicts: Vec<_> = judge
+            .policies
+            .names()
+            .filter_map(|name| judge.policies.evaluate(name, &input))
+            .collect();
         tx.send_replace(Arc::new(snapshot));
-        if let Some(v) = verdict {
-            if was_healthy != Some(v.healthy) {
-                // Logged at warn (unhealthy) or info (healthy) by `record`.
-                events.record(Event::verdict(at, &instance, &v, was_healthy.is_none()));
-                was_healthy = Some(v.healthy);
+        for v in verdicts {
+            let was = was_healthy.get(&v.policy).copied();
+            if was != Some(v.healthy) {
+                let event = Event::verdict(at, &instance, &v, was.is_none());
+                if v.policy == judge.policy {
+                    events.record(event);
+                } else if was.is_some() {
+                    // Other policies: changes only; a replica's first "fails primary" is noise.
+                    events.record_quietly(event);
+                }
+                was_healthy.insert(v.policy.clone(), v.healthy);
             }
         }
     }

