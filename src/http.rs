@@ -23,7 +23,6 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     let hub = warp::any().map(move || hub.clone());
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    let accept = warp::header::optional::<String>("accept");
 
     let healthz = warp::path!("healthz").map(|| respond(StatusCode::OK, None, TEXT, "ok\n"));
     let status = warp::path!("status").and(hub.clone()).map(status_reply);
@@ -41,30 +40,50 @@ pub fn routes(
         .or(warp::path!("mysqlchk"))
         .unify()
         .map(|| None);
-    let named = warp::path!("check" / String)
-        .or(warp::path!(String))
-        .unify()
-        .map(Some);
-    let check = classic
-        .or(named)
-        .unify()
-        .and(query)
-        .and(accept)
-        .and(hub)
-        .map(check_reply);
+    // `/{policy}` for a known policy is tried before the fixed endpoints (checks are the hot
+    // path; policy names cannot be endpoint names, config refuses them); any other single
+    // segment is tried last, after them, and answers "no policy named ...".
+    let known = {
+        let hub = hub.clone();
+        warp::path!(String)
+            .and(hub)
+            .and_then(|name: String, hub: Arc<Hub>| async move {
+                if hub.policies.get(&name).is_some() {
+                    Ok(name)
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            })
+    };
+    let named = warp::path!("check" / String).or(known).unify().map(Some);
+    let unknown = warp::path!(String).map(Some);
+    let checks = check_route(classic.or(named).unify(), hub.clone());
 
     evaluating_method()
         .and(
             healthz
+                .or(checks)
+                .unify()
                 .or(status)
                 .unify()
                 .or(observe)
                 .unify()
-                .or(check)
+                .or(check_route(unknown, hub))
                 .unify(),
         )
         .recover(rejection)
         .unify()
+}
+
+/// A check endpoint: `target` yields the policy (`None`: the instance's own), the rest is the
+/// same for every form. Generic rather than boxed: no allocation per request for routing.
+fn check_route(
+    target: impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone + Send + Sync + 'static,
+    hub: impl Filter<Extract = (Arc<Hub>,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let accept = warp::header::optional::<String>("accept");
+    target.and(query).and(accept).and(hub).map(check_reply)
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -123,13 +142,24 @@ pub struct Params {
 /// Parses a raw query string. Unknown, repeated, empty or malformed parameters are errors: a
 /// threshold that silently fell back to a default would pass a check it should fail.
 pub fn parse_params(raw: &str) -> Result<Params, String> {
+    const KNOWN: [&str; 7] = [
+        "port",
+        "instance",
+        "max_lag",
+        "recover_lag",
+        "recover_for",
+        "soft_lag",
+        "format",
+    ];
     let mut p = Params::default();
-    let mut seen: Vec<String> = Vec::new();
+    // Which known parameters were given, by index in KNOWN: no allocation per request.
+    let mut seen = [false; KNOWN.len()];
     for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
-        if seen.iter().any(|k| k == &key) {
-            return Err(format!("{key} given more than once"));
+        if let Some(i) = KNOWN.iter().position(|k| *k == key) {
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(format!("{key} given more than once"));
+            }
         }
-        seen.push(key.to_string());
         match key.as_ref() {
             "port" => {
                 if p.selector.is_some() {
@@ -194,20 +224,17 @@ fn check_reply(
     accept: Option<String>,
     hub: Arc<Hub>,
 ) -> Response {
-    // A bounded label: a client-chosen path must not create a new series per request.
-    let endpoint = match policy.as_deref() {
-        None => "/mysqlchk/".to_string(),
-        Some(p) if hub.policies.get(p).is_some() => format!("/{p}"),
-        Some(_) => "other".to_string(),
-    };
+    let known = policy
+        .as_deref()
+        .is_some_and(|p| hub.policies.get(p).is_some());
     let metrics = hub.metrics.clone();
-    let r = check_answer(policy, query, accept, hub);
-    metrics.count_check(&endpoint, r.status().as_u16());
+    let r = check_answer(&policy, query, accept, hub);
+    metrics.count_check_for(policy.as_deref(), known, r.status().as_u16());
     r
 }
 
 fn check_answer(
-    policy: Option<String>,
+    policy: &Option<String>,
     query: String,
     accept: Option<String>,
     hub: Arc<Hub>,
@@ -231,7 +258,10 @@ fn check_answer(
     let snapshot = watched.latest();
     let key = AnswerKey {
         instance: watched as *const _ as usize,
-        policy: policy.clone(),
+        // An unknown policy gets usize::MAX: it is answered 404 below and never cached.
+        policy: policy
+            .as_deref()
+            .map(|p| hub.policies.position(p).unwrap_or(usize::MAX)),
         thresholds: params.thresholds.clone(),
         json,
     };
@@ -253,7 +283,7 @@ fn check_answer(
             TEXT,
             format!(
                 "no policy named {:?} (known: {})\n",
-                policy.unwrap_or_default(),
+                policy.as_deref().unwrap_or_default(),
                 known.join(", ")
             ),
         );

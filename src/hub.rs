@@ -74,7 +74,9 @@ pub struct AnswerCache {
 pub struct AnswerKey {
     /// The instance, by the address of its `Watched` (stable for the hub's life).
     pub instance: usize,
-    pub policy: Option<String>,
+    /// The policy asked for, by its position among the known policies; `None`: the instance's
+    /// own. (An unknown policy is a 404 and never cached.)
+    pub policy: Option<usize>,
     pub thresholds: Thresholds,
     pub json: bool,
 }

@@ -17,7 +17,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 /// The `Content-Type` of `/metrics`: the Prometheus text format, version 0.0.4.
@@ -82,6 +84,9 @@ fn new_poll_histogram() -> Histogram {
     Histogram::new(POLL_BUCKETS)
 }
 
+/// Check counter handles by endpoint key, then status code.
+type CheckCounters = HashMap<String, Vec<(u16, Counter)>>;
+
 /// The counters and histograms that accumulate over the daemon's life. Cheap to share: the
 /// families are internally reference-counted and synchronised.
 #[derive(Debug, Clone)]
@@ -92,6 +97,9 @@ pub struct Metrics {
     poll_duration: Family<InstanceLabels, Histogram, fn() -> Histogram>,
     /// Failed polls by error kind (pollers).
     poll_errors: Family<ErrorLabels, Counter>,
+    /// The check counters already created, by endpoint and code: counting a check is then a
+    /// lookup by `&str` and an atomic increment, with no allocation on the hot path.
+    check_counters: Arc<RwLock<CheckCounters>>,
 }
 
 impl Default for Metrics {
@@ -100,20 +108,56 @@ impl Default for Metrics {
             check_requests: Family::default(),
             poll_duration: Family::new_with_constructor(new_poll_histogram),
             poll_errors: Family::default(),
+            check_counters: Default::default(),
         }
     }
 }
 
 impl Metrics {
+    /// Counts one answered check request for `policy` (`None`: `/mysqlchk/` or `/`); a policy
+    /// that is not `known` counts as `other`, so client-chosen paths cannot grow the label set.
+    pub fn count_check_for(&self, policy: Option<&str>, known: bool, code: u16) {
+        match (policy, known) {
+            (None, _) => self.count_check("/mysqlchk/", code),
+            (Some(p), true) => self.count_check(p, code),
+            (Some(_), false) => self.count_check("other", code),
+        }
+    }
+
     /// Counts one answered check request. `endpoint` must come from a bounded set (see
-    /// [`CheckLabels`]): a label value per client-chosen path would grow without limit.
+    /// [`CheckLabels`]): a label value per client-chosen path would grow without limit. A
+    /// policy name stands for its `/{policy}` label.
     pub fn count_check(&self, endpoint: &str, code: u16) {
-        self.check_requests
-            .get_or_create(&CheckLabels {
-                endpoint: endpoint.to_string(),
-                code,
-            })
-            .inc();
+        // The lock guards only the handle cache (no .await inside); a poisoned one still holds
+        // valid handles.
+        let known = self
+            .check_counters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(endpoint)
+            .and_then(|codes| codes.iter().find(|(c, _)| *c == code))
+            .map(|(_, counter)| counter.clone());
+        let counter = known.unwrap_or_else(|| {
+            let counter = self
+                .check_requests
+                .get_or_create(&CheckLabels {
+                    endpoint: if endpoint.starts_with('/') || endpoint == "other" {
+                        endpoint.to_string()
+                    } else {
+                        format!("/{endpoint}")
+                    },
+                    code,
+                })
+                .clone();
+            self.check_counters
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(endpoint.to_string())
+                .or_default()
+                .push((code, counter.clone()));
+            counter
+        });
+        counter.inc();
     }
 
     /// Records one finished poll: its duration and, if it failed, why.

@@ -319,6 +319,11 @@ impl PolicySet {
         self.policies.get(name)
     }
 
+    /// Where policy `name` stands among [`PolicySet::names`]: a small key for caches.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.policies.keys().position(|k| k == name)
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.policies.keys().map(String::as_str)
     }
