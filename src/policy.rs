@@ -6,7 +6,7 @@
 
 use crate::sample::{Channel, ServerState, ThreadState};
 use crate::snapshot::{LagPoint, Snapshot};
-use crate::units::{fmt_duration, serde_humantime};
+use crate::units::{clock_time, fmt_duration, serde_humantime};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -1318,15 +1318,6 @@ fn source_unreachable(ch: &Channel) -> bool {
         ThreadState::Connecting => ch.last_io_errno == 0 || NETWORK.contains(&ch.last_io_errno),
         _ => NETWORK.contains(&ch.last_io_errno),
     }
-}
-
-/// `14:03:07 UTC` for a wall-clock time.
-fn clock_time(t: std::time::SystemTime) -> String {
-    let text = humantime::format_rfc3339_seconds(t).to_string();
-    // RFC 3339 is `YYYY-MM-DDTHH:MM:SSZ`; the time of day is what an operator looks for.
-    text.get(11..19)
-        .map(|hms| format!("{hms} UTC"))
-        .unwrap_or(text)
 }
 
 fn round_secs(d: Duration) -> Duration {

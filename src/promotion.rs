@@ -9,6 +9,7 @@
 use crate::gtid::{MariadbGtidPos, MysqlGtidSet};
 use crate::policy::{Check, Input, Level};
 use crate::sample::{Flavor, ServerState, SourceState};
+use crate::units::clock_time;
 use std::time::SystemTime;
 
 /// Checks that the replica could be promoted: SQL_Delay 0 on every channel.
@@ -143,9 +144,9 @@ pub fn source_checks(state: &ServerState, input: &Input<'_>) -> Vec<Check> {
                         "source",
                         Level::Warn,
                         format!(
-                            "{} unreachable ({e}); comparing with what it had at {} UTC",
+                            "{} unreachable ({e}); comparing with what it had at {}",
                             src.addr,
-                            hms(seen.at_wall)
+                            clock_time(seen.at_wall)
                         ),
                     ));
                     Some((&seen.state, Some(seen.at_wall)))
@@ -342,17 +343,12 @@ fn gtid_check(
             name,
             Level::Warn,
             format!(
-                "none as of {} UTC (source unreachable since: later source writes cannot be checked)",
-                hms(t)
+                "none as of {} (source unreachable since: later source writes cannot be checked)",
+                clock_time(t)
             ),
         ),
         (n, _) => Check::fact(name, false, format!("{n}: {set}")).with_fix(fix),
     }
-}
-
-fn hms(t: SystemTime) -> String {
-    let text = humantime::format_rfc3339_seconds(t).to_string();
-    text.get(11..19).map(str::to_string).unwrap_or(text)
 }
 
 /// The manual promotion steps for the flavour, printed after the checklist; never run by

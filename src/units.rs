@@ -52,6 +52,16 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// `14:03:07 UTC` for a wall-clock time: the time of day is what an operator looks for in a
+/// verdict line.
+pub fn clock_time(t: std::time::SystemTime) -> String {
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    // RFC 3339 is `YYYY-MM-DDTHH:MM:SSZ`.
+    text.get(11..19)
+        .map(|hms| format!("{hms} UTC"))
+        .unwrap_or(text)
+}
+
 /// Serde helper: a duration field written as a humantime string.
 pub mod serde_humantime {
     use serde::{Deserialize, Deserializer};
