@@ -224,17 +224,19 @@ fn check_reply(
     accept: Option<String>,
     hub: Arc<Hub>,
 ) -> Response {
-    let known = policy
-        .as_deref()
-        .is_some_and(|p| hub.policies.get(p).is_some());
+    // Where the asked policy stands among the known ones (`None` inside: unknown policy),
+    // looked up once for the counter label and the answer cache.
+    let position = policy.as_deref().map(|p| hub.policies.position(p));
+    let known = matches!(position, Some(Some(_)));
     let metrics = hub.metrics.clone();
-    let r = check_answer(&policy, query, accept, hub);
+    let r = check_answer(&policy, position, query, accept, hub);
     metrics.count_check_for(policy.as_deref(), known, r.status().as_u16());
     r
 }
 
 fn check_answer(
     policy: &Option<String>,
+    position: Option<Option<usize>>,
     query: String,
     accept: Option<String>,
     hub: Arc<Hub>,
@@ -259,9 +261,7 @@ fn check_answer(
     let key = AnswerKey {
         instance: watched as *const _ as usize,
         // An unknown policy gets usize::MAX: it is answered 404 below and never cached.
-        policy: policy
-            .as_deref()
-            .map(|p| hub.policies.position(p).unwrap_or(usize::MAX)),
+        policy: position.map(|p| p.unwrap_or(usize::MAX)),
         thresholds: params.thresholds.clone(),
         json,
     };
