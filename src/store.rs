@@ -129,12 +129,7 @@ impl Persisted {
     ) -> Result<usize, String> {
         // Source evidence is about the source at its own time, whatever the replica did since.
         if let (None, Some(src)) = (&memory.last_source, &self.source) {
-            let at_wall = UNIX_EPOCH + Duration::from_millis(src.at_unix_ms);
-            let age = sample
-                .taken_at_wall
-                .duration_since(at_wall)
-                .unwrap_or(Duration::ZERO);
-            if let Some(at) = sample.taken_at.checked_sub(age) {
+            if let Some((at, at_wall)) = carry(sample, src.at_unix_ms) {
                 memory.last_source = Some(SourceSeen {
                     at,
                     at_wall,
@@ -156,14 +151,7 @@ impl Persisted {
             if memory.io_last_connected.contains_key(&s.channel) {
                 continue;
             }
-            let at_wall = UNIX_EPOCH + Duration::from_millis(s.at_unix_ms);
-            // Carry the observation's age over to this process's monotonic clock. An
-            // observation from the future means the wall clock stepped back: its age is
-            // unknown, so it cannot vouch for anything.
-            let Ok(age) = sample.taken_at_wall.duration_since(at_wall) else {
-                continue;
-            };
-            let Some(at) = sample.taken_at.checked_sub(age) else {
+            let Some((at, at_wall)) = carry(sample, s.at_unix_ms) else {
                 continue;
             };
             memory.io_last_connected.insert(
@@ -183,6 +171,15 @@ impl Persisted {
         }
         Ok(restored)
     }
+}
+
+/// Carries an observation recorded at `at_unix_ms` (wall clock) over to this process's
+/// monotonic clock, by its age at `sample`. An observation from the future means the wall clock
+/// stepped back: its age is unknown, so it cannot vouch for anything (`None`).
+fn carry(sample: &Sample, at_unix_ms: u64) -> Option<(std::time::Instant, std::time::SystemTime)> {
+    let at_wall = UNIX_EPOCH + Duration::from_millis(at_unix_ms);
+    let age = sample.taken_at_wall.duration_since(at_wall).ok()?;
+    Some((sample.taken_at.checked_sub(age)?, at_wall))
 }
 
 fn unix_ms(t: std::time::SystemTime) -> u64 {
