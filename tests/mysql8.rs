@@ -7,7 +7,7 @@
 mod common;
 
 use async_trait::async_trait;
-use common::guard::{Guard, FAST};
+use common::guard::{user_block, Guard, FAST};
 use opensrv_mysql::{
     AsyncMysqlIntermediary, AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, OkResponse,
     ParamParser, QueryResultWriter, StatementMetaWriter,
@@ -316,11 +316,7 @@ async fn standin(version: &'static str) -> (u16, Shared) {
 async fn run_version(version: &'static str) {
     let (port, state) = standin(version).await;
     let g = Guard::start(FAST, |dir| {
-        let pw = common::mariadb::write_password_file(dir, "pw", "secret");
-        format!(
-            "[[instance]]\nname = \"m\"\nport = {port}\nuser = \"replguard\"\npassword_file = \"{}\"\npolicy = \"replica\"\n",
-            pw.display()
-        )
+        user_block(dir, port, "replguard", "secret", "replica")
     })
     .await;
     let limit = Duration::from_secs(20);
@@ -417,11 +413,7 @@ async fn mysql_8_4_refuses_the_old_syntax() {
 async fn a_query_that_hangs_times_out_and_its_session_is_killed() {
     let (port, state) = standin("8.4.3").await;
     let g = Guard::start(FAST, |dir| {
-        let pw = common::mariadb::write_password_file(dir, "pw", "secret");
-        format!(
-            "[[instance]]\nname = \"m\"\nport = {port}\nuser = \"replguard\"\npassword_file = \"{}\"\npolicy = \"replica\"\n",
-            pw.display()
-        )
+        user_block(dir, port, "replguard", "secret", "replica")
     })
     .await;
     let limit = Duration::from_secs(20);
