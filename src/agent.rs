@@ -83,7 +83,14 @@ pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
         .sample
         .as_ref()
         .and_then(|s| s.outcome.as_ref().ok())
-        .and_then(|s| s.channels.iter().map(|c| c.lag).max().flatten());
+        // The lag the verdict judged: the heartbeat's when configured, else Seconds_Behind.
+        .and_then(|s| {
+            s.channels
+                .iter()
+                .map(|c| s.effective_lag(c))
+                .max()
+                .flatten()
+        });
     let thresholds = hub
         .policies
         .get("replica")
