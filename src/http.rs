@@ -6,14 +6,17 @@
 //! wait on a poller. Status codes: 200 pass, 503 fail, 400 bad parameter, 404 unknown instance or
 //! policy, 405 other methods. On 503 the reason phrase carries the first failing check.
 
-use crate::hub::{Answer, AnswerKey, Hub, LookupError, Selector};
+use crate::hub::{Answer, AnswerKey, Hub, LookupError, Rendered, Selector};
+use crate::metrics::CheckEndpoint;
 use crate::policy::Thresholds;
 use crate::report;
 use hyper::ext::ReasonPhrase;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use warp::http::{header, Method, StatusCode};
 use warp::hyper::body::Bytes;
+use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -21,6 +24,7 @@ use warp::{Filter, Rejection};
 pub fn routes(
     hub: Arc<Hub>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let checks = check_route(hub.clone());
     let hub = warp::any().map(move || hub.clone());
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
 
@@ -29,36 +33,11 @@ pub fn routes(
     // Metrics, status page and events (issue 9): read snapshots and in-memory logs only.
     let metrics = warp::path!("metrics").and(hub.clone()).map(metrics_reply);
     let ui = warp::path!("ui").map(ui_reply);
-    let events = warp::path!("events")
-        .and(query)
-        .and(hub.clone())
-        .map(events_reply);
+    let events = warp::path!("events").and(query).and(hub).map(events_reply);
     let observe = metrics.or(ui).unify().or(events).unify();
 
-    // `/` and `/mysqlchk/` evaluate the instance's configured policy.
-    let classic = warp::path::end()
-        .or(warp::path!("mysqlchk"))
-        .unify()
-        .map(|| None);
-    // `/{policy}` for a known policy is tried before the fixed endpoints (checks are the hot
-    // path; policy names cannot be endpoint names, config refuses them); any other single
-    // segment is tried last, after them, and answers "no policy named ...".
-    let known = {
-        let hub = hub.clone();
-        warp::path!(String)
-            .and(hub)
-            .and_then(|name: String, hub: Arc<Hub>| async move {
-                if hub.policies.get(&name).is_some() {
-                    Ok(name)
-                } else {
-                    Err(warp::reject::not_found())
-                }
-            })
-    };
-    let named = warp::path!("check" / String).or(known).unify().map(Some);
-    let unknown = warp::path!(String).map(Some);
-    let checks = check_route(classic.or(named).unify(), hub.clone());
-
+    // Checks are the hot path: tried right after the ceiling `/healthz`, before the other fixed
+    // endpoints (whose names cannot be policy names: config refuses them).
     evaluating_method()
         .and(
             healthz
@@ -67,23 +46,59 @@ pub fn routes(
                 .or(status)
                 .unify()
                 .or(observe)
-                .unify()
-                .or(check_route(unknown, hub))
                 .unify(),
         )
         .recover(rejection)
         .unify()
 }
 
-/// A check endpoint: `target` yields the policy (`None`: the instance's own), the rest is the
-/// same for every form. Generic rather than boxed: no allocation per request for routing.
+/// The fixed endpoints other than checks; a single segment that is none of these is a policy.
+const FIXED: [&str; 5] = ["healthz", "status", "metrics", "ui", "events"];
+
+/// What a check path asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckPath<'a> {
+    /// `/` or `/mysqlchk/`: the instance's configured policy.
+    Own,
+    /// `/check/{policy}` or `/{policy}`: a policy by name, known or not.
+    Named(&'a str),
+}
+
+/// Reads a request path as a check, matching segments as warp's `path!` does (one trailing
+/// slash allowed). `None`: not a check (a fixed endpoint, or another shape).
+fn check_path(path: &str) -> Option<CheckPath<'_>> {
+    let rest = path.strip_prefix('/')?;
+    if rest.is_empty() {
+        return Some(CheckPath::Own);
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    match rest.split_once('/') {
+        None if rest == "mysqlchk" => Some(CheckPath::Own),
+        None if rest.is_empty() || FIXED.contains(&rest) => None,
+        None => Some(CheckPath::Named(rest)),
+        Some(("check", name)) if !name.is_empty() && !name.contains('/') => {
+            Some(CheckPath::Named(name))
+        }
+        Some(_) => None,
+    }
+}
+
+/// Every check endpoint: `/`, `/mysqlchk/`, `/check/{policy}`, `/{policy}`. One filter that reads
+/// the path itself, so a check allocates nothing for routing and clones no handle: the hub is
+/// borrowed from the filter, and the answer is computed before the (ready) future is returned.
 fn check_route(
-    target: impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone + Send + Sync + 'static,
-    hub: impl Filter<Extract = (Arc<Hub>,), Error = Infallible> + Clone + Send + Sync + 'static,
+    hub: Arc<Hub>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let accept = warp::header::optional::<String>("accept");
-    target.and(query).and(accept).and(hub).map(check_reply)
+    warp::path::full().and(query).and(accept).and_then(
+        move |path: FullPath, query: String, accept: Option<String>| {
+            std::future::ready(match check_path(path.as_str()) {
+                Some(target) => Ok(check_reply(&hub, target, &query, accept.as_deref())),
+                None => Err(warp::reject::not_found()),
+            })
+        },
+    )
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -142,6 +157,26 @@ pub struct Params {
 /// Parses a raw query string. Unknown, repeated, empty or malformed parameters are errors: a
 /// threshold that silently fell back to a default would pass a check it should fail.
 pub fn parse_params(raw: &str) -> Result<Params, String> {
+    if raw.contains(['%', '+']) {
+        parse_pairs(form_urlencoded::parse(raw.as_bytes()))
+    } else {
+        // Nothing to decode (what HAProxy sends): the pairs are slices of the query itself,
+        // split as form_urlencoded would split them.
+        parse_pairs(plain_pairs(raw))
+    }
+}
+
+/// The pairs of a query that has no `%` or `+`, as `form_urlencoded::parse` would yield them.
+fn plain_pairs(raw: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+}
+
+fn parse_pairs<'a>(
+    pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
+) -> Result<Params, String> {
     const KNOWN: [&str; 7] = [
         "port",
         "instance",
@@ -154,7 +189,7 @@ pub fn parse_params(raw: &str) -> Result<Params, String> {
     let mut p = Params::default();
     // Which known parameters were given, by index in KNOWN: no allocation per request.
     let mut seen = [false; KNOWN.len()];
-    for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+    for (key, value) in pairs {
         if let Some(i) = KNOWN.iter().position(|k| *k == key) {
             if std::mem::replace(&mut seen[i], true) {
                 return Err(format!("{key} given more than once"));
@@ -218,30 +253,44 @@ pub fn parse_params(raw: &str) -> Result<Params, String> {
 }
 
 /// Answers a check and counts it in `replguard_check_requests_total`.
-fn check_reply(
-    policy: Option<String>,
-    query: String,
-    accept: Option<String>,
-    hub: Arc<Hub>,
-) -> Response {
-    // Where the asked policy stands among the known ones (`None` inside: unknown policy),
-    // looked up once for the counter label and the answer cache.
-    let position = policy.as_deref().map(|p| hub.policies.position(p));
-    let known = matches!(position, Some(Some(_)));
-    let metrics = hub.metrics.clone();
-    let r = check_answer(&policy, position, query, accept, hub);
-    metrics.count_check_for(policy.as_deref(), known, r.status().as_u16());
+fn check_reply(hub: &Hub, target: CheckPath<'_>, query: &str, accept: Option<&str>) -> Response {
+    // The asked policy, looked up once for the counter label and the answer cache.
+    let (policy, endpoint) = match target {
+        CheckPath::Own => (None, CheckEndpoint::Own),
+        CheckPath::Named(name) => match hub.policies.position(name) {
+            Some(i) => (Some((i, name)), CheckEndpoint::Policy(i, name)),
+            None => {
+                let r = unknown_policy(hub, name);
+                hub.metrics
+                    .count_check(CheckEndpoint::Other, r.status().as_u16());
+                return r;
+            }
+        },
+    };
+    let r = check_answer(hub, policy, query, accept);
+    hub.metrics.count_check(endpoint, r.status().as_u16());
     r
 }
 
+/// The 404 for a policy nobody configured, naming those that exist.
+fn unknown_policy(hub: &Hub, name: &str) -> Response {
+    let known: Vec<&str> = hub.policies.names().collect();
+    respond(
+        StatusCode::NOT_FOUND,
+        None,
+        TEXT,
+        format!("no policy named {name:?} (known: {})\n", known.join(", ")),
+    )
+}
+
+/// Answers a check of a known policy (`None`: the instance's own) from the latest snapshot.
 fn check_answer(
-    policy: &Option<String>,
-    position: Option<Option<usize>>,
-    query: String,
-    accept: Option<String>,
-    hub: Arc<Hub>,
+    hub: &Hub,
+    policy: Option<(usize, &str)>,
+    query: &str,
+    accept: Option<&str>,
 ) -> Response {
-    let params = match parse_params(&query) {
+    let params = match parse_params(query) {
         Ok(p) => p,
         Err(msg) => return respond(StatusCode::BAD_REQUEST, None, TEXT, format!("{msg}\n")),
     };
@@ -249,6 +298,7 @@ fn check_answer(
     let json = params
         .json
         .unwrap_or_else(|| accept.is_some_and(|a| a.contains(JSON)));
+    let content_type = if json { JSON } else { TEXT };
     let watched = match hub.find(params.selector.as_ref().unwrap_or(&Selector::Only)) {
         Ok(w) => w,
         Err(e @ LookupError::Ambiguous(_)) => {
@@ -257,61 +307,58 @@ fn check_answer(
         Err(e) => return respond(StatusCode::NOT_FOUND, None, TEXT, format!("{e}\n")),
     };
     let now = tokio::time::Instant::now().into_std();
-    let snapshot = watched.latest();
     let key = AnswerKey {
-        instance: watched as *const _ as usize,
-        // An unknown policy gets usize::MAX: it is answered 404 below and never cached.
-        policy: position.map(|p| p.unwrap_or(usize::MAX)),
-        thresholds: params.thresholds.clone(),
+        policy: policy.map(|(i, _)| i),
         json,
+        thresholds: params.thresholds,
     };
-    if let Some(a) = hub.answers.get(&key, &snapshot, now) {
-        let content_type = if json { JSON } else { TEXT };
+    // A cached answer is looked up under the `watch` borrow: no snapshot handle is cloned.
+    let cached = watched.answers.get(&key, &watched.snapshot.borrow(), now);
+    if let Some(a) = cached {
         return respond_with(a.status, a.reason, content_type, a.body);
     }
+    let snapshot = watched.latest();
     let Some(verdict) = hub.evaluate_snapshot(
         watched,
         &snapshot,
-        policy.as_deref(),
-        &params.thresholds,
+        policy.map(|(_, name)| name),
+        &key.thresholds,
         now,
     ) else {
-        let known: Vec<&str> = hub.policies.names().collect();
-        return respond(
-            StatusCode::NOT_FOUND,
-            None,
-            TEXT,
-            format!(
-                "no policy named {:?} (known: {})\n",
-                policy.as_deref().unwrap_or_default(),
-                known.join(", ")
-            ),
-        );
+        // The policy was known to the set a moment ago; the instance's own policy is validated
+        // at startup. Either way, say what was asked.
+        return unknown_policy(hub, policy.map_or(&watched.config.policy, |(_, n)| n));
     };
     let (status, reason) = if verdict.healthy {
         (StatusCode::OK, None)
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, report::reason(&verdict))
     };
-    let (content_type, body) = if json {
-        (JSON, report::json(&watched.config.name, &verdict))
+    let body = if json {
+        report::json(&watched.config.name, &verdict)
     } else {
-        (TEXT, report::text(&verdict))
+        report::text(&verdict)
     };
-    let reason = phrase(reason);
-    let body = Bytes::from(body);
-    hub.answers.put(
+    let rendered = Rendered {
+        status,
+        reason: phrase(reason),
+        body: Bytes::from(body),
+    };
+    watched.answers.put(
         key,
         Answer {
             snapshot,
             at: now,
-            status,
-            reason: reason.clone(),
-            body: body.clone(),
+            rendered: rendered.clone(),
         },
         hub.max_sample_age,
     );
-    respond_with(status, reason, content_type, body)
+    respond_with(
+        rendered.status,
+        rendered.reason,
+        content_type,
+        rendered.body,
+    )
 }
 
 fn status_reply(hub: Arc<Hub>) -> Response {
@@ -450,11 +497,8 @@ mod tests {
     fn hub(entries: Vec<(InstanceConfig, Snapshot)>) -> Arc<Hub> {
         let instances = entries
             .into_iter()
-            .map(|(config, s)| Watched {
-                config,
-                // The receiver keeps the last value after the sender is gone.
-                snapshot: tokio::sync::watch::channel(Arc::new(s)).1,
-            })
+            // The receiver keeps the last value after the sender is gone.
+            .map(|(config, s)| Watched::new(config, tokio::sync::watch::channel(Arc::new(s)).1))
             .collect();
         Arc::new(Hub {
             instances,
@@ -462,7 +506,6 @@ mod tests {
             max_sample_age: Duration::from_secs(3),
             events: Default::default(),
             metrics: Default::default(),
-            answers: Default::default(),
         })
     }
 
@@ -535,6 +578,68 @@ mod tests {
         for (method, path, want) in cases {
             let r = get(&h, method, path).await;
             assert_eq!(r.status().as_u16(), *want, "{method} {path}: {}", body(&r));
+        }
+    }
+
+    proptest::proptest! {
+        /// The undecoded fast path splits exactly as form_urlencoded does, for any query it is
+        /// taken for (no `%`, no `+`).
+        #[test]
+        fn plain_queries_split_as_form_urlencoded_does(raw in "[a-z0-9=&_.]{0,24}") {
+            let fast: Vec<_> = plain_pairs(&raw).collect();
+            let slow: Vec<_> = form_urlencoded::parse(raw.as_bytes()).collect();
+            proptest::prop_assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn check_paths_match_as_warp_path_segments_would() {
+        use CheckPath::{Named, Own};
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<CheckPath>)] = &[
+            ("/", Some(Own)),
+            ("/mysqlchk", Some(Own)),
+            ("/mysqlchk/", Some(Own)),
+            ("/replica", Some(Named("replica"))),
+            ("/replica/", Some(Named("replica"))),
+            ("/check/replica", Some(Named("replica"))),
+            ("/check/replica/", Some(Named("replica"))),
+            // Unknown names are still check paths: they are answered "no policy named ...".
+            ("/nope", Some(Named("nope"))),
+            ("/check", Some(Named("check"))),
+            ("/check/", Some(Named("check"))),
+            // Fixed endpoints and other shapes are left to the other routes (or 404).
+            ("/healthz", None),
+            ("/status", None),
+            ("/metrics/", None),
+            ("/ui", None),
+            ("/events", None),
+            ("//", None),
+            ("/check//replica", None),
+            ("/check/replica/x", None),
+            ("/a/b", None),
+            ("/replica//", None),
+            ("", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(check_path(path), *want, "{path:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_policies_are_counted_as_other() {
+        let h = pair();
+        assert_eq!(get(&h, "GET", "/nope?port=3307").await.status(), 404);
+        assert_eq!(get(&h, "GET", "/replica?port=3307").await.status(), 200);
+        let text = h.metrics.render(&h, Instant::now()).unwrap();
+        for line in [
+            r#"replguard_check_requests_total{endpoint="other",code="404"} 1"#,
+            r#"replguard_check_requests_total{endpoint="/replica",code="200"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
     }
 

@@ -16,9 +16,20 @@ pub struct Watched {
     pub config: InstanceConfig,
     /// The poller's latest snapshot; the poller is the only sender.
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// This instance's check answers, reused for a few milliseconds while the snapshot is
+    /// unchanged.
+    pub answers: AnswerCache,
 }
 
 impl Watched {
+    pub fn new(config: InstanceConfig, snapshot: watch::Receiver<Arc<Snapshot>>) -> Watched {
+        Watched {
+            config,
+            snapshot,
+            answers: AnswerCache::default(),
+        }
+    }
+
     /// The latest snapshot. The `watch` read lock is held only for the `Arc` clone.
     pub fn latest(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
@@ -54,72 +65,90 @@ pub struct Hub {
     pub events: Arc<crate::events::Events>,
     /// Counters and histograms the pollers and HTTP handlers increment; `/metrics` renders them.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Check answers reused for a few milliseconds while the snapshot is unchanged.
-    pub answers: AnswerCache,
 }
 
-/// Rendered check answers, reused while the instance's snapshot is the same one and for at most
-/// [`AnswerCache::TTL`]: under load, HAProxies asking the same question share one evaluation.
-/// An answer whose sample could turn stale within the TTL is never cached, so caching cannot
-/// turn a failing answer into a passing one; the age shown may lag by up to the TTL.
+/// One instance's rendered check answers, reused while its snapshot is the same one and for at
+/// most [`AnswerCache::TTL`]: under load, HAProxies asking the same question share one
+/// evaluation. An answer whose sample could turn stale within the TTL is never cached, so caching
+/// cannot turn a failing answer into a passing one; the age shown may lag by up to the TTL.
 ///
-/// A std `Mutex` is fine: it is held only to look up or insert, never across an `.await`.
+/// A short list, not a map: an instance is asked a handful of distinct questions (policy, format,
+/// request thresholds), and comparing a few keys costs less than hashing one. A std `Mutex` is
+/// fine: it is held only to look up or insert, never across an `.await`.
 #[derive(Default)]
 pub struct AnswerCache {
-    entries: std::sync::Mutex<std::collections::HashMap<AnswerKey, Answer>>,
+    entries: std::sync::Mutex<Vec<(AnswerKey, Answer)>>,
 }
 
-/// Everything an answer depends on besides the snapshot and the clock.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Everything an answer depends on besides the instance, the snapshot and the clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerKey {
-    /// The instance, by the address of its `Watched` (stable for the hub's life).
-    pub instance: usize,
     /// The policy asked for, by its position among the known policies; `None`: the instance's
     /// own. (An unknown policy is a 404 and never cached.)
     pub policy: Option<usize>,
-    pub thresholds: Thresholds,
     pub json: bool,
+    /// Compared last (field order is comparison order): the cheap fields rule out most entries.
+    pub thresholds: Thresholds,
 }
 
-/// A rendered answer and what it was computed from.
+/// What a request reuses from a cached answer.
 #[derive(Clone)]
-pub struct Answer {
-    /// The snapshot it judged: a new poll makes it obsolete.
-    pub snapshot: Arc<Snapshot>,
-    pub at: Instant,
+pub struct Rendered {
     pub status: warp::http::StatusCode,
     pub reason: Option<hyper::ext::ReasonPhrase>,
     /// Shared, not copied, by every request that reuses it.
     pub body: warp::hyper::body::Bytes,
 }
 
+/// A rendered answer and what it was computed from.
+pub struct Answer {
+    /// The snapshot it judged: a new poll makes it obsolete.
+    pub snapshot: Arc<Snapshot>,
+    pub at: Instant,
+    pub rendered: Rendered,
+}
+
 impl AnswerCache {
     /// How long an answer is reused at most.
     pub const TTL: Duration = Duration::from_millis(100);
     /// Request thresholds are chosen by clients: bound the number of distinct answers kept.
-    const MAX_ENTRIES: usize = 1024;
+    const MAX_ENTRIES: usize = 16;
 
     /// The cached answer for `key`, if it judged `snapshot` less than the TTL before `now`.
-    pub fn get(&self, key: &AnswerKey, snapshot: &Arc<Snapshot>, now: Instant) -> Option<Answer> {
+    pub fn get(&self, key: &AnswerKey, snapshot: &Arc<Snapshot>, now: Instant) -> Option<Rendered> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
-            .get(key)
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, a)| a)
             .filter(|a| Arc::ptr_eq(&a.snapshot, snapshot))
             .filter(|a| now.saturating_duration_since(a.at) < Self::TTL)
-            .cloned()
+            .map(|a| a.rendered.clone())
     }
 
-    /// Keeps `answer` unless its sample could turn stale before the TTL runs out.
+    /// Keeps `answer` unless its sample could turn stale before the TTL runs out. When full,
+    /// the oldest answer makes room.
     pub fn put(&self, key: AnswerKey, answer: Answer, max_sample_age: Duration) {
         let age = answer.snapshot.age(answer.at);
         if age.is_none_or(|a| a + Self::TTL >= max_sample_age) {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= Self::MAX_ENTRIES {
-            entries.clear();
+        let slot = entries.iter().position(|(k, _)| *k == key).or_else(|| {
+            (entries.len() >= Self::MAX_ENTRIES)
+                .then(|| {
+                    entries
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, (_, a))| a.at)
+                        .map(|(i, _)| i)
+                })
+                .flatten()
+        });
+        match slot {
+            Some(i) => entries[i] = (key, answer),
+            None => entries.push((key, answer)),
         }
-        entries.insert(key, answer);
     }
 }
 
@@ -186,9 +215,11 @@ mod tests {
         Answer {
             snapshot: snapshot.clone(),
             at,
-            status: warp::http::StatusCode::OK,
-            reason: None,
-            body: warp::hyper::body::Bytes::from_static(b"ok\n"),
+            rendered: Rendered {
+                status: warp::http::StatusCode::OK,
+                reason: None,
+                body: warp::hyper::body::Bytes::from_static(b"ok\n"),
+            },
         }
     }
 
@@ -197,10 +228,9 @@ mod tests {
         let now = Instant::now() + Duration::from_secs(60);
         let max_age = Duration::from_secs(3);
         let key = AnswerKey {
-            instance: 1,
             policy: None,
-            thresholds: Thresholds::default(),
             json: false,
+            thresholds: Thresholds::default(),
         };
         let cache = AnswerCache::default();
         let s1 = Arc::new(snap(Ok(replica()), now, Duration::from_millis(100)));
@@ -226,5 +256,34 @@ mod tests {
         let old = Arc::new(snap(Ok(replica()), now, Duration::from_millis(2950)));
         cache.put(key.clone(), answer(&old, now), max_age);
         assert!(cache.get(&key, &old, now).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_drops_its_oldest_answer() {
+        let now = Instant::now() + Duration::from_secs(60);
+        let max_age = Duration::from_secs(3);
+        let s = Arc::new(snap(Ok(replica()), now, Duration::from_millis(100)));
+        // Clients choose thresholds: each distinct max_lag is a distinct question.
+        let key = |secs: u64| AnswerKey {
+            policy: Some(0),
+            json: false,
+            thresholds: Thresholds {
+                max_lag: Some(Duration::from_secs(secs)),
+                ..Thresholds::default()
+            },
+        };
+        let cache = AnswerCache::default();
+        let n = AnswerCache::MAX_ENTRIES as u64;
+        for i in 0..=n {
+            cache.put(key(i), answer(&s, now + Duration::from_millis(i)), max_age);
+        }
+        let at = now + Duration::from_millis(n);
+        assert!(cache.get(&key(0), &s, at).is_none(), "the oldest made room");
+        for i in 1..=n {
+            assert!(cache.get(&key(i), &s, at).is_some(), "max_lag {i}s kept");
+        }
+        // Asking the same question again replaces its answer rather than adding one.
+        cache.put(key(n), answer(&s, at), max_age);
+        assert!(cache.get(&key(1), &s, at).is_some());
     }
 }

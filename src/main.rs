@@ -289,15 +289,11 @@ async fn run_check(
     }
     let (_tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
     let hub = Hub {
-        instances: vec![Watched {
-            config: inst,
-            snapshot: rx,
-        }],
+        instances: vec![Watched::new(inst, rx)],
         policies: Arc::new(config.policies),
         max_sample_age: config.max_sample_age,
         events: Default::default(),
         metrics: Default::default(),
-        answers: Default::default(),
     };
     let watched = &hub.instances[0];
     let now = tokio::time::Instant::now().into_std();

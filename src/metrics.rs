@@ -17,7 +17,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -84,8 +83,40 @@ fn new_poll_histogram() -> Histogram {
     Histogram::new(POLL_BUCKETS)
 }
 
-/// Check counter handles by endpoint key, then status code.
-type CheckCounters = HashMap<String, Vec<(u16, Counter)>>;
+/// Which check counter a request lands on: the label set stays bounded by the configured
+/// policies, whatever paths clients choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckEndpoint<'a> {
+    /// `/mysqlchk/` or `/`: the instance's own policy.
+    Own,
+    /// `/{policy}` for a known policy: its position among the known ones, and its name.
+    Policy(usize, &'a str),
+    /// Any other name: counted as `other`.
+    Other,
+}
+
+impl CheckEndpoint<'_> {
+    /// A small key for the handle cache.
+    fn slot(self) -> usize {
+        match self {
+            CheckEndpoint::Own => 0,
+            CheckEndpoint::Other => 1,
+            CheckEndpoint::Policy(i, _) => i + 2,
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            CheckEndpoint::Own => "/mysqlchk/".into(),
+            CheckEndpoint::Other => "other".into(),
+            CheckEndpoint::Policy(_, name) => format!("/{name}"),
+        }
+    }
+}
+
+/// Check counter handles already created, by endpoint slot and status code: a short list (a few
+/// endpoints times a few codes), so a scan of small integers beats hashing a label.
+type CheckCounters = Vec<(usize, u16, Counter)>;
 
 /// The counters and histograms that accumulate over the daemon's life. Cheap to share: the
 /// families are internally reference-counted and synchronised.
@@ -98,7 +129,7 @@ pub struct Metrics {
     /// Failed polls by error kind (pollers).
     poll_errors: Family<ErrorLabels, Counter>,
     /// The check counters already created, by endpoint and code: counting a check is then a
-    /// lookup by `&str` and an atomic increment, with no allocation on the hot path.
+    /// short scan and an atomic increment, with no allocation on the hot path.
     check_counters: Arc<RwLock<CheckCounters>>,
 }
 
@@ -114,47 +145,31 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts one answered check request for `policy` (`None`: `/mysqlchk/` or `/`); a policy
-    /// that is not `known` counts as `other`, so client-chosen paths cannot grow the label set.
-    pub fn count_check_for(&self, policy: Option<&str>, known: bool, code: u16) {
-        match (policy, known) {
-            (None, _) => self.count_check("/mysqlchk/", code),
-            (Some(p), true) => self.count_check(p, code),
-            (Some(_), false) => self.count_check("other", code),
-        }
-    }
-
-    /// Counts one answered check request. `endpoint` must come from a bounded set (see
-    /// [`CheckLabels`]): a label value per client-chosen path would grow without limit. A
-    /// policy name stands for its `/{policy}` label.
-    pub fn count_check(&self, endpoint: &str, code: u16) {
+    /// Counts one answered check request: a lookup of two small integers under a read lock and
+    /// an atomic increment, with no allocation once the endpoint and code have been seen.
+    pub fn count_check(&self, endpoint: CheckEndpoint<'_>, code: u16) {
+        let slot = endpoint.slot();
         // The lock guards only the handle cache (no .await inside); a poisoned one still holds
         // valid handles.
         let known = self
             .check_counters
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(endpoint)
-            .and_then(|codes| codes.iter().find(|(c, _)| *c == code))
-            .map(|(_, counter)| counter.clone());
+            .iter()
+            .find(|(s, c, _)| *s == slot && *c == code)
+            .map(|(_, _, counter)| counter.clone());
         let counter = known.unwrap_or_else(|| {
             let counter = self
                 .check_requests
                 .get_or_create(&CheckLabels {
-                    endpoint: if endpoint.starts_with('/') || endpoint == "other" {
-                        endpoint.to_string()
-                    } else {
-                        format!("/{endpoint}")
-                    },
+                    endpoint: endpoint.label(),
                     code,
                 })
                 .clone();
             self.check_counters
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .entry(endpoint.to_string())
-                .or_default()
-                .push((code, counter.clone()));
+                .push((slot, code, counter.clone()));
             counter
         });
         counter.inc();
@@ -392,11 +407,8 @@ mod tests {
     }
 
     fn watched(name: &str, s: Snapshot) -> Watched {
-        Watched {
-            config: config(name),
-            // The receiver keeps the last value after the sender is gone.
-            snapshot: tokio::sync::watch::channel(Arc::new(s)).1,
-        }
+        // The receiver keeps the last value after the sender is gone.
+        Watched::new(config(name), tokio::sync::watch::channel(Arc::new(s)).1)
     }
 
     fn hub(instances: Vec<Watched>) -> Hub {
@@ -406,7 +418,6 @@ mod tests {
             max_sample_age: Duration::from_secs(3),
             events: Default::default(),
             metrics: Default::default(),
-            answers: Default::default(),
         }
     }
 
@@ -505,9 +516,13 @@ mod tests {
             .observe_poll("db1", &failed(ProbeErrorKind::AccessDenied));
         h.metrics
             .observe_poll("db1", &failed(ProbeErrorKind::Timeout));
-        h.metrics.count_check("/replica", 503);
-        h.metrics.count_check("/replica", 503);
-        h.metrics.count_check("/mysqlchk/", 200);
+        let replica = h.policies.position("replica").unwrap();
+        h.metrics
+            .count_check(CheckEndpoint::Policy(replica, "replica"), 503);
+        h.metrics
+            .count_check(CheckEndpoint::Policy(replica, "replica"), 503);
+        h.metrics.count_check(CheckEndpoint::Own, 200);
+        h.metrics.count_check(CheckEndpoint::Other, 404);
         let text = h.metrics.render(&h, Instant::now()).unwrap();
         #[rustfmt::skip]
         let want = [
@@ -515,6 +530,7 @@ mod tests {
             r#"replguard_poll_errors_total{instance="db1",reason="timeout"} 1"#,
             r#"replguard_check_requests_total{endpoint="/replica",code="503"} 2"#,
             r#"replguard_check_requests_total{endpoint="/mysqlchk/",code="200"} 1"#,
+            r#"replguard_check_requests_total{endpoint="other",code="404"} 1"#,
             r#"replguard_poll_duration_seconds_count{instance="db1"} 3"#,
             r#"replguard_poll_duration_seconds_bucket{instance="db1",le="0.05"} 3"#,
             r#"replguard_poll_duration_seconds_bucket{instance="db1",le="0.025"} 0"#,

@@ -8,7 +8,6 @@ use crate::sample::{Channel, ServerState, ThreadState};
 use crate::snapshot::{LagPoint, Snapshot};
 use crate::units::{clock_time, fmt_duration, serde_humantime};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -258,31 +257,40 @@ pub fn line_of(text: &str, at: usize) -> usize {
 /// All policies known to one process: the built-ins plus those from `policies_dir`.
 #[derive(Debug, Clone)]
 pub struct PolicySet {
-    policies: BTreeMap<String, Policy>,
+    /// Sorted by name, names unique: a check request finds its policy by binary search, and a
+    /// policy's index is a small key for caches and counters.
+    policies: Vec<Policy>,
 }
 
 impl PolicySet {
     /// The built-in policies only.
     pub fn builtin() -> PolicySet {
-        let policies = BUILTIN
-            .iter()
-            .map(|(name, text)| {
-                // The built-ins are compiled in and covered by tests: a parse failure is a bug.
-                let policy = Policy::parse(name, text).expect("built-in policy parses");
-                (name.to_string(), policy)
-            })
-            .collect();
-        PolicySet { policies }
+        let mut set = PolicySet {
+            policies: Vec::new(),
+        };
+        for (name, text) in BUILTIN {
+            // The built-ins are compiled in and covered by tests: a parse failure is a bug.
+            set.insert(Policy::parse(name, text).expect("built-in policy parses"));
+        }
+        set
     }
 
     /// Adds a policy, replacing a built-in of the same name.
     pub fn insert(&mut self, policy: Policy) {
-        self.policies.insert(policy.name.clone(), policy);
+        match self.search(&policy.name) {
+            Ok(i) => self.policies[i] = policy,
+            Err(i) => self.policies.insert(i, policy),
+        }
+    }
+
+    fn search(&self, name: &str) -> Result<usize, usize> {
+        self.policies
+            .binary_search_by(|p| p.name.as_str().cmp(name))
     }
 
     /// Checks that every role-picking policy names policies that exist and run checks.
     pub fn validate(&self) -> Result<(), (String, PolicyError)> {
-        for policy in self.policies.values() {
+        for policy in &self.policies {
             if let Body::ByRole {
                 when_writable,
                 when_read_only,
@@ -292,7 +300,7 @@ impl PolicySet {
                     ("when_writable", when_writable),
                     ("when_read_only", when_read_only),
                 ] {
-                    match self.policies.get(target).map(|p| &p.body) {
+                    match self.get(target).map(|p| &p.body) {
                         Some(Body::Checks { .. }) => {}
                         Some(Body::ByRole { .. }) => {
                             return Err((
@@ -316,16 +324,16 @@ impl PolicySet {
     }
 
     pub fn get(&self, name: &str) -> Option<&Policy> {
-        self.policies.get(name)
+        self.position(name).map(|i| &self.policies[i])
     }
 
     /// Where policy `name` stands among [`PolicySet::names`]: a small key for caches.
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.policies.keys().position(|k| k == name)
+        self.search(name).ok()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.policies.keys().map(String::as_str)
+        self.policies.iter().map(|p| p.name.as_str())
     }
 
     /// Evaluates policy `name` for one snapshot; `None` if there is no such policy. An instance
@@ -355,7 +363,7 @@ impl PolicySet {
     }
 
     fn evaluate_policy(&self, name: &str, input: &Input<'_>) -> Option<Verdict> {
-        let policy = self.policies.get(name)?;
+        let policy = self.get(name)?;
         Some(match &policy.body {
             Body::Checks {
                 rules,
@@ -391,7 +399,7 @@ impl PolicySet {
                         Check::fact("role", false, format!("unknown: {why}")),
                     ),
                 };
-                let mut checks = match self.policies.get(target).map(|p| &p.body) {
+                let mut checks = match self.get(target).map(|p| &p.body) {
                     Some(Body::Checks {
                         rules, thresholds, ..
                     }) => run_rules(rules, &thresholds.overlay(input.overrides), input),

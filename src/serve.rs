@@ -69,10 +69,7 @@ pub fn start_pollers(
             metrics: metrics.clone(),
         };
         tasks.push(tokio::spawn(poller::run(poller, shutdown.clone())));
-        instances.push(Watched {
-            config: inst.clone(),
-            snapshot: rx,
-        });
+        instances.push(Watched::new(inst.clone(), rx));
     }
     let hub = Arc::new(Hub {
         instances,
@@ -80,7 +77,6 @@ pub fn start_pollers(
         max_sample_age: config.max_sample_age,
         events,
         metrics,
-        answers: Default::default(),
     });
     (hub, tasks)
 }
