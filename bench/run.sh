@@ -18,7 +18,7 @@
 #
 # Environment (defaults in brackets; BENCH_QUICK=1 changes the ones marked *):
 #   BENCH_DIR [/tmp/replguard-bench]    work directory (wiped and recreated)
-#   BENCH_RUNS* [3 | quick 1]           runs per figure 1/2 cell; the median is reported
+#   BENCH_RUNS* [5 | quick 1]           runs per figure 1/2 cell; the median is reported
 #   BENCH_WRK_DURATION* [5 | quick 2]   seconds per wrk run
 #   BENCH_CONNECTIONS ["1 16 256"]      wrk concurrencies
 #   BENCH_BREAKDOWN_DURATION* [3 | quick 1]  seconds per wrk run of figure 1b
@@ -167,7 +167,7 @@ sandbox_wait_caught_up primary replica
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   d_runs=1 d_wrk=2 d_bd=1 d_load=4 d_trials=3 d_kill=2 d_fp=5 d_scale=6
 else
-  d_runs=3 d_wrk=5 d_bd=3 d_load=10 d_trials=20 d_kill=20 d_fp=20 d_scale=20
+  d_runs=5 d_wrk=5 d_bd=3 d_load=10 d_trials=20 d_kill=20 d_fp=20 d_scale=20
 fi
 export BENCH_WORK="$WORK" BENCH_RUN="$RUN" BENCH_LOGS="$LOGS" BENCH_PWFILE="$PWFILE"
 export BENCH_REPLGUARD="$REPLGUARD" BENCH_MARIADB="$MARIADB" BENCH_MARIADBD="$MARIADBD" BENCH_WRK="$WRK"
