@@ -11,6 +11,7 @@ use crate::sample::{
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, Value};
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -412,22 +413,25 @@ async fn read_source(
 
 /// Maps one replica status row, whichever spelling its columns use, into a [`Channel`].
 fn parse_channel(row: &Row) -> Result<Channel, ProbeError> {
-    let columns: Vec<(String, Option<String>)> = row
+    // Borrowed from the row: names and values are copied only for the fields a Channel keeps.
+    let columns: Vec<(Cow<str>, Option<Cow<str>>)> = row
         .columns_ref()
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.name_str().into_owned(), row.as_ref(i).and_then(text)))
+        .map(|(i, c)| (c.name_str(), row.as_ref(i).and_then(text_ref)))
         .collect();
     channel_from_columns(&columns)
 }
 
 /// The column mapping itself, on (name, value) pairs. A column the probe needs but cannot find
 /// under any known spelling is an error: a guessed default could pass a check.
-fn channel_from_columns(columns: &[(String, Option<String>)]) -> Result<Channel, ProbeError> {
-    let get = |names: &[&str]| -> Result<Option<String>, ProbeError> {
+fn channel_from_columns<N: AsRef<str>, V: AsRef<str>>(
+    columns: &[(N, Option<V>)],
+) -> Result<Channel, ProbeError> {
+    let get = |names: &[&str]| -> Result<Option<&str>, ProbeError> {
         for n in names {
-            if let Some((_, v)) = columns.iter().find(|(c, _)| c == n) {
-                return Ok(v.clone());
+            if let Some((_, v)) = columns.iter().find(|(c, _)| c.as_ref() == *n) {
+                return Ok(v.as_ref().map(AsRef::as_ref));
             }
         }
         Err(protocol(&format!(
@@ -435,10 +439,10 @@ fn channel_from_columns(columns: &[(String, Option<String>)]) -> Result<Channel,
             names.join(" or ")
         )))
     };
-    let optional = |names: &[&str]| get(names).ok().flatten();
-    let string = |names: &[&str]| get(names).map(Option::unwrap_or_default);
+    let optional = |names: &[&str]| get(names).ok().flatten().map(String::from);
+    let string = |names: &[&str]| get(names).map(|v| v.unwrap_or_default().to_string());
     let number = |names: &[&str]| -> Result<u64, ProbeError> {
-        let v = string(names)?;
+        let v = get(names)?.unwrap_or_default();
         if v.is_empty() {
             return Ok(0);
         }
@@ -480,12 +484,17 @@ fn channel_from_columns(columns: &[(String, Option<String>)]) -> Result<Channel,
 
 /// A column value as text; `None` for SQL NULL (kept distinct from any value).
 fn text(v: &Value) -> Option<String> {
+    text_ref(v).map(Cow::into_owned)
+}
+
+/// [`text`], borrowing the value's bytes when they are UTF-8 (as text-protocol values are).
+fn text_ref(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::NULL => None,
-        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::UInt(u) => Some(u.to_string()),
-        other => Some(other.as_sql(true)),
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b)),
+        Value::Int(i) => Some(i.to_string().into()),
+        Value::UInt(u) => Some(u.to_string().into()),
+        other => Some(other.as_sql(true).into()),
     }
 }
 
