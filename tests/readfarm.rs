@@ -102,11 +102,17 @@ async fn farm_weights_drains_and_recovers() {
 
     // SQL thread stopped on r1: it leaves the pool, and says why.
     r1.exec("STOP SLAVE SQL_THREAD").await;
-    let down = h.wait_status("ro", "r1", "DOWN", LIMIT).await;
-    assert!(
-        down.last_chk.contains("sql_thread No, want Yes"),
-        "{down:?}"
-    );
+    h.wait_status("ro", "r1", "DOWN", LIMIT).await;
+    // The agent or the HTTP check may take it out first; the HTTP check's reason shows once
+    // its next run (inter 200ms) has failed too.
+    h.wait_until(
+        "ro",
+        "r1",
+        "failing its HTTP check with the reason",
+        LIMIT,
+        |s| s.status.starts_with("DOWN") && s.last_chk.contains("sql_thread No, want Yes"),
+    )
+    .await;
     assert_eq!(
         agent(g.agent, "r1\n").await,
         "down #sql_thread No, want Yes\n"

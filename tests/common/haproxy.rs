@@ -125,19 +125,33 @@ impl Haproxy {
         status: &str,
         limit: Duration,
     ) -> ServerState {
+        // "DOWN (agent)", "UP 1/2": the word is what counts. HAProxy starts servers UP before
+        // any check ran: UP counts only once a check has passed (L7OK).
+        self.wait_until(proxy, server, status, limit, |s| {
+            s.status.split(' ').next() == Some(status)
+                && (status != "UP" || s.check_status == "L7OK")
+        })
+        .await
+    }
+
+    /// Waits until the state of `proxy/server` satisfies `want` (described by `what`).
+    pub async fn wait_until(
+        &self,
+        proxy: &str,
+        server: &str,
+        what: &str,
+        limit: Duration,
+        want: impl Fn(&ServerState) -> bool,
+    ) -> ServerState {
         let start = Instant::now();
         loop {
             let s = self.server(proxy, server).await;
-            // "DOWN (agent)", "UP 1/2": the word is what counts. HAProxy starts servers UP
-            // before any check ran: UP counts only once a check has passed (L7OK).
-            if s.status.split(' ').next() == Some(status)
-                && (status != "UP" || s.check_status == "L7OK")
-            {
+            if want(&s) {
                 return s;
             }
             assert!(
                 start.elapsed() < limit,
-                "{proxy}/{server} not {status} within {limit:?}: {s:?}\n{}",
+                "{proxy}/{server} not {what} within {limit:?}: {s:?}\n{}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
