@@ -42,6 +42,10 @@ pub struct Probe {
 struct ServerKind {
     flavor: Flavor,
     version: String,
+    /// `Uptime` when the connection opened, and when it was read: a server restart breaks the
+    /// connection, so while it lives the uptime is that plus the time since (one statement less
+    /// per poll). `None`: not reported (then restarts cannot be ruled out; checks fail closed).
+    uptime: Option<(Duration, Instant)>,
     /// The statement that lists replication channels on this server.
     replica_status_sql: &'static str,
     vars_sql: &'static str,
@@ -196,7 +200,24 @@ impl Probe {
         )
         .await?
         .ok_or_else(|| protocol("SELECT VERSION() returned no row"))?;
-        Ok((conn, ServerKind::detect(version)))
+        let uptime: Option<Row> = bounded(
+            self.timeout,
+            "SHOW GLOBAL STATUS",
+            conn.query_first::<Row, _>("SHOW GLOBAL STATUS LIKE 'Uptime'"),
+        )
+        .await?;
+        let at = Instant::now();
+        let uptime = uptime
+            .and_then(|r| r.as_ref(1).and_then(text))
+            .and_then(|v| v.parse().ok())
+            .map(|secs| (Duration::from_secs(secs), at));
+        Ok((
+            conn,
+            ServerKind {
+                uptime,
+                ..ServerKind::detect(version)
+            },
+        ))
     }
 
     fn with_addr(&self, mut e: ProbeError) -> ProbeError {
@@ -223,6 +244,7 @@ impl ServerKind {
                            @@global.log_bin, @@global.log_slave_updates",
                 source_sql: "SELECT @@global.server_id, VERSION(), @@global.gtid_binlog_pos, NULL",
                 version,
+                uptime: None,
             }
         } else {
             let (major, minor, patch) = parse_version(&version);
@@ -250,6 +272,7 @@ impl ServerKind {
                 source_sql: "SELECT @@global.server_id, VERSION(), @@global.gtid_executed, \
                              @@global.server_uuid",
                 version,
+                uptime: None,
             }
         }
     }
@@ -285,16 +308,10 @@ async fn read_state(
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| protocol("@@server_id is not a number"))?;
 
-    let uptime: Option<Row> = bounded(
-        timeout,
-        "SHOW GLOBAL STATUS",
-        conn.query_first::<Row, _>("SHOW GLOBAL STATUS LIKE 'Uptime'"),
-    )
-    .await?;
-    let uptime = uptime
-        .and_then(|r| r.as_ref(1).and_then(text))
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_secs);
+    // Read once per connection: while this session lives, the server has not restarted.
+    let uptime = kind
+        .uptime
+        .map(|(then, at)| then + Instant::now().saturating_duration_since(at));
 
     let rows: Vec<Row> = bounded(
         timeout,
