@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # replguard benchmark: is the guard cheap and fast? (issue 7)
 #
-#   bench/run.sh                 full run (~6-8 minutes on 2 cores)
+#   bench/run.sh                 full run (~9 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh   quick smoke run (~1-2 minutes, 1 run per figure, few trials)
 #
 # Builds replguard (cargo build --release), starts a throw-away MariaDB primary and a GTID
