@@ -270,6 +270,7 @@ async fn run_check(
         inst.target.clone(),
         config.timeout,
         config.interval,
+        poller::SourceReads::default(),
     );
     let sample = poller::poll_once(&mut probe, &mut source, inst.maintenance_file.as_deref()).await;
     probe.close().await;

@@ -14,6 +14,7 @@ use crate::probe::Probe;
 use crate::sample::{Sample, ServerState, SourceSample};
 use crate::snapshot::Snapshot;
 use crate::store::{self, Persisted};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -34,8 +35,11 @@ pub async fn poll_once(
     };
     let start = Instant::now();
     let outcome = probe.sample().await;
+    // The source must be read after the replica: read earlier, it could lack transactions the
+    // replica already has, and those would look errant.
+    let replica_read = Instant::now();
     let source = match &outcome {
-        Ok(state) => source.sample(state).await,
+        Ok(state) => source.sample(state, replica_read).await,
         Err(_) => None,
     };
     let end = Instant::now();
@@ -71,7 +75,58 @@ pub struct SourceWatch {
     instance: Target,
     timeout: Duration,
     max_backoff: Duration,
-    probe: Option<Probe>,
+    /// Where this process's source connections live, shared by its pollers.
+    reads: SourceReads,
+    /// The source currently followed: its address and its shared connection.
+    current: Option<(String, Shared)>,
+}
+
+/// Source connections shared by the pollers of one process. Instances that replicate from the
+/// same source with the same credentials (one guard watching many replicas of one primary) share
+/// one connection, and one reading when it was taken after their own replica read: the source
+/// sees a few statements per tick (one per wave of replica reads) rather than one per replica.
+#[derive(Default, Clone)]
+pub struct SourceReads {
+    /// By address, user and password (held here only as the key, never shown).
+    shared: Arc<std::sync::Mutex<HashMap<SourceKey, Shared>>>,
+}
+
+/// A source's address, user and password.
+type SourceKey = (String, String, String);
+/// A source connection as its pollers hold it.
+type Shared = Arc<tokio::sync::Mutex<SharedSource>>;
+
+/// One source connection and its latest reading.
+pub struct SharedSource {
+    probe: Probe,
+    /// When the latest reading started, and what it found.
+    last: Option<(Instant, SourceSample)>,
+}
+
+impl SourceReads {
+    fn get(
+        &self,
+        target: &Target,
+        timeout: Duration,
+        max_backoff: Duration,
+    ) -> Arc<tokio::sync::Mutex<SharedSource>> {
+        let key = (
+            target.addr.to_string(),
+            target.user.clone(),
+            target.password.expose().to_string(),
+        );
+        // Held only for the map lookup, never across an .await.
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        shared
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(SharedSource {
+                    probe: Probe::new(target, timeout, max_backoff),
+                    last: None,
+                }))
+            })
+            .clone()
+    }
 }
 
 impl SourceWatch {
@@ -80,47 +135,77 @@ impl SourceWatch {
         instance: Target,
         timeout: Duration,
         max_backoff: Duration,
+        reads: SourceReads,
     ) -> SourceWatch {
         SourceWatch {
             configured,
             instance,
             timeout,
             max_backoff,
-            probe: None,
+            reads,
+            current: None,
         }
     }
 
-    /// Reads the source of `state`'s first channel; `None` when it is not a replica.
-    pub async fn sample(&mut self, state: &ServerState) -> Option<SourceSample> {
+    /// Reads the source of `state`'s first channel; `None` when it is not a replica. A reading
+    /// another poller started after `replica_read` (when this instance's own read finished) is
+    /// reused; an earlier one is not.
+    pub async fn sample(
+        &mut self,
+        state: &ServerState,
+        replica_read: Instant,
+    ) -> Option<SourceSample> {
         let ch = state.channels.first()?;
-        let target = match &self.configured {
-            Some(t) => t.clone(),
+        let addr = match &self.configured {
+            Some(t) => t.addr.to_string(),
             None if ch.source_host.is_empty() => return None,
-            None => Target {
-                addr: Addr::Tcp {
-                    host: ch.source_host.clone(),
-                    port: ch.source_port,
-                },
-                ..self.instance.clone()
-            },
-        };
-        let addr = target.addr.to_string();
-        if self.probe.as_ref().map(Probe::addr) != Some(addr.as_str()) {
-            if let Some(mut old) = self.probe.take() {
-                old.close().await;
+            None => Addr::Tcp {
+                host: ch.source_host.clone(),
+                port: ch.source_port,
             }
-            self.probe = Some(Probe::new(&target, self.timeout, self.max_backoff));
+            .to_string(),
+        };
+        if self.current.as_ref().map(|(a, _)| a) != Some(&addr) {
+            let target = match &self.configured {
+                Some(t) => t.clone(),
+                None => Target {
+                    addr: Addr::Tcp {
+                        host: ch.source_host.clone(),
+                        port: ch.source_port,
+                    },
+                    ..self.instance.clone()
+                },
+            };
+            let shared = self.reads.get(&target, self.timeout, self.max_backoff);
+            // Repointed: close the old source's connection unless another poller still uses it
+            // (held by the map and by us only).
+            if let Some((_, old)) = self.current.replace((addr, shared)) {
+                if Arc::strong_count(&old) <= 2 {
+                    old.lock().await.probe.close().await;
+                }
+            }
         }
-        let probe = self.probe.as_mut().expect("set just above");
-        Some(SourceSample {
-            addr,
-            outcome: probe.source_sample().await,
-        })
+        let (_, shared) = self.current.as_ref().expect("set just above");
+        let mut shared = shared.lock().await;
+        if let Some((started, sample)) = &shared.last {
+            if *started >= replica_read {
+                return Some(sample.clone());
+            }
+        }
+        let started = Instant::now();
+        let sample = SourceSample {
+            addr: shared.probe.addr().to_string(),
+            outcome: shared.probe.source_sample().await,
+        };
+        shared.last = Some((started, sample.clone()));
+        Some(sample)
     }
 
+    /// Closes the source connection (at shutdown: the other pollers sharing it are stopping
+    /// too; one that polls again reconnects).
     pub async fn close(&mut self) {
-        if let Some(mut p) = self.probe.take() {
-            p.close().await;
+        if let Some((_, shared)) = self.current.take() {
+            shared.lock().await.probe.close().await;
         }
     }
 }

@@ -200,3 +200,66 @@ async fn backlog_and_delay_fail_with_their_reasons() {
     assert!(!v["steps"].as_array().unwrap().is_empty());
     g.stop().await;
 }
+
+/// Two replicas of one primary in one guard share one connection to it, and a shared reading
+/// is never older than a replica's own: while the primary takes writes, neither checklist ever
+/// shows the replica's newest transactions as errant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_one_source_share_its_connection_without_false_errant_transactions() {
+    let (primary, r1) = pair("ps").await;
+    let r2 = MariaDb::start("psr2", 3).await;
+    r2.replicate_from(&primary).await;
+    r2.exec("SET GLOBAL read_only = ON").await;
+    r2.wait_caught_up(&primary).await;
+    let g = Guard::start(FAST, |dir| {
+        instance_block(dir, "r1", &r1, "replica", "")
+            + &instance_block(dir, "r2", &r2, "replica", "")
+    })
+    .await;
+    for name in ["r1", "r2"] {
+        g.wait_for(
+            &format!("/promotion?instance={name}"),
+            Duration::from_secs(20),
+            |r| r.status == 200,
+        )
+        .await;
+    }
+    let sessions = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'replguard'";
+    assert_eq!(
+        primary.query_value(sessions).await.as_deref(),
+        Some("1"),
+        "one source connection for both replicas"
+    );
+
+    // Writes stream in while both checklists are read across several polls.
+    let writer = {
+        let primary = primary.admin_opts();
+        tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let mut conn = mysql_async::Conn::new(primary).await.unwrap();
+            for i in 100..400 {
+                conn.query_drop(format!("INSERT INTO app.t VALUES ({i})"))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            conn.disconnect().await.unwrap();
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        for name in ["r1", "r2"] {
+            let r = g.get(&format!("/promotion?instance={name}")).await;
+            let errant = line(&r.body, "errant_transactions");
+            assert!(errant.starts_with("ok "), "{name}: {errant}\n{}", r.body);
+            reads += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    writer.await.unwrap();
+    assert!(
+        reads >= 10,
+        "only {reads} checklist reads during the writes"
+    );
+    g.stop().await;
+}
