@@ -134,20 +134,12 @@ impl AnswerCache {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = entries.iter().position(|(k, _)| *k == key).or_else(|| {
-            (entries.len() >= Self::MAX_ENTRIES)
-                .then(|| {
-                    entries
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, (_, a))| a.at)
-                        .map(|(i, _)| i)
-                })
-                .flatten()
-        });
-        match slot {
-            Some(i) => entries[i] = (key, answer),
-            None => entries.push((key, answer)),
+        if let Some(same) = entries.iter_mut().find(|(k, _)| *k == key) {
+            same.1 = answer;
+        } else if entries.len() < Self::MAX_ENTRIES {
+            entries.push((key, answer));
+        } else if let Some(oldest) = entries.iter_mut().min_by_key(|(_, a)| a.at) {
+            *oldest = (key, answer);
         }
     }
 }

@@ -78,7 +78,7 @@ pub struct SourceWatch {
     /// Where this process's source connections live, shared by its pollers.
     reads: SourceReads,
     /// The source currently followed: its address and its shared connection.
-    current: Option<(String, Shared)>,
+    current: Option<(Addr, Shared)>,
 }
 
 /// Source connections shared by the pollers of one process. Instances that replicate from the
@@ -157,24 +157,18 @@ impl SourceWatch {
     ) -> Option<SourceSample> {
         let ch = state.channels.first()?;
         let addr = match &self.configured {
-            Some(t) => t.addr.to_string(),
+            Some(t) => t.addr.clone(),
             None if ch.source_host.is_empty() => return None,
             None => Addr::Tcp {
                 host: ch.source_host.clone(),
                 port: ch.source_port,
-            }
-            .to_string(),
+            },
         };
         if self.current.as_ref().map(|(a, _)| a) != Some(&addr) {
-            let target = match &self.configured {
-                Some(t) => t.clone(),
-                None => Target {
-                    addr: Addr::Tcp {
-                        host: ch.source_host.clone(),
-                        port: ch.source_port,
-                    },
-                    ..self.instance.clone()
-                },
+            // The configured source as is, or the reported one with the instance's credentials.
+            let target = Target {
+                addr: addr.clone(),
+                ..self.configured.as_ref().unwrap_or(&self.instance).clone()
             };
             let shared = self.reads.get(&target, self.timeout, self.max_backoff);
             // Repointed: close the old source's connection unless another poller still uses it
