@@ -431,6 +431,16 @@ pub struct Input<'a> {
 }
 
 impl Input<'_> {
+    /// When the latest sample was taken (`now` without one): the moment observations are
+    /// compared against.
+    pub(crate) fn taken_at(&self) -> Instant {
+        self.snapshot
+            .sample
+            .as_ref()
+            .map(|s| s.taken_at)
+            .unwrap_or(self.now)
+    }
+
     /// The server state of the latest sample, or why there is none to judge.
     pub(crate) fn state(&self) -> Result<&ServerState, String> {
         match &self.snapshot.sample {
@@ -1003,12 +1013,7 @@ fn remembered(
     if let Some(missing) = crate::promotion::missing_from_live_source(state, input) {
         return Err(missing);
     }
-    let taken_at = input
-        .snapshot
-        .sample
-        .as_ref()
-        .map(|s| s.taken_at)
-        .unwrap_or(input.now);
+    let taken_at = input.taken_at();
     let since = format!(
         "since {} ({} ago)",
         clock_time(seen.at_wall),
@@ -1144,12 +1149,7 @@ fn stall_check(ch: &Channel, thresholds: &Thresholds, input: &Input<'_>) -> Chec
     let Some(read) = memory.read_progress.get(&ch.name) else {
         return Check::fact(name, true, "no read position seen yet".to_string());
     };
-    let taken_at = input
-        .snapshot
-        .sample
-        .as_ref()
-        .map(|s| s.taken_at)
-        .unwrap_or(input.now);
+    let taken_at = input.taken_at();
     let frozen = taken_at.saturating_duration_since(read.since);
     let live = input
         .snapshot
