@@ -193,6 +193,7 @@ struct RawInstance {
     allow_delay: Option<bool>,
     #[serde(default, with = "serde_humantime::option")]
     max_stall: Option<Duration>,
+    allow_errant: Option<bool>,
     source: Option<RawSource>,
     heartbeat: Option<RawHeartbeat>,
     heartbeat_write: Option<bool>,
@@ -548,6 +549,7 @@ fn resolve_instance(
             soft_lag: ri.soft_lag,
             allow_delay: ri.allow_delay,
             max_stall: ri.max_stall,
+            allow_errant: ri.allow_errant,
         },
         maintenance_file,
         source,

@@ -70,6 +70,9 @@ pub enum GtidError {
     /// `@@gtid_binlog_state`, which keeps one GTID per domain *and server*).
     #[error("domain {0} appears twice in MariaDB GTID position")]
     DuplicateDomain(u32),
+    /// A binary log state holds one GTID per (domain, server_id).
+    #[error("domain {0} server_id {1} appears twice in MariaDB binlog state")]
+    DuplicateOrigin(u32, u32),
 }
 
 /// `text` shortened for an error message (on a char boundary, so never panics).
@@ -670,6 +673,69 @@ impl fmt::Display for MariadbGtidPos {
     }
 }
 
+/// A MariaDB binary log state (`@@gtid_binlog_state`): the last GTID of every (domain,
+/// server_id) pair in the binary log, e.g. `0-1-22,0-2-8`.
+///
+/// Unlike a [`MariadbGtidPos`], it keeps one entry per *server* within a domain, so a
+/// transaction written on a replica directly (`0-2-8`) stays visible after later writes from
+/// the source (`0-1-22`) overtook its seq: per-domain positions would then look equal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct MariadbBinlogState {
+    /// The last seq of each (domain, server_id).
+    by_origin: BTreeMap<(u32, u32), u64>,
+}
+
+impl MariadbBinlogState {
+    /// Parses `domain-server_id-seq[,...]`; blank text is the empty state. A (domain,
+    /// server_id) pair appearing twice is refused: the server prints each once.
+    pub fn parse(text: &str) -> Result<MariadbBinlogState, GtidError> {
+        let mut state = MariadbBinlogState::default();
+        if trim_ws(text).is_empty() {
+            return Ok(state);
+        }
+        for element in text.split(',') {
+            let element = trim_ws(element);
+            if element.is_empty() {
+                return Err(GtidError::EmptyElement);
+            }
+            let g = MariadbGtid::parse(element)?;
+            if state
+                .by_origin
+                .insert((g.domain, g.server_id), g.seq)
+                .is_some()
+            {
+                return Err(GtidError::DuplicateOrigin(g.domain, g.server_id));
+            }
+        }
+        Ok(state)
+    }
+
+    /// The entries, sorted by (domain, server_id).
+    pub fn iter(&self) -> impl Iterator<Item = MariadbGtid> + '_ {
+        self.by_origin
+            .iter()
+            .map(|(&(domain, server_id), &seq)| MariadbGtid {
+                domain,
+                server_id,
+                seq,
+            })
+    }
+
+    /// The entries of `self` that `other` has not reached: `other` has no entry for that
+    /// (domain, server_id), or a lower seq. On a replica compared with its source, these are
+    /// transactions the source never had (errant), each named by its origin's latest GTID.
+    pub fn ahead_of(&self, other: &MariadbBinlogState) -> Vec<MariadbGtid> {
+        self.iter()
+            .filter(|g| {
+                other
+                    .by_origin
+                    .get(&(g.domain, g.server_id))
+                    .is_none_or(|&seq| seq < g.seq)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1026,6 +1092,38 @@ mod tests {
                 .collect();
             MariadbGtidPos { by_domain }
         })
+    }
+
+    #[test]
+    fn binlog_state_keeps_errant_writes_visible_after_later_source_writes() {
+        // The replica wrote 0-2-8 itself; the source's later 0-1-22 overtook its seq.
+        let replica = MariadbBinlogState::parse("0-1-22,0-2-8").unwrap();
+        let source = MariadbBinlogState::parse("0-1-22").unwrap();
+        // Per-domain positions see nothing: both are at 0-1-22.
+        assert!(MariadbGtidPos::parse("0-1-22")
+            .unwrap()
+            .contains(&MariadbGtidPos::parse("0-1-22").unwrap()));
+        let errant: Vec<String> = replica
+            .ahead_of(&source)
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
+        assert_eq!(errant, ["0-2-8"]);
+        // The source having the replica's writes (master-master) makes them not errant.
+        let both = MariadbBinlogState::parse("0-1-22,0-2-8").unwrap();
+        assert!(replica.ahead_of(&both).is_empty());
+        // A later write from the same origin on the replica is errant again.
+        let more = MariadbBinlogState::parse("0-1-22,0-2-9").unwrap();
+        assert_eq!(more.ahead_of(&both).len(), 1);
+        assert!(MariadbBinlogState::parse("")
+            .unwrap()
+            .ahead_of(&source)
+            .is_empty());
+        assert!(matches!(
+            MariadbBinlogState::parse("0-1-2,0-1-3"),
+            Err(GtidError::DuplicateOrigin(0, 1))
+        ));
+        assert!(MariadbBinlogState::parse("0-1-2,,0-2-3").is_err());
     }
 
     proptest! {

@@ -67,6 +67,9 @@ pub enum Rule {
     ReadOnlyOn,
     /// Promotion: compare with the source: missing and errant transactions, version, server_id.
     CompareSource,
+    /// The backup gate: no transactions the source (read by the guard this poll) never had,
+    /// unless `allow_errant`. Not judged while the source is unreadable.
+    ErrantTransactions,
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
@@ -107,6 +110,10 @@ pub struct Thresholds {
     /// `stall`: how long the read position may stand still while the source advances.
     #[serde(default, with = "serde_humantime::option")]
     pub max_stall: Option<Duration>,
+    /// `errant_transactions` on the backup gate: admit a backup holding transactions its
+    /// source never had (warned, not failed).
+    #[serde(default)]
+    pub allow_errant: Option<bool>,
 }
 
 /// Defaults of the read-farm thresholds, derived from `max_lag`.
@@ -137,6 +144,7 @@ impl Thresholds {
             soft_lag: over.soft_lag.or(self.soft_lag),
             allow_delay: over.allow_delay.or(self.allow_delay),
             max_stall: over.max_stall.or(self.max_stall),
+            allow_errant: over.allow_errant.or(self.allow_errant),
         }
     }
 }
@@ -495,6 +503,11 @@ pub enum Level {
     Warn,
     Fail,
     Unknown,
+    /// Not judged: what it depends on failed (reported once, as its own check), or it cannot
+    /// be judged from what is known (one poll, an unreadable source). Does not fail the verdict
+    /// by itself; a verdict whose server could not be read always has a failing check.
+    #[serde(rename = "not_judged")]
+    NotJudged,
 }
 
 /// One line of a verdict: `ok|WARN|FAIL|UNKNOWN <name> <detail>`.
@@ -526,7 +539,7 @@ impl Check {
     pub(crate) fn leveled(name: impl Into<String>, level: Level, detail: String) -> Check {
         Check {
             name: name.into(),
-            ok: matches!(level, Level::Ok | Level::Warn),
+            ok: matches!(level, Level::Ok | Level::Warn | Level::NotJudged),
             level,
             measured: detail.clone(),
             detail,
@@ -587,6 +600,7 @@ impl Check {
                 Level::Warn => "WARN",
                 Level::Fail => "FAIL",
                 Level::Unknown => "UNKNOWN",
+                Level::NotJudged => "--",
             },
             self.name,
             self.detail
@@ -726,6 +740,11 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
         Rule::Gtid => out.extend(crate::promotion::gtid_in_use(state)),
         Rule::ReadOnlyOn => out.push(crate::promotion::read_only_on(state)),
         Rule::CompareSource => out.extend(crate::promotion::source_checks(state, input)),
+        Rule::ErrantTransactions => out.push(crate::promotion::errant_check(
+            state,
+            input,
+            thresholds.allow_errant == Some(true),
+        )),
         Rule::Peer => {
             if state.channels.is_empty() {
                 out.push(Check::fact(
@@ -1008,17 +1027,18 @@ fn remembered(
             seen.source
         ));
     }
-    // The guard may still reach the source the replica lost (a partition between the two):
-    // then what the source has decides, not the memory.
-    if let Some(missing) = crate::promotion::missing_from_live_source(state, input) {
-        return Err(missing);
-    }
     let taken_at = input.taken_at();
     let since = format!(
         "since {} ({} ago)",
         clock_time(seen.at_wall),
         fmt_duration(round_secs(input.now.saturating_duration_since(seen.at)))
     );
+    // Newer evidence beats memory. The guard may still reach the source the replica lost (a
+    // partition between the two), or have read it after the replica lost it: what the source
+    // had then decides, not the older caught-up observation.
+    if let Some(missing) = crate::promotion::missing_from_source(state, input) {
+        return Err(format!("{since}, {missing}"));
+    }
     // A server that restarted after the observation may have missed writes while it was down:
     // its uptime now must cover its uptime then plus the time since. Uptime has whole-second
     // granularity (both readings may be up to 1s short), hence the tolerance.
@@ -1352,6 +1372,7 @@ fn rule_name(rule: Rule) -> &'static str {
         Rule::Gtid => "gtid",
         Rule::ReadOnlyOn => "read_only",
         Rule::CompareSource => "source",
+        Rule::ErrantTransactions => "errant_transactions",
     }
 }
 
@@ -1596,30 +1617,131 @@ mod tests {
         s.next(Arc::try_unwrap(sample).unwrap())
     }
 
-    #[test]
-    fn a_reachable_source_overrides_the_memory() {
-        let now = Instant::now() + Duration::from_secs(3600);
-        let mut state = lost(replica());
-        state.gtid.current_pos = Some("0-1-10".into());
-        state.gtid.binlog_pos = Some("0-1-10".into());
-        let mut s = backup_history(Some(Some(0)), 10, state, 100, now);
+    /// A MariaDB source reading at `gtid` (binary log state `state`).
+    fn source_at(gtid: &str, state: Option<&str>) -> crate::sample::SourceState {
+        crate::sample::SourceState {
+            flavor: Flavor::MariaDb,
+            server_id: 1,
+            version: "10.11.19-MariaDB".into(),
+            gtid_executed: gtid.into(),
+            server_uuid: None,
+            gtid_binlog_state: state.map(str::to_string),
+        }
+    }
+
+    /// `s` with this poll's source reading (`Err`: unreachable) and, if given, a remembered
+    /// earlier one taken 3 s before `now`.
+    fn with_source(
+        mut s: Snapshot,
+        live: Result<crate::sample::SourceState, ()>,
+        remembered: Option<crate::sample::SourceState>,
+        now: Instant,
+    ) -> Snapshot {
         let mut sample = (**s.sample.as_ref().unwrap()).clone();
         sample.source = Some(crate::sample::SourceSample {
             addr: "127.0.0.1:3306".into(),
-            outcome: Ok(crate::sample::SourceState {
-                flavor: Flavor::MariaDb,
-                server_id: 1,
-                version: "10.11.19-MariaDB".into(),
-                gtid_executed: "0-1-14".into(),
-                server_uuid: None,
-            }),
+            outcome: live.map_err(|()| err(ProbeErrorKind::Refused, None, "refused")),
         });
         s.sample = Some(Arc::new(sample));
-        let v = eval("backup", &s, now, None);
-        let line = v.first_failure().map(Check::line).unwrap_or_default();
-        assert_eq!(
-            line,
-            "FAIL source_lost the source 127.0.0.1:3306 is reachable and has 4 transactions this server lacks: 0-1-14"
+        s.memory.last_source = remembered.map(|state| crate::snapshot::SourceSeen {
+            at: now - Duration::from_secs(3),
+            at_wall: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(7),
+            addr: "127.0.0.1:3306".into(),
+            state,
+        });
+        s
+    }
+
+    /// Newer evidence beats memory: a source reading (live, or remembered after the source
+    /// died) that holds transactions the backup lacks voids the older caught-up observation,
+    /// until the backup has them; errant transactions fail the gate against a live source.
+    #[test]
+    fn source_readings_override_the_caught_up_memory() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let at = |current: &str, binlog_state: &str, state: ServerState| {
+            let state = with(state, |s| {
+                s.gtid.current_pos = Some(current.into());
+                s.gtid.binlog_pos = Some(current.into());
+                s.gtid.binlog_state = Some(binlog_state.into());
+            });
+            backup_history(Some(Some(0)), 10, state, 100, now)
+        };
+        let allow = Thresholds {
+            allow_errant: Some(true),
+            ..Default::default()
+        };
+        let none = Thresholds::default();
+        #[rustfmt::skip]
+        let cases: Vec<(&str, Snapshot, &Thresholds, bool, &str)> = vec![
+            ("live source ahead", with_source(at("0-1-10", "0-1-10", lost(replica())), Ok(source_at("0-1-14", None)), None, now), &none, false,
+             "FAIL source_lost since 00:00:00 UTC (10s ago), the source 127.0.0.1:3306 is reachable and has 4 transactions this server lacks: 0-1-11..0-1-14"),
+            ("source died after a reading that was ahead", with_source(at("0-1-10", "0-1-10", lost(replica())), Err(()), Some(source_at("0-1-14", None)), now), &none, false,
+             "FAIL source_lost since 00:00:00 UTC (10s ago), but the source had 0-1-11..0-1-14 that this server lacks at its last reading (00:00:07 UTC)"),
+            ("caught up with that reading since", with_source(at("0-1-14", "0-1-14", lost(replica())), Err(()), Some(source_at("0-1-14", None)), now), &none, true,
+             "ok source_lost since 00:00:00 UTC (10s ago), last lag 0s, relay log applied"),
+            ("one missing transaction", with_source(at("0-1-13", "0-1-13", lost(replica())), Err(()), Some(source_at("0-1-14", None)), now), &none, false,
+             "but the source had 0-1-14 that this server lacks"),
+            ("errant write overtaken by later source writes", with_source(at("0-1-22", "0-1-22,0-2-8", replica()), Ok(source_at("0-1-22", Some("0-1-22"))), None, now), &none, false,
+             "FAIL errant_transactions 1: 0-2-8, never on the source 127.0.0.1:3306"),
+            ("errant, admitted by allow_errant", with_source(at("0-1-22", "0-1-22,0-2-8", replica()), Ok(source_at("0-1-22", Some("0-1-22"))), None, now), &allow, true,
+             "WARN errant_transactions 1: 0-2-8 (source 127.0.0.1:3306); ADMITTED BY allow_errant"),
+            ("a writable backup (master-master) is not judged on errant transactions", with_source(at("0-1-22", "0-1-22,0-2-8", with(replica(), |s| s.read_only = false)), Ok(source_at("0-1-22", Some("0-1-22"))), None, now), &none, true,
+             "-- errant_transactions not judged: writable"),
+            ("the backup's own writes once the source is gone are not errant", with_source(at("0-1-22", "0-1-22,0-2-30", lost(replica())), Err(()), Some(source_at("0-1-22", Some("0-1-22"))), now), &none, true,
+             "-- errant_transactions not judged: the source is not readable by the guard"),
+        ];
+        for (what, snapshot, overrides, healthy, want) in cases {
+            let v = PolicySet::builtin()
+                .evaluate(
+                    "backup",
+                    &Input {
+                        snapshot: &snapshot,
+                        max_sample_age: Duration::from_secs(3),
+                        overrides,
+                        now,
+                    },
+                )
+                .unwrap();
+            let lines: Vec<String> = v.checks.iter().map(Check::line).collect();
+            assert_eq!(v.healthy, healthy, "{what}: {lines:#?}");
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(want) || l.contains(&format!(", {want}"))),
+                "{what}: want {want:?} in {lines:#?}"
+            );
+        }
+        // The failback rule reads the same evidence.
+        let writer = with(lost(replica()), |s| {
+            s.read_only = false;
+            s.gtid.current_pos = Some("0-1-10".into());
+        });
+        let snapshot = with_source(
+            backup_history(Some(Some(0)), 10, writer, 100, now),
+            Err(()),
+            Some(source_at("0-1-14", None)),
+            now,
+        );
+        let mut set = PolicySet::builtin();
+        set.insert(Policy::parse("pp", "checks = [\"peer\"]\nmax_lag = \"2s\"\n").unwrap());
+        let v = set
+            .evaluate(
+                "pp",
+                &Input {
+                    snapshot: &snapshot,
+                    max_sample_age: Duration::from_secs(3),
+                    overrides: &none,
+                    now,
+                },
+            )
+            .unwrap();
+        assert!(!v.healthy);
+        assert!(
+            v.checks[0]
+                .line()
+                .contains("lost since 00:00:00 UTC (10s ago), but the source had 0-1-11..0-1-14"),
+            "{}",
+            v.checks[0].line()
         );
     }
 
@@ -1886,6 +2008,7 @@ mod tests {
                 version: "10.11".into(),
                 gtid_executed: gtid.into(),
                 server_uuid: None,
+                gtid_binlog_state: None,
             }),
         };
         // Polls `ago` seconds before now, each with the replica's read position and the

@@ -241,8 +241,11 @@ impl ServerKind {
                 vars_sql: "SELECT @@global.server_id, @@global.read_only, NULL, \
                            @@global.innodb_read_only, NULL, NULL, @@global.gtid_binlog_pos, \
                            @@global.gtid_slave_pos, @@global.gtid_current_pos, \
-                           @@global.log_bin, @@global.log_slave_updates",
-                source_sql: "SELECT @@global.server_id, VERSION(), @@global.gtid_binlog_pos, NULL",
+                           @@global.log_bin, @@global.log_slave_updates, \
+                           @@global.gtid_binlog_state",
+                source_sql:
+                    "SELECT @@global.server_id, VERSION(), @@global.gtid_binlog_pos, NULL, \
+                             @@global.gtid_binlog_state",
                 version,
                 uptime: None,
             }
@@ -342,6 +345,8 @@ async fn read_state(
             binlog_pos: var(6),
             slave_pos: var(7),
             current_pos: var(8),
+            // MariaDB only; the MySQL statements have no column 11.
+            binlog_state: var(11),
         },
         channels,
     })
@@ -425,6 +430,8 @@ async fn read_source(
         // NULL would read as an empty set and make every comparison pass: refuse it.
         gtid_executed: var(2).ok_or_else(|| protocol("the source's executed GTIDs are NULL"))?,
         server_uuid: var(3),
+        // MariaDB only; the MySQL statement has no column 4.
+        gtid_binlog_state: var(4),
     })
 }
 

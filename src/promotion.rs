@@ -6,7 +6,7 @@
 //! unreachable at the latest poll it falls back to the last source read the poller remembers,
 //! and says so; that evidence can warn, never be "ok".
 
-use crate::gtid::{MariadbGtidPos, MysqlGtidSet};
+use crate::gtid::{MariadbBinlogState, MariadbGtidPos, MysqlGtidSet};
 use crate::policy::{Check, Input, Level};
 use crate::sample::{Flavor, ServerState, SourceState};
 use crate::units::clock_time;
@@ -238,21 +238,88 @@ pub fn source_checks(state: &ServerState, input: &Input<'_>) -> Vec<Check> {
     out
 }
 
-/// When the latest poll could read the replica's source and the source has transactions the
-/// replica lacks, says so: the source is not lost, and the replica is behind it.
-pub fn missing_from_live_source(state: &ServerState, input: &Input<'_>) -> Option<String> {
-    let src = input.snapshot.sample.as_ref()?.source.as_ref()?;
-    let live = src.outcome.as_ref().ok()?;
-    match compare(state, live, false) {
-        Ok(((0, _), _)) => None,
-        Ok(((n, set), _)) => Some(format!(
-            "the source {} is reachable and has {n} transactions this server lacks: {set}",
-            src.addr
+/// The newest reading of the replica's source: this poll's when it succeeded, else the last one
+/// the poller remembers. Returns where it was read, what it said, and when it was taken (`None`:
+/// this very poll, i.e. live).
+pub fn source_evidence<'a>(
+    input: &Input<'a>,
+) -> Option<(&'a str, &'a SourceState, Option<SystemTime>)> {
+    let snapshot = input.snapshot;
+    let live = snapshot.sample.as_ref().and_then(|s| s.source.as_ref());
+    if let Some(src) = live {
+        if let Ok(state) = &src.outcome {
+            return Some((&src.addr, state, None));
+        }
+    }
+    let seen = snapshot.memory.last_source.as_ref()?;
+    Some((&seen.addr, &seen.state, Some(seen.at_wall)))
+}
+
+/// Newer evidence beats memory: when the newest reading of the source (live, or the last one
+/// remembered) holds transactions this server still lacks, says which. A caught-up memory from
+/// before that reading is then void: the server was behind as of that reading, and is until it
+/// has them (its executed set is compared now, so catching up later clears it).
+pub fn missing_from_source(state: &ServerState, input: &Input<'_>) -> Option<String> {
+    let (addr, src, as_of) = source_evidence(input)?;
+    match (compare(state, src, as_of.is_some()), as_of) {
+        (Ok(((0, _), _)), _) => None,
+        (Ok(((n, set), _)), None) => Some(format!(
+            "the source {addr} is reachable and has {n} transactions this server lacks: {set}"
         )),
-        Err(e) => Some(format!(
-            "cannot compare with the reachable source {}: {e}",
-            src.addr
+        (Ok(((_, set), _)), Some(t)) => Some(format!(
+            "but the source had {set} that this server lacks at its last reading ({})",
+            clock_time(t)
         )),
+        (Err(e), None) => Some(format!(
+            "cannot compare with the reachable source {addr}: {e}"
+        )),
+        (Err(e), Some(t)) => Some(format!(
+            "cannot compare with the source's last reading ({}): {e}",
+            clock_time(t)
+        )),
+    }
+}
+
+/// The backup gate's `errant_transactions` line: a backup holding transactions its primary
+/// never had is not a safe takeover. Judged on a read-only backup against a source read by this
+/// very poll only: once the source is gone the backup takes writes of its own, and a writable
+/// backup is a master-master peer whose own writes flow back to its source; neither must shut
+/// it out.
+pub fn errant_check(state: &ServerState, input: &Input<'_>, allow: bool) -> Check {
+    const NAME: &str = "errant_transactions";
+    if state.writable() {
+        return Check::leveled(
+            NAME,
+            Level::NotJudged,
+            "not judged: writable (a master-master peer: its own writes flow back to its source)"
+                .to_string(),
+        );
+    }
+    let Some((addr, src, None)) = source_evidence(input) else {
+        return Check::leveled(
+            NAME,
+            Level::NotJudged,
+            "not judged: the source is not readable by the guard".to_string(),
+        );
+    };
+    match compare(state, src, false) {
+        Ok((_, (0, _))) => Check::fact(NAME, true, format!("none (source {addr})")),
+        Ok((_, (n, set))) if allow => Check::leveled(
+            NAME,
+            Level::Warn,
+            format!("{n}: {set} (source {addr}); ADMITTED BY allow_errant"),
+        ),
+        Ok((_, (n, set))) => Check::fact(
+            NAME,
+            false,
+            format!("{n}: {set}, never on the source {addr}"),
+        )
+        .with_fix(ERRANT_FIX),
+        Err(e) => Check::leveled(
+            NAME,
+            Level::Unknown,
+            format!("cannot compare GTIDs with the source {addr}: {e}"),
+        ),
     }
 }
 
@@ -295,40 +362,84 @@ fn compare(
         Flavor::MariaDb => {
             let current = MariadbGtidPos::parse(state.gtid.current_pos.as_deref().unwrap_or(""))
                 .map_err(|e| e.to_string())?;
-            let binlog = MariadbGtidPos::parse(state.gtid.binlog_pos.as_deref().unwrap_or(""))
-                .map_err(|e| e.to_string())?;
             let theirs = MariadbGtidPos::parse(&src.gtid_executed).map_err(|e| e.to_string())?;
             let missing = current.missing(&theirs);
-            // Domains where the replica's own binary log is ahead of the source's.
-            let ahead = theirs.missing(&binlog);
-            let errant: Vec<_> = ahead
+            let missing_text = missing
                 .iter()
-                .filter(|g| !remembered || g.server_id == state.server_id)
-                .collect();
-            let errant_count: u64 = errant
-                .iter()
-                .map(|g| {
-                    g.seq
-                        .saturating_sub(theirs.get(g.domain).map(|t| t.seq).unwrap_or(0))
+                .map(|g| match current.get(g.domain) {
+                    // Seqs are dense within a domain: the missing ones are the next ones.
+                    Some(mine) if mine.seq + 1 < g.seq => {
+                        format!("{}-{}-{}..{g}", g.domain, g.server_id, mine.seq + 1)
+                    }
+                    None if g.seq > 1 => format!("{}-{}-1..{g}", g.domain, g.server_id),
+                    _ => g.to_string(),
                 })
-                .sum();
-            let errant_text = errant
-                .iter()
-                .map(|g| g.to_string())
                 .collect::<Vec<_>>()
                 .join(",");
-            let diverged = binlog.diverged(&theirs);
-            let errant_text = if diverged.is_empty() {
-                errant_text
-            } else {
-                format!("{errant_text} diverged in domains {diverged:?}")
+            let errant = match (&state.gtid.binlog_state, &src.gtid_binlog_state) {
+                (Some(mine), Some(theirs)) => errant_by_origin(state, mine, theirs, remembered)?,
+                _ => errant_by_domain(state, &theirs, remembered)?,
             };
-            Ok((
-                (current.behind_by(&theirs), missing.to_string()),
-                (errant_count + diverged.len() as u64, errant_text),
-            ))
+            Ok(((current.behind_by(&theirs), missing_text), errant))
         }
     }
+}
+
+/// MariaDB errant transactions per (domain, server_id) from both binary log states: exact even
+/// when later source writes overtook the errant seq. With remembered evidence only the
+/// replica's own writes count (later ones from the source are expected).
+fn errant_by_origin(
+    state: &ServerState,
+    mine: &str,
+    theirs: &str,
+    remembered: bool,
+) -> Result<Diff, String> {
+    let mine = MariadbBinlogState::parse(mine).map_err(|e| e.to_string())?;
+    let theirs = MariadbBinlogState::parse(theirs).map_err(|e| e.to_string())?;
+    let ahead: Vec<String> = mine
+        .ahead_of(&theirs)
+        .into_iter()
+        .filter(|g| !remembered || g.server_id == state.server_id)
+        .map(|g| g.to_string())
+        .collect();
+    Ok((ahead.len() as u64, ahead.join(",")))
+}
+
+/// MariaDB errant transactions from per-domain positions, for a source whose binary log state
+/// is unknown (a state file from an older replguard): blind to errant writes that later source
+/// writes overtook.
+fn errant_by_domain(
+    state: &ServerState,
+    theirs: &MariadbGtidPos,
+    remembered: bool,
+) -> Result<Diff, String> {
+    let binlog = MariadbGtidPos::parse(state.gtid.binlog_pos.as_deref().unwrap_or(""))
+        .map_err(|e| e.to_string())?;
+    // Domains where the replica's own binary log is ahead of the source's.
+    let ahead = theirs.missing(&binlog);
+    let errant: Vec<_> = ahead
+        .iter()
+        .filter(|g| !remembered || g.server_id == state.server_id)
+        .collect();
+    let errant_count: u64 = errant
+        .iter()
+        .map(|g| {
+            g.seq
+                .saturating_sub(theirs.get(g.domain).map(|t| t.seq).unwrap_or(0))
+        })
+        .sum();
+    let errant_text = errant
+        .iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let diverged = binlog.diverged(theirs);
+    let errant_text = if diverged.is_empty() {
+        errant_text
+    } else {
+        format!("{errant_text} diverged in domains {diverged:?}")
+    };
+    Ok((errant_count + diverged.len() as u64, errant_text))
 }
 
 fn gtid_check(
@@ -400,6 +511,7 @@ mod tests {
             version: "8.0.36".into(),
             gtid_executed: executed.into(),
             server_uuid: Some(A.into()),
+            gtid_binlog_state: None,
         }
     }
 
@@ -416,7 +528,8 @@ mod tests {
             (mysql(&format!("{A}:1-12,{B}:3")), src(Flavor::MySql, &format!("{A}:1-10")), true, (0, String::new()), (1, format!("{B}:3"))),
             // MariaDB: per-domain positions; the replica's own server_id marks its writes.
             (with_pos(replica(), "0-1-10", "0-1-10"), src(Flavor::MariaDb, "0-1-10"), false, (0, String::new()), (0, String::new())),
-            (with_pos(replica(), "0-1-7", "0-1-7"), src(Flavor::MariaDb, "0-1-10"), false, (3, "0-1-10".to_string()), (0, String::new())),
+            (with_pos(replica(), "0-1-7", "0-1-7"), src(Flavor::MariaDb, "0-1-10"), false, (3, "0-1-8..0-1-10".to_string()), (0, String::new())),
+            (with_pos(replica(), "0-1-9", "0-1-9"), src(Flavor::MariaDb, "0-1-10"), false, (1, "0-1-10".to_string()), (0, String::new())),
             (with_pos(replica(), "0-2-11", "0-2-11"), src(Flavor::MariaDb, "0-1-10"), false, (0, String::new()), (1, "0-2-11".to_string())),
             (with_pos(replica(), "0-1-12", "0-1-12"), src(Flavor::MariaDb, "0-1-10"), true, (0, String::new()), (0, String::new())),
         ];

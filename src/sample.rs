@@ -62,6 +62,11 @@ pub struct SourceState {
     pub gtid_executed: String,
     /// MySQL `@@server_uuid` (the origin of its own GTIDs); `None` on MariaDB.
     pub server_uuid: Option<String>,
+    /// MariaDB `@@gtid_binlog_state`: the last GTID of every (domain, server_id) in its binary
+    /// log, which tells errant transactions apart even after later writes overtook them.
+    /// `None` on MySQL, and in state files written before it was read.
+    #[serde(default)]
+    pub gtid_binlog_state: Option<String>,
 }
 
 /// The replication-relevant state of one server at one moment.
@@ -151,6 +156,8 @@ pub struct GtidState {
     pub slave_pos: Option<String>,
     /// MariaDB `@@gtid_current_pos`.
     pub current_pos: Option<String>,
+    /// MariaDB `@@gtid_binlog_state` (per domain *and* server_id).
+    pub binlog_state: Option<String>,
 }
 
 /// A replication thread's state as `SHOW REPLICA STATUS` reports it. `Connecting` is kept apart

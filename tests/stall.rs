@@ -7,57 +7,14 @@ mod common;
 
 use common::guard::{instance_block, Guard, FAST};
 use common::mariadb::MariaDb;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use common::relay::Relay;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A loopback TCP relay to `target`; while `frozen` is set it stops reading, so nothing
-/// crosses in either direction and the connections stay open, like a stalled network.
-async fn relay(target: u16, frozen: Arc<AtomicBool>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
-                continue;
-            };
-            let (cr, cw) = client.into_split();
-            let (sr, sw) = server.into_split();
-            tokio::spawn(pump(cr, sw, frozen.clone()));
-            tokio::spawn(pump(sr, cw, frozen.clone()));
-        }
-    });
-    port
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        while frozen.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_read_position_while_the_source_advances_is_a_stall() {
     let (primary, replica) = tokio::join!(MariaDb::start("stp", 1), MariaDb::start("str", 2));
-    let frozen = Arc::new(AtomicBool::new(false));
-    let via = relay(primary.port(), frozen.clone()).await;
+    let relay = Relay::start(primary.port()).await;
+    let via = relay.port;
     replica
         .exec(&format!(
             "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={via}, MASTER_USER='repl', \
@@ -94,7 +51,7 @@ async fn frozen_read_position_while_the_source_advances_is_a_stall() {
         ok.body
     );
 
-    frozen.store(true, Ordering::SeqCst);
+    relay.freeze(true);
     for i in 0..10 {
         primary
             .exec(&format!("INSERT INTO app.t VALUES ({i})"))
@@ -123,6 +80,6 @@ async fn frozen_read_position_while_the_source_advances_is_a_stall() {
         "{}",
         stalled.body
     );
-    frozen.store(false, Ordering::SeqCst);
+    relay.freeze(false);
     g.stop().await;
 }

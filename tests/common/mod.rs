@@ -9,3 +9,4 @@ pub mod client;
 pub mod guard;
 pub mod haproxy;
 pub mod mariadb;
+pub mod relay;

@@ -1,0 +1,177 @@
+//! Verdicts that never lie, on real MariaDB: newer evidence beats memory, and errant
+//! transactions stay visible after later source writes overtook them.
+
+mod common;
+
+use common::guard::{instance_block, Guard, FAST};
+use common::mariadb::{write_password_file, MariaDb, GUARD_PASSWORD};
+use common::relay::Relay;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A backup guard that reads the primary itself (around the relay), remembering in `state_dir`.
+async fn backup_guard(backup: &MariaDb, primary_port: u16, state_dir: &Path) -> Guard {
+    let globals = format!("{FAST}state_dir = \"{}\"\n", state_dir.display());
+    Guard::start(&globals, |dir| {
+        instance_block(
+            dir,
+            "backup",
+            backup,
+            "backup",
+            &format!("source = {{ host = \"127.0.0.1\", port = {primary_port} }}\n"),
+        )
+    })
+    .await
+}
+
+/// The issue's sequence: the backup's link to its primary breaks while the primary lives and
+/// keeps committing (the guard sees the backup behind), then the primary dies. The older
+/// caught-up memory must not admit the backup: the last reading of the primary had
+/// transactions the backup lacks. A guard restart must not bring the older memory back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_seen_behind_a_living_source_stays_out_when_the_source_dies() {
+    let (mut primary, backup) = tokio::join!(MariaDb::start("evp", 1), MariaDb::start("evb", 2));
+    let relay = Relay::start(primary.port()).await;
+    backup
+        .exec(&format!(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
+             MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+            relay.port
+        ))
+        .await;
+    backup.exec("START SLAVE").await;
+    backup.exec("SET GLOBAL read_only = ON").await;
+    primary.exec("CREATE DATABASE app").await;
+    primary
+        .exec("CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .await;
+    primary.exec("INSERT INTO app.t VALUES (1)").await;
+    backup.wait_caught_up(&primary).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let g = backup_guard(&backup, primary.port(), state_dir.path()).await;
+    g.wait_for("/backup", LIMIT, |r| r.status == 200).await;
+
+    // The partition: the backup loses its primary, which keeps committing.
+    relay.cut();
+    for i in 2..7 {
+        primary
+            .exec(&format!("INSERT INTO app.t VALUES ({i})"))
+            .await;
+    }
+    let behind = g
+        .wait_for("/backup", LIMIT, |r| {
+            r.body
+                .contains("is reachable and has 5 transactions this server lacks")
+        })
+        .await;
+    assert_eq!(behind.status, 503, "{behind:#?}");
+
+    // The primary dies. Its last reading still had what the backup lacks: no admission.
+    primary.kill();
+    g.wait_for("/backup", LIMIT, |r| {
+        r.body.contains("unreachable") || r.body.contains("not readable")
+    })
+    .await;
+    g.wait_polls("backup", 3).await;
+    let dead = g.get("/backup").await;
+    assert_eq!(dead.status, 503, "{}", dead.body);
+    let line = dead
+        .line("source_lost")
+        .unwrap_or_else(|| panic!("{}", dead.body));
+    assert!(
+        line.starts_with("FAIL source_lost since ")
+            && line.contains(", but the source had 0-1-")
+            && line.contains(" that this server lacks at its last reading ("),
+        "{line}"
+    );
+    assert!(dead.reason.starts_with("source_lost since "), "{dead:#?}");
+    g.stop().await;
+
+    // A restarted guard keeps the newer evidence (the state file has it).
+    let g = backup_guard(&backup, primary.port(), state_dir.path()).await;
+    g.wait_polls("backup", 3).await;
+    let restarted = g.get("/backup").await;
+    assert_eq!(restarted.status, 503, "{}", restarted.body);
+    assert!(
+        restarted.body.contains(", but the source had 0-1-"),
+        "{}",
+        restarted.body
+    );
+    g.stop().await;
+}
+
+/// An errant write on a MariaDB replica (`0-2-N`), then more writes on the primary that the
+/// replica applies: per-domain positions are then equal, but the (domain, server_id) binary
+/// log states still show the errant write. Checklist, `/promotion` and the backup gate fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errant_write_overtaken_by_later_source_writes_is_still_errant() {
+    let (primary, replica) = tokio::join!(MariaDb::start("erp", 1), MariaDb::start("err", 2));
+    replica.replicate_from(&primary).await;
+    replica.exec("SET GLOBAL read_only = ON").await;
+    primary.exec("CREATE DATABASE app").await;
+    primary
+        .exec("CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .await;
+    replica.wait_caught_up(&primary).await;
+    // Written on the replica directly, then overtaken by the primary's later writes.
+    replica.exec("SET GLOBAL read_only = OFF").await;
+    replica.exec("INSERT INTO app.t VALUES (1000)").await;
+    replica.exec("SET GLOBAL read_only = ON").await;
+    for i in 0..14 {
+        primary
+            .exec(&format!("INSERT INTO app.t VALUES ({i})"))
+            .await;
+    }
+    replica.wait_caught_up(&primary).await;
+    let (mine, theirs) = (
+        replica.query_value("SELECT @@gtid_current_pos").await,
+        primary.query_value("SELECT @@gtid_binlog_pos").await,
+    );
+    assert_eq!(mine, theirs, "the premise: per-domain positions look equal");
+
+    let g = Guard::start(FAST, |dir| instance_block(dir, "r", &replica, "backup", "")).await;
+    let backup = g
+        .wait_for("/backup", LIMIT, |r| {
+            r.line("reachable").is_some_and(|l| l.starts_with("ok "))
+        })
+        .await;
+    assert_eq!(backup.status, 503, "{}", backup.body);
+    assert!(
+        backup.reason.starts_with("errant_transactions 1: 0-2-"),
+        "{backup:#?}"
+    );
+    let promotion = g.get("/promotion").await;
+    assert_eq!(promotion.status, 503, "{}", promotion.body);
+    assert!(
+        promotion
+            .line("errant_transactions")
+            .is_some_and(|l| l.starts_with("FAIL errant_transactions 1: 0-2-")),
+        "{}",
+        promotion.body
+    );
+    g.stop().await;
+
+    // The same from the command line: exit 1, the errant GTID named.
+    let dir = tempfile::tempdir().unwrap();
+    let pw = write_password_file(dir.path(), "pw", GUARD_PASSWORD);
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[instance]]\nname = \"r\"\nport = {}\nuser = \"replguard\"\npassword_file = \"{}\"\n",
+            replica.port(),
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_replguard"))
+        .args(["checklist", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL errant_transactions 1: 0-2-"), "{text}");
+}
