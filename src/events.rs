@@ -26,6 +26,9 @@ pub enum Kind {
     Unhealthy,
     /// A policy passes again (or, for the instance's own policy, its first verdict passes).
     Healthy,
+    /// A policy still fails, for another cause (another check fails, or the same check with
+    /// another error: SQL thread stopped, then the IO thread too; refused, then access denied).
+    CauseChanged,
     /// A channel's IO thread stopped being connected (`Yes`), or the channel vanished.
     SourceLost,
     /// A channel's IO thread is connected again.
@@ -45,7 +48,11 @@ impl Kind {
     fn is_bad(self) -> bool {
         matches!(
             self,
-            Kind::Unhealthy | Kind::SourceLost | Kind::MemoryVoid | Kind::MaintenanceOn
+            Kind::Unhealthy
+                | Kind::CauseChanged
+                | Kind::SourceLost
+                | Kind::MemoryVoid
+                | Kind::MaintenanceOn
         )
     }
 
@@ -54,6 +61,7 @@ impl Kind {
         match self {
             Kind::Unhealthy => "unhealthy",
             Kind::Healthy => "healthy",
+            Kind::CauseChanged => "still unhealthy, cause changed",
             Kind::SourceLost => "source lost",
             Kind::SourceFound => "source found",
             Kind::MemoryRestored => "memory restored from state file",
@@ -80,7 +88,7 @@ pub struct Event {
     /// The replication channel (empty for the default one); source events only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    /// The first failing check's name; `unhealthy` only.
+    /// The first failing check's name; `unhealthy` and `cause_changed` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
     /// Why, in the words of the verdict line or the server.
@@ -119,6 +127,19 @@ impl Event {
             policy: Some(verdict.policy.clone()),
             check,
             ..Event::new(at, instance, kind, reason)
+        }
+    }
+
+    /// The event for a verdict that failed before and still fails, for another cause.
+    pub fn cause_changed(at: SystemTime, instance: &str, verdict: &Verdict) -> Event {
+        let (check, reason) = match verdict.first_failure() {
+            Some(c) => (Some(c.name.clone()), c.detail.clone()),
+            None => (None, String::new()),
+        };
+        Event {
+            policy: Some(verdict.policy.clone()),
+            check,
+            ..Event::new(at, instance, Kind::CauseChanged, reason)
         }
     }
 

@@ -661,7 +661,7 @@ mod tests {
         assert!(text.lines().any(|l| l == "FAIL lag 4s > 2s"), "{text}");
         assert!(
             text.lines()
-                .all(|l| l.starts_with("ok ") || l.starts_with("FAIL ")),
+                .all(|l| l.starts_with("ok ") || l.starts_with("FAIL ") || l.starts_with("-- ")),
             "{text}"
         );
         assert_eq!(r.headers()["content-type"], TEXT);

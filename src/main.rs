@@ -275,7 +275,11 @@ async fn run_check(
     let sample = poller::poll_once(&mut probe, &mut source, inst.maintenance_file.as_deref()).await;
     probe.close().await;
     source.close().await;
-    let mut snapshot = Snapshot::default().next(sample);
+    let one_shot = Snapshot {
+        one_shot: true,
+        ..Snapshot::default()
+    };
+    let mut snapshot = one_shot.next(sample);
     // With a state_dir, the daemon's memory (last caught-up observation, last source read) is
     // evidence too; read it, never write it: the daemon owns the file.
     if let Some(dir) = &config.state_dir {

@@ -382,8 +382,12 @@ impl PolicySet {
                 let checks = run_rules(rules, &thresholds, input);
                 let mut v = Verdict::new(name, name, checks, input);
                 if *promotion_steps {
-                    if let Ok(state) = input.state() {
-                        v.steps = crate::promotion::steps(state.flavor);
+                    // Steps only for a replica: a primary has nothing to be promoted to.
+                    match input.state() {
+                        Ok(state) if !state.channels.is_empty() => {
+                            v.steps = crate::promotion::steps(state.flavor)
+                        }
+                        _ => {}
                     }
                 }
                 v
@@ -402,9 +406,16 @@ impl PolicySet {
                         when_read_only,
                         Check::fact("role", true, format!("read-only -> {when_read_only}")),
                     ),
-                    Err(why) => (
+                    Err(_) => (
                         when_read_only,
-                        Check::fact("role", false, format!("unknown: {why}")),
+                        not_judged(
+                            "role",
+                            if input.snapshot.sample.is_none() {
+                                "no sample yet"
+                            } else {
+                                "server unreachable"
+                            },
+                        ),
                     ),
                 };
                 let mut checks = match self.get(target).map(|p| &p.body) {
@@ -414,10 +425,10 @@ impl PolicySet {
                     // validate() rules this out; fail closed if it was skipped.
                     _ => vec![Check::fact("policy", false, format!("{target:?} unusable"))],
                 };
-                if role_check.ok {
+                if role_check.level == Level::Ok {
                     checks.insert(0, role_check);
                 } else {
-                    // The real cause (no sample, unreachable) should lead, for the reason phrase.
+                    // The real cause (no sample, unreachable) leads, for the reason phrase.
                     checks.push(role_check);
                 }
                 Verdict::new(name, target, checks, input)
@@ -493,6 +504,22 @@ impl Verdict {
     pub fn first_failure(&self) -> Option<&Check> {
         self.checks.iter().find(|c| !c.ok)
     }
+
+    /// What the verdict fails on, as a key that changes when the cause does (another check
+    /// fails, an error number or probe error kind changes) and not when only a measured value
+    /// does; `None` when healthy.
+    pub fn cause_key(&self) -> Option<String> {
+        let failing: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| match &c.cause {
+                Some(cause) => format!("{} ({cause})", c.name),
+                None => c.name.clone(),
+            })
+            .collect();
+        (!failing.is_empty()).then(|| failing.join(", "))
+    }
 }
 
 /// How a check came out. `Warn` passes (it asks for attention); `Unknown` fails (fail closed).
@@ -527,6 +554,10 @@ pub struct Check {
     /// For a failure: what would fix it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// What kind of cause a failure has beyond its name (an error number, a probe error kind),
+    /// so that a change of cause while unhealthy is seen as one; not shown.
+    #[serde(skip)]
+    pub cause: Option<String>,
 }
 
 impl Check {
@@ -545,7 +576,14 @@ impl Check {
             detail,
             threshold: String::new(),
             fix: None,
+            cause: None,
         }
+    }
+
+    /// The same check with its kind of cause (see [`Check::cause`]).
+    pub(crate) fn with_cause(mut self, cause: impl Into<String>) -> Check {
+        self.cause = Some(cause.into());
+        self
     }
 
     /// The same check with a fix hint.
@@ -562,6 +600,7 @@ impl Check {
             ok,
             level: if ok { Level::Ok } else { Level::Fail },
             fix: None,
+            cause: None,
             detail: if ok {
                 measured.clone()
             } else {
@@ -581,6 +620,7 @@ impl Check {
             ok,
             level: if ok { Level::Ok } else { Level::Fail },
             fix: None,
+            cause: None,
             detail: if ok {
                 format!("{what}{m} <= {l}")
             } else {
@@ -619,6 +659,14 @@ fn run_rules(rules: &[Rule], thresholds: &Thresholds, input: &Input<'_>) -> Vec<
     }
     if thresholds.require_writable == Some(true) && !rules.contains(&Rule::Writable) {
         run_rule(Rule::Writable, thresholds, input, &mut out);
+    }
+    // One root cause, reported once: the checks that depend on it say "not judged". Fail
+    // closed when the policy does not list the check that names the cause: it leads then.
+    let dependents = out
+        .iter()
+        .any(|c| c.cause.as_deref() == Some(DEPENDS_ON_ROOT_CAUSE));
+    if dependents && out.iter().all(|c| c.ok) {
+        out.insert(0, root_cause(input));
     }
     for check in out.iter_mut().filter(|c| !c.ok && c.fix.is_none()) {
         check.fix = default_fix(&check.name).map(str::to_string);
@@ -667,14 +715,11 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
     }
     let state = match input.state() {
         Ok(state) => state,
-        Err(why) => {
-            let ok = false;
+        Err(_) => {
             out.push(match (&input.snapshot.sample, rule) {
-                (Some(sample), Rule::Reachable) => match &sample.outcome {
-                    Err(err) => Check::fact(name, ok, err.to_string()),
-                    Ok(_) => unreachable!("state() is Err only for a failed or missing sample"),
-                },
-                _ => Check::fact(name, ok, format!("unknown: {why}")),
+                (Some(_), Rule::Reachable) => root_cause(input),
+                (None, _) => not_judged(name, "no sample yet"),
+                (Some(_), _) => not_judged(name, "server unreachable"),
             });
             return;
         }
@@ -702,21 +747,13 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
             ));
         }
         Rule::ReplicaStatus => out.push(match state.channels.len() {
-            0 => Check::fact(
-                name,
-                false,
-                "empty: not configured as a replica (no replica status row)".to_string(),
-            ),
+            0 => root_cause(input),
             1 => Check::fact(name, true, "1 channel".to_string()),
             n => Check::fact(name, true, format!("{n} channels")),
         }),
         Rule::NotDelayed => {
             if state.channels.is_empty() {
-                out.push(Check::fact(
-                    name,
-                    false,
-                    "unknown: no replica status".to_string(),
-                ));
+                out.push(not_judged(name, "no replica status"));
             }
             let allowed = thresholds.allow_delay == Some(true);
             out.extend(crate::promotion::not_delayed(state).into_iter().map(|c| {
@@ -739,6 +776,11 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
         Rule::Binlog => out.push(crate::promotion::binlog(state)),
         Rule::Gtid => out.extend(crate::promotion::gtid_in_use(state)),
         Rule::ReadOnlyOn => out.push(crate::promotion::read_only_on(state)),
+        Rule::CompareSource if state.channels.is_empty() => {
+            for name in ["source", "missing_transactions", "errant_transactions"] {
+                out.push(not_judged(name, "no replica status"));
+            }
+        }
         Rule::CompareSource => out.extend(crate::promotion::source_checks(state, input)),
         Rule::ErrantTransactions => out.push(crate::promotion::errant_check(
             state,
@@ -765,11 +807,7 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
         | Rule::Applied
         | Rule::Source => {
             if state.channels.is_empty() {
-                out.push(Check::fact(
-                    name,
-                    false,
-                    "unknown: no replica status".to_string(),
-                ));
+                out.push(not_judged(name, "no replica status"));
             }
             match (&state.heartbeat, rule) {
                 // With a heartbeat table, that is the lag the policy judges (one line).
@@ -792,6 +830,35 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
     }
 }
 
+/// The `cause` of a check not judged because the server could not be read or is not a replica.
+const DEPENDS_ON_ROOT_CAUSE: &str = "depends on the root cause";
+
+/// A check not judged because `cause` (reported once, by its own check) makes it meaningless.
+fn not_judged(name: &str, cause: &str) -> Check {
+    Check::leveled(name, Level::NotJudged, format!("not judged: {cause}"))
+        .with_cause(DEPENDS_ON_ROOT_CAUSE)
+}
+
+/// The check that names why the server could not be judged: no sample yet, the poll's error,
+/// or an empty replica status.
+fn root_cause(input: &Input<'_>) -> Check {
+    match input.snapshot.sample.as_ref().map(|s| &s.outcome) {
+        None => Check::fact(
+            "sample",
+            false,
+            "none yet: no poll has finished".to_string(),
+        ),
+        Some(Err(err)) => {
+            Check::fact("reachable", false, err.to_string()).with_cause(err.kind_key())
+        }
+        Some(Ok(_)) => Check::fact(
+            "replica_status",
+            false,
+            "empty: not configured as a replica (no replica status row)".to_string(),
+        ),
+    }
+}
+
 fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -> Check {
     let name = ch.label(rule_name(rule));
     match rule {
@@ -799,13 +866,29 @@ fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -> Check {
             let mut c = Check::want(name, ch.io_thread.to_string(), "Yes");
             if !c.ok {
                 c.detail = format!(
-                    "{} (source {}:{})",
-                    c.detail, ch.source_host, ch.source_port
+                    "{}, want Yes (source {}:{}){}",
+                    ch.io_thread,
+                    ch.source_host,
+                    ch.source_port,
+                    thread_error(ch.last_io_errno, &ch.last_io_error),
                 );
+                c.cause = Some(format!("errno {}", ch.last_io_errno));
             }
             c
         }
-        Rule::SqlThread => Check::want(name, ch.sql_thread.to_string(), "Yes"),
+        Rule::SqlThread => {
+            let mut c = Check::want(name, ch.sql_thread.to_string(), "Yes");
+            if !c.ok {
+                // HAProxy's log often keeps only the reason phrase: the error number goes in it.
+                c.detail = format!(
+                    "{}{}, want Yes",
+                    ch.sql_thread,
+                    thread_error(ch.last_sql_errno, &ch.last_sql_error)
+                );
+                c.cause = Some(format!("errno {}", ch.last_sql_errno));
+            }
+            c
+        }
         Rule::ReplicationErrors => {
             let mut errors = Vec::new();
             if ch.last_io_errno != 0 {
@@ -840,15 +923,38 @@ fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -> Check {
                     c
                 }
                 Some(lag) => Check::at_most(name, lag, limit, ""),
-                None => Check {
-                    name,
-                    ok: false,
-                    level: Level::Fail,
-                    fix: None,
-                    detail: format!("NULL (unknown), want <= {}", fmt_duration(limit)),
-                    measured: "NULL".to_string(),
-                    threshold: format!("<= {}", fmt_duration(limit)),
-                },
+                None => {
+                    // NULL has a cause: a stopped thread makes waiting pointless; say which.
+                    let (why, fix) = if ch.sql_thread != ThreadState::Yes {
+                        (
+                            format!(": SQL thread {}", ch.sql_thread),
+                            Some(
+                                "the SQL thread is not running, so waiting will not help: \
+                                 START SLAVE SQL_THREAD once Last_SQL_Error is resolved",
+                            ),
+                        )
+                    } else if ch.io_thread != ThreadState::Yes {
+                        (
+                            format!(": IO thread {}", ch.io_thread),
+                            Some(
+                                "the IO thread is not connected, so waiting will not help: see \
+                                 Last_IO_Error and whether the source is up",
+                            ),
+                        )
+                    } else {
+                        (String::new(), None)
+                    };
+                    Check {
+                        name,
+                        ok: false,
+                        level: Level::Fail,
+                        fix: fix.map(str::to_string),
+                        cause: None,
+                        detail: format!("NULL (unknown{why}), want <= {}", fmt_duration(limit)),
+                        measured: "NULL".to_string(),
+                        threshold: format!("<= {}", fmt_duration(limit)),
+                    }
+                }
             }
         }
         Rule::SqlError => {
@@ -868,6 +974,15 @@ fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -> Check {
             Check::fact(name, ok, detail)
         }
         _ => unreachable!("channel_check is called for per-channel rules only"),
+    }
+}
+
+/// `: error 1062 Duplicate entry …` for a thread's last error, empty without one.
+fn thread_error(errno: u32, error: &str) -> String {
+    if errno == 0 {
+        String::new()
+    } else {
+        format!(": error {errno} {error}")
     }
 }
 
@@ -911,6 +1026,9 @@ fn source_check(
             Some(hb) => heartbeat_check(hb, state, thresholds),
             None => channel_check(Rule::Lag, ch, thresholds),
         };
+    }
+    if !source_unreachable(ch) {
+        return broken_io(ch, "");
     }
     let (ok, detail) = match remembered(ch, state, thresholds, input) {
         Ok(detail) => (true, detail),
@@ -971,6 +1089,22 @@ fn peer_check(
         };
         return Check::fact(name, ok, detail);
     }
+    if !source_unreachable(ch) {
+        let broken = broken_io(ch, &format!(" (peer {peer})"));
+        return if thresholds.allow_isolated == Some(true) {
+            Check::fact(
+                name,
+                true,
+                format!(
+                    "{}; ADMITTED BY allow_isolated: if {peer} still takes writes this is \
+                     split brain",
+                    broken.detail
+                ),
+            )
+        } else {
+            broken
+        };
+    }
     match remembered(ch, state, thresholds, input) {
         Ok(detail) => Check::fact(name, true, format!("{peer} lost {detail}")),
         Err(detail) if thresholds.allow_isolated == Some(true) => Check::fact(
@@ -985,6 +1119,35 @@ fn peer_check(
     }
 }
 
+/// The `io_thread` line of a channel whose IO thread is not connected although its source is
+/// not lost: stopped by hand, or failing for another reason than the network (1236 binlog
+/// purged on the source, 1045 replication user refused). The source lives and may keep taking
+/// writes this server does not get: that is broken replication, named as such. `whose` follows
+/// the state in the detail (e.g. the peer's address).
+fn broken_io(ch: &Channel, whose: &str) -> Check {
+    let name = ch.label("io_thread");
+    if ch.last_io_errno == 0 {
+        return Check::fact(
+            name,
+            false,
+            format!(
+                "{}{whose}: stopped without a connection error, so the source is not lost: \
+                 replication is broken and the source may still take writes",
+                ch.io_thread
+            ),
+        );
+    }
+    Check::fact(
+        name,
+        false,
+        format!(
+            "{}{whose}: error {} {}: replication broken, the source is not lost",
+            ch.io_thread, ch.last_io_errno, ch.last_io_error
+        ),
+    )
+    .with_cause(format!("errno {}", ch.last_io_errno))
+}
+
 /// Judges a channel whose IO thread is not connected by what the poller remembers: the last
 /// connected observation must have shown lag within `max_lag`, the server must not have
 /// restarted since, the relay log must be applied, and `max_source_lost` (if set) must not have
@@ -996,23 +1159,6 @@ fn remembered(
     input: &Input<'_>,
 ) -> Result<String, String> {
     let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
-    // Only a source that cannot be reached counts as lost. An IO thread stopped by hand, or
-    // failing for another reason (binlog purged on the source, replication password changed)
-    // has a live source that keeps taking writes this server does not get.
-    if !source_unreachable(ch) {
-        return Err(if ch.last_io_errno == 0 {
-            format!(
-                "IO thread {} without a connection error: stopped, not lost; the source may \
-                 still take writes",
-                ch.io_thread
-            )
-        } else {
-            format!(
-                "IO thread {} with error {} {}: the source is not lost, replication is broken",
-                ch.io_thread, ch.last_io_errno, ch.last_io_error
-            )
-        });
-    }
     let Some(seen) = input.snapshot.memory.io_last_connected.get(&ch.name) else {
         return Err(format!(
             "IO thread {} and never seen connected: no caught-up observation to trust",
@@ -1166,6 +1312,9 @@ fn stall_check(ch: &Channel, thresholds: &Thresholds, input: &Input<'_>) -> Chec
             format!("not judged: IO thread {}", ch.io_thread),
         );
     }
+    if let Some(why) = single_poll(input) {
+        return Check::leveled(name, Level::NotJudged, why);
+    }
     let Some(read) = memory.read_progress.get(&ch.name) else {
         return Check::fact(name, true, "no read position seen yet".to_string());
     };
@@ -1218,6 +1367,18 @@ fn stall_check(ch: &Channel, thresholds: &Thresholds, input: &Input<'_>) -> Chec
             true,
             "not judged: the source is not readable by the guard".to_string(),
         ),
+    }
+}
+
+/// Why a check over several polls (hysteresis, stall) cannot be judged from the snapshot: a
+/// one-shot `replguard check` sees one poll, and so does the daemon's first; `None` otherwise.
+fn single_poll(input: &Input<'_>) -> Option<String> {
+    if input.snapshot.one_shot {
+        Some("not judged: one-shot".to_string())
+    } else if input.snapshot.polls <= 1 {
+        Some("not judged: first poll".to_string())
+    } else {
+        None
     }
 }
 
@@ -1292,6 +1453,9 @@ fn lag_stable_check(thresholds: &Thresholds, input: &Input<'_>) -> Check {
     let recover_for = thresholds.recover_for.unwrap_or(DEFAULT_RECOVER_FOR);
     if recover_for == 0 {
         return Check::fact("lag_stable", true, "hysteresis off (recover_for 0)".into());
+    }
+    if let Some(why) = single_poll(input) {
+        return Check::leveled("lag_stable", Level::NotJudged, why);
     }
     let history = &input.snapshot.memory.lag_history;
     let net: VecDeque<LagPoint>;
@@ -1499,8 +1663,45 @@ mod tests {
                 "FAIL sample none yet: no poll has finished",
                 "{policy}"
             );
-            assert!(v.checks.iter().skip(1).all(|c| !c.ok), "{policy}: {v:#?}");
+            // One root cause: every other check depends on it and is not judged.
+            assert!(
+                v.checks
+                    .iter()
+                    .skip(1)
+                    .all(|c| c.level == Level::NotJudged && c.line().starts_with("-- ")),
+                "{policy}: {v:#?}"
+            );
         }
+    }
+
+    /// A change of cause while unhealthy is a new key; a changing measurement is not.
+    #[test]
+    fn cause_key_follows_the_cause_not_the_value() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let key =
+            |outcome| eval("replica", &snap(outcome, now, Duration::ZERO), now, None).cause_key();
+        let refused = key(Err(err(ProbeErrorKind::Refused, None, "refused (111)")));
+        let refused_again = key(Err(err(ProbeErrorKind::Refused, None, "refused (112)")));
+        let denied = key(Err(err(ProbeErrorKind::AccessDenied, Some(1045), "denied")));
+        assert_eq!(refused, refused_again);
+        assert_ne!(refused, denied);
+        let lag = |s| {
+            key(Ok(with_ch(replica(), |c| {
+                c.lag = Some(Duration::from_secs(s))
+            })))
+        };
+        assert_eq!(lag(20), lag(30));
+        let sql = key(Ok(with_ch(replica(), |c| c.sql_thread = ThreadState::No)));
+        let sql_error = key(Ok(with_ch(replica(), |c| {
+            c.sql_thread = ThreadState::No;
+            c.last_sql_errno = 1062;
+        })));
+        let both = key(Ok(with_ch(replica(), |c| {
+            c.sql_thread = ThreadState::No;
+            c.io_thread = ThreadState::No;
+        })));
+        assert!(sql.is_some() && sql != sql_error && sql != both);
+        assert_eq!(key(Ok(replica())), None);
     }
 
     #[test]
@@ -1531,12 +1732,12 @@ mod tests {
                 "ok reachable MariaDB 10.11.19-MariaDB server_id 2",
                 "ok replica_status 1 channel",
                 "ok io_thread Yes",
-                "ok stall not judged: the source is not readable by the guard",
+                "-- stall not judged: first poll",
                 "ok sql_thread Yes",
                 "ok replication_errors none",
                 "ok not_delayed SQL_Delay=0",
                 "ok lag 0s <= 10s",
-                "ok lag_stable no lag failure in the last 1 polls",
+                "-- lag_stable not judged: first poll",
             ]
         );
     }
@@ -1787,8 +1988,8 @@ mod tests {
             (backup_history(Some(Some(0)), 1, replica(), 100, now), t(None, None, Some(true)), false, "FAIL read_only ON, want OFF"),
             (backup_history(Some(Some(0)), 1, with(replica(), |s| s.read_only = false), 100, now), t(None, None, Some(true)), true, "ok read_only OFF"),
             // Not lost: stopped by hand, or broken with a live source.
-            (backup_history(Some(Some(0)), 10, with_ch(lost(replica()), |c| { c.io_thread = ThreadState::No; c.last_io_errno = 0 }), 100, now), t(None, None, None), false, "stopped, not lost"),
-            (backup_history(Some(Some(0)), 10, with_ch(lost(replica()), |c| c.last_io_errno = 1236), 100, now), t(None, None, None), false, "with error 1236 error connecting to master: the source is not lost"),
+            (backup_history(Some(Some(0)), 10, with_ch(lost(replica()), |c| { c.io_thread = ThreadState::No; c.last_io_errno = 0 }), 100, now), t(None, None, None), false, "FAIL io_thread No: stopped without a connection error, so the source is not lost"),
+            (backup_history(Some(Some(0)), 10, with_ch(lost(replica()), |c| c.last_io_errno = 1236), 100, now), t(None, None, None), false, "FAIL io_thread Connecting: error 1236 error connecting to master: replication broken, the source is not lost"),
             // Repointed to another source: the old observation says nothing about it.
             (backup_history(Some(Some(0)), 10, with_ch(lost(replica()), |c| c.source_host = "10.9.9.9".into()), 100, now), t(None, None, None), false, "now replicates from 10.9.9.9:3306, last seen connected to 127.0.0.1:3306"),
         ];
@@ -1834,7 +2035,7 @@ mod tests {
             (backup_history(Some(Some(0)), 30, writer(lost(replica())), 100, now), &none, true, "ok peer 127.0.0.1:3306 lost since 00:00:00 UTC (30s ago), last lag 0s, relay log applied"),
             // This writer's own server restarted: it must reconnect and catch up first.
             (backup_history(Some(Some(0)), 30, writer(lost(replica())), 3, now), &none, false, "memory void: the server restarted 3s ago"),
-            (backup_history(None, 30, writer(with_ch(replica(), |c| c.io_thread = ThreadState::No)), 3, now), &none, false, "FAIL peer 127.0.0.1:3306 lost IO thread No without a connection error: stopped, not lost"),
+            (backup_history(None, 30, writer(with_ch(replica(), |c| c.io_thread = ThreadState::No)), 3, now), &none, false, "FAIL io_thread No (peer 127.0.0.1:3306): stopped without a connection error"),
             (backup_history(None, 30, writer(with_ch(replica(), |c| c.io_thread = ThreadState::No)), 3, now), &isolated, true, "ADMITTED BY allow_isolated: if 127.0.0.1:3306 still takes writes this is split brain"),
             (backup_history(None, 30, writer(primary()), 3, now), &none, true, "ok peer none (no replica status)"),
         ];
@@ -1853,7 +2054,7 @@ mod tests {
             let peer = v
                 .checks
                 .iter()
-                .find(|c| c.name == "peer")
+                .find(|c| c.name == "peer" || c.name == "io_thread")
                 .map(Check::line)
                 .unwrap_or_default();
             assert_eq!(v.healthy, healthy, "case {i}: {v:#?}");

@@ -261,7 +261,8 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(interval);
     // After a slow poll, keep the spacing rather than firing a burst to catch up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut was_healthy: std::collections::HashMap<String, bool> = Default::default();
+    // Per policy: the cause of its last verdict (`None`: healthy).
+    let mut was: HashMap<String, Option<String>> = Default::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -321,17 +322,20 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             .collect();
         tx.send_replace(Arc::new(snapshot));
         for v in verdicts {
-            let was = was_healthy.get(&v.policy).copied();
-            if was != Some(v.healthy) {
-                let event = Event::verdict(at, &instance, &v, was.is_none());
-                if v.policy == judge.policy {
-                    events.record(event);
-                } else if was.is_some() {
-                    // Other policies: changes only; a replica's first "fails primary" is noise.
-                    events.record_quietly(event);
-                }
-                was_healthy.insert(v.policy.clone(), v.healthy);
+            let cause = v.cause_key();
+            let before = was.get(&v.policy);
+            let event = match before {
+                Some(before) if *before == cause => continue,
+                Some(Some(_)) if cause.is_some() => Event::cause_changed(at, &instance, &v),
+                _ => Event::verdict(at, &instance, &v, before.is_none()),
+            };
+            if v.policy == judge.policy {
+                events.record(event);
+            } else if before.is_some() {
+                // Other policies: changes only; a replica's first "fails primary" is noise.
+                events.record_quietly(event);
             }
+            was.insert(v.policy.clone(), cause);
         }
     }
     probe.close().await;

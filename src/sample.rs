@@ -284,6 +284,14 @@ pub struct ProbeError {
     pub message: String,
 }
 
+impl ProbeError {
+    /// The kind and error number, without the message: two errors with the same key have the
+    /// same cause (a message may carry changing details).
+    pub fn kind_key(&self) -> String {
+        format!("{:?} {}", self.kind, self.errno.unwrap_or(0))
+    }
+}
+
 impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.kind {

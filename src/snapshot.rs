@@ -18,6 +18,9 @@ pub struct Snapshot {
     pub memory: Memory,
     /// How many polls have finished, for `/status` and tests.
     pub polls: u64,
+    /// A one-shot `replguard check`: one poll, never more; checks over several polls say
+    /// "not judged: one-shot".
+    pub one_shot: bool,
 }
 
 /// Facts carried from poll to poll.
@@ -185,6 +188,7 @@ impl Snapshot {
             sample: Some(Arc::new(sample)),
             memory,
             polls: self.polls + 1,
+            one_shot: self.one_shot,
         }
     }
 

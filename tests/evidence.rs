@@ -155,6 +155,13 @@ async fn errant_write_overtaken_by_later_source_writes_is_still_errant() {
     g.stop().await;
 
     // The same from the command line: exit 1, the errant GTID named.
+    let (code, text) = cli(&replica, &["checklist"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("FAIL errant_transactions 1: 0-2-"), "{text}");
+}
+
+/// Runs `replguard ARGS --config C` where C has one instance, `db`; exit code and stdout.
+fn cli(db: &MariaDb, args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let pw = write_password_file(dir.path(), "pw", GUARD_PASSWORD);
     let cfg = dir.path().join("c.toml");
@@ -162,16 +169,156 @@ async fn errant_write_overtaken_by_later_source_writes_is_still_errant() {
         &cfg,
         format!(
             "[[instance]]\nname = \"r\"\nport = {}\nuser = \"replguard\"\npassword_file = \"{}\"\n",
-            replica.port(),
+            db.port(),
             pw.display()
         ),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_replguard"))
-        .args(["checklist", "--config", cfg.to_str().unwrap()])
+        .args(args)
+        .args(["--config", cfg.to_str().unwrap()])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("FAIL errant_transactions 1: 0-2-"), "{text}");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The JSON check named `name` of `path`.
+async fn json_check(g: &Guard, path: &str, name: &str) -> serde_json::Value {
+    let r = g.get(&format!("{path}?format=json")).await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {}", r.body))
+}
+
+/// One root cause per failure, named for what it is, with advice that matches it: a stopped
+/// SQL thread (not "wait until it catches up"), then the IO thread stopped too (broken
+/// replication, not a lost source; a cause change is an event), a SQL error's number in the
+/// reason phrase, an unreachable server reported once, the checklist on a primary, and a
+/// one-shot check that does not judge what one poll cannot show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_root_cause_named_for_what_it_is() {
+    let (primary, mut replica) = tokio::join!(MariaDb::start("rcp", 1), MariaDb::start("rcr", 2));
+    replica.replicate_from(&primary).await;
+    replica.exec("SET GLOBAL read_only = ON").await;
+    primary.exec("CREATE DATABASE app").await;
+    primary
+        .exec("CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .await;
+    replica.wait_caught_up(&primary).await;
+
+    // A one-shot check says what one poll cannot judge, and passes like the daemon would.
+    let (code, text) = cli(&replica, &["check", "--policy", "replica"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("-- lag_stable not judged: one-shot"),
+        "{text}"
+    );
+    assert!(text.contains("-- stall not judged: one-shot"), "{text}");
+    // The checklist on the primary: not a replica, exit 1, no steps.
+    let (code, text) = cli(&primary, &["checklist"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("FAIL replica_status empty: not configured as a replica"),
+        "{text}"
+    );
+    assert!(!text.contains("promotion steps"), "{text}");
+    assert!(
+        text.contains("-- missing_transactions not judged: no replica status"),
+        "{text}"
+    );
+
+    let g = Guard::start(FAST, |dir| instance_block(dir, "r", &replica, "backup", "")).await;
+    g.wait_for("/backup", LIMIT, |r| r.status == 200).await;
+
+    // SQL thread stopped: the checklist names it, and waiting is not the advice.
+    replica.exec("STOP SLAVE SQL_THREAD").await;
+    let r = g
+        .wait_for("/promotion", LIMIT, |r| r.body.contains("FAIL sql_thread"))
+        .await;
+    assert!(
+        r.line("sql_thread")
+            .unwrap()
+            .starts_with("FAIL sql_thread No, want Yes"),
+        "{}",
+        r.body
+    );
+    let lag = json_check(&g, "/promotion", "lag").await;
+    assert_eq!(
+        lag["detail"], "NULL (unknown: SQL thread No), want <= 2s",
+        "{lag}"
+    );
+    assert!(
+        lag["fix"]
+            .as_str()
+            .unwrap()
+            .contains("waiting will not help"),
+        "{lag}"
+    );
+
+    // The IO thread stopped by hand too: broken replication, not a lost source; a new cause.
+    replica.exec("STOP SLAVE IO_THREAD").await;
+    let r = g
+        .wait_for("/backup", LIMIT, |r| r.body.contains("FAIL io_thread"))
+        .await;
+    assert!(
+        r.line("io_thread")
+            .unwrap()
+            .starts_with("FAIL io_thread No: stopped without a connection error"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("source_lost"), "{}", r.body);
+    let events = g.get("/events?instance=r").await;
+    let v: serde_json::Value = serde_json::from_str(&events.body).unwrap();
+    assert!(
+        v["events"].as_array().unwrap().iter().any(|e| {
+            e["kind"] == "cause_changed" && e["policy"] == "backup" && e["check"] == "sql_thread"
+        }),
+        "{}",
+        events.body
+    );
+
+    // A SQL error: its number is in the reason phrase HAProxy logs.
+    replica.exec("START SLAVE").await;
+    replica.wait_caught_up(&primary).await;
+    replica.exec("SET GLOBAL read_only = OFF").await;
+    replica.exec("INSERT INTO app.t VALUES (7)").await;
+    replica.exec("SET GLOBAL read_only = ON").await;
+    primary.exec("INSERT INTO app.t VALUES (7)").await;
+    let r = g
+        .wait_for("/replica", LIMIT, |r| r.reason.starts_with("sql_thread"))
+        .await;
+    assert!(r.reason.starts_with("sql_thread No: error 1062 "), "{r:#?}");
+
+    // Unreachable: the cause once, every check that depends on it not judged.
+    replica.kill();
+    let r = g
+        .wait_for("/backup", LIMIT, |r| {
+            r.body.contains("FAIL reachable connection refused")
+        })
+        .await;
+    let fails: Vec<&str> = r.body.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert_eq!(fails.len(), 1, "{}", r.body);
+    assert!(
+        fails[0].starts_with("FAIL reachable connection refused"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("-- sql_thread not judged: server unreachable"),
+        "{}",
+        r.body
+    );
+    let sql = json_check(&g, "/backup", "sql_thread").await;
+    assert_eq!(sql["status"], "not_judged", "{sql}");
+    g.stop().await;
 }

@@ -44,7 +44,12 @@ async fn frozen_read_position_while_the_source_advances_is_a_stall() {
     })
     .await;
     let limit = Duration::from_secs(30);
-    let ok = g.wait_for("/replica", limit, |r| r.status == 200).await;
+    // The first poll cannot judge a stall; the next ones can.
+    let ok = g
+        .wait_for("/replica", limit, |r| {
+            r.status == 200 && r.body.contains("ok stall")
+        })
+        .await;
     assert!(
         ok.line("stall").unwrap().starts_with("ok stall"),
         "{}",

@@ -27,11 +27,12 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The body line for check `name` (`ok name ...` or `FAIL name ...`).
+    /// The body line for check `name` (`ok name ...`, `FAIL name ...` or, not judged,
+    /// `-- name ...`).
     pub fn line(&self, name: &str) -> Option<&str> {
         self.body.lines().find(|l| {
             let mut w = l.split(' ');
-            matches!(w.next(), Some("ok" | "FAIL")) && w.next() == Some(name)
+            matches!(w.next(), Some("ok" | "FAIL" | "--")) && w.next() == Some(name)
         })
     }
 }
