@@ -33,6 +33,10 @@ struct Replica {
     hang: bool,
     /// Connection ids handed out so far.
     connections: u32,
+    /// `@@server_id`, `@@server_uuid` and `@@gtid_executed`.
+    server_id: u32,
+    uuid: String,
+    gtid_executed: String,
 }
 
 type Shared = Arc<Mutex<Replica>>;
@@ -144,11 +148,12 @@ fn variable(r: &Replica, expr: &str) -> Result<Option<String>, String> {
         .trim_start_matches("@@");
     Ok(match name {
         "NULL" => None,
-        "server_id" => s("2"),
+        "VERSION()" => s(r.version),
+        "server_id" => Some(r.server_id.to_string()),
         "read_only" | "super_read_only" => s("1"),
         "innodb_read_only" => s("0"),
         "gtid_mode" => s("ON"),
-        "gtid_executed" => Some(format!("{UUID}:1-42")),
+        "gtid_executed" => Some(r.gtid_executed.clone()),
         "log_bin" => s("1"),
         // Renamed in 8.0.26; the old name is gone in 8.4.
         "log_replica_updates" if r.version >= "8.0.26" => s("1"),
@@ -156,7 +161,7 @@ fn variable(r: &Replica, expr: &str) -> Result<Option<String>, String> {
         "max_allowed_packet" => s("67108864"),
         "wait_timeout" => s("28800"),
         "socket" => s("/var/run/mysqld/mysqld.sock"),
-        "server_uuid" => s(UUID),
+        "server_uuid" => Some(r.uuid.clone()),
         other => return Err(format!("Unknown system variable '{other}'")),
     })
 }
@@ -289,6 +294,9 @@ async fn standin(version: &'static str) -> (u16, Shared) {
         queries: Vec::new(),
         hang: false,
         connections: 0,
+        server_id: 2,
+        uuid: "4a2bb8e0-1111-11ee-8000-000000000002".to_string(),
+        gtid_executed: format!("{UUID}:1-42"),
     }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -448,5 +456,56 @@ async fn a_query_that_hangs_times_out_and_its_session_is_killed() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    g.stop().await;
+}
+
+/// MySQL's equivalent of an errant write overtaken by later source writes: the replica wrote
+/// one transaction of its own (its uuid), then applied the source's later ones. Exact GTID set
+/// difference keeps it errant; the checklist and the backup gate fail on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errant_transaction_overtaken_by_later_source_writes() {
+    let (replica_port, replica) = standin("8.0.36").await;
+    let (source_port, source) = standin("8.0.36").await;
+    let own = replica.lock().unwrap().uuid.clone();
+    {
+        let mut src = source.lock().unwrap();
+        src.server_id = 1;
+        src.uuid = UUID.to_string();
+        src.gtid_executed = format!("{UUID}:1-60");
+    }
+    replica.lock().unwrap().gtid_executed = format!("{UUID}:1-60,\n{own}:1");
+    let g = Guard::start(FAST, |dir| {
+        user_block(dir, replica_port, "replguard", "secret", "backup")
+            + &format!("source = {{ host = \"127.0.0.1\", port = {source_port} }}\n")
+    })
+    .await;
+    let limit = Duration::from_secs(20);
+    let backup = g
+        .wait_for("/backup", limit, |r| {
+            r.body.contains("errant_transactions 1")
+        })
+        .await;
+    assert_eq!(backup.status, 503, "{}", backup.body);
+    assert!(
+        backup.reason.starts_with(&format!(
+            "errant_transactions 1: {own}:1, never on the source"
+        )),
+        "{backup:#?}"
+    );
+    let promotion = g.get("/promotion").await;
+    assert!(
+        promotion
+            .line("errant_transactions")
+            .is_some_and(|l| l.starts_with(&format!("FAIL errant_transactions 1: {own}:1"))),
+        "{}",
+        promotion.body
+    );
+    assert!(
+        promotion
+            .line("missing_transactions")
+            .is_some_and(|l| l.starts_with("ok missing_transactions none")),
+        "{}",
+        promotion.body
+    );
     g.stop().await;
 }
