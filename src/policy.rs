@@ -1827,6 +1827,7 @@ mod tests {
             gtid_executed: gtid.into(),
             server_uuid: None,
             gtid_binlog_state: state.map(str::to_string),
+            binlog_position: None,
         }
     }
 
@@ -2210,6 +2211,7 @@ mod tests {
                 gtid_executed: gtid.into(),
                 server_uuid: None,
                 gtid_binlog_state: None,
+                binlog_position: None,
             }),
         };
         // Polls `ago` seconds before now, each with the replica's read position and the

@@ -51,6 +51,10 @@ struct ServerKind {
     vars_sql: &'static str,
     /// What a replica's guard reads on this server when it is the replica's source.
     source_sql: &'static str,
+    /// The statement that shows this server's own binary log position (`File`, `Position`),
+    /// for a source without GTIDs: `SHOW BINARY LOG STATUS` since MySQL 8.2 (the old name is
+    /// gone in 8.4), `SHOW MASTER STATUS` before and on MariaDB.
+    binlog_status_sql: &'static str,
 }
 
 impl Probe {
@@ -246,6 +250,8 @@ impl ServerKind {
                 source_sql:
                     "SELECT @@global.server_id, VERSION(), @@global.gtid_binlog_pos, NULL, \
                              @@global.gtid_binlog_state",
+                // Unused: MariaDB always has GTIDs in its binary log.
+                binlog_status_sql: "SHOW MASTER STATUS",
                 version,
                 uptime: None,
             }
@@ -274,6 +280,11 @@ impl ServerKind {
                 vars_sql,
                 source_sql: "SELECT @@global.server_id, VERSION(), @@global.gtid_executed, \
                              @@global.server_uuid",
+                binlog_status_sql: if (major, minor) >= (8, 2) {
+                    "SHOW BINARY LOG STATUS"
+                } else {
+                    "SHOW MASTER STATUS"
+                },
                 version,
                 uptime: None,
             }
@@ -421,6 +432,31 @@ async fn read_source(
     .await?
     .ok_or_else(|| protocol("source query returned no row"))?;
     let var = |i: usize| row.as_ref(i).and_then(text);
+    let gtid_executed = var(2).ok_or_else(|| protocol("the source's executed GTIDs are NULL"))?;
+    // Without GTIDs (MySQL gtid_mode OFF) the binary log position is the only measure of what
+    // the source has; MariaDB always has GTIDs in its binary log. No binary log: nothing to
+    // compare (`None`).
+    let binlog_position = if kind.flavor == Flavor::MySql && gtid_executed.trim().is_empty() {
+        let status: Option<Row> = bounded(
+            timeout,
+            kind.binlog_status_sql,
+            conn.query_first::<Row, _>(kind.binlog_status_sql),
+        )
+        .await?;
+        match status {
+            None => None,
+            Some(status) => {
+                let file = status.get_opt::<String, _>("File").and_then(Result::ok);
+                let pos = status.get_opt::<u64, _>("Position").and_then(Result::ok);
+                match (file, pos) {
+                    (Some(file), Some(pos)) => Some((file, pos)),
+                    _ => return Err(protocol("binary log status without File and Position")),
+                }
+            }
+        }
+    } else {
+        None
+    };
     Ok(SourceState {
         flavor: kind.flavor,
         server_id: var(0)
@@ -428,10 +464,11 @@ async fn read_source(
             .ok_or_else(|| protocol("source @@server_id is not a number"))?,
         version: var(1).unwrap_or_default(),
         // NULL would read as an empty set and make every comparison pass: refuse it.
-        gtid_executed: var(2).ok_or_else(|| protocol("the source's executed GTIDs are NULL"))?,
+        gtid_executed,
         server_uuid: var(3),
         // MariaDB only; the MySQL statement has no column 4.
         gtid_binlog_state: var(4),
+        binlog_position,
     })
 }
 

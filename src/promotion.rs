@@ -181,6 +181,21 @@ pub fn source_checks(state: &ServerState, input: &Input<'_>) -> Vec<Check> {
         return out;
     };
     match compare(state, src, as_of.is_some()) {
+        Ok((_, errant)) if src.binlog_position.is_some() => {
+            // No GTIDs: positions tell whether anything is missing, not what.
+            out.push(match position_behind(state, src) {
+                Some(behind) => {
+                    Check::fact("missing_transactions", false, behind).with_fix(MISSING_FIX)
+                }
+                None => gtid_check(
+                    "missing_transactions",
+                    (0, String::new()),
+                    as_of,
+                    MISSING_FIX,
+                ),
+            });
+            out.push(gtid_check("errant_transactions", errant, as_of, ERRANT_FIX));
+        }
         Ok((missing, errant)) => {
             out.push(gtid_check(
                 "missing_transactions",
@@ -261,6 +276,15 @@ pub fn source_evidence<'a>(
 /// has them (its executed set is compared now, so catching up later clears it).
 pub fn missing_from_source(state: &ServerState, input: &Input<'_>) -> Option<String> {
     let (addr, src, as_of) = source_evidence(input)?;
+    if let Some(behind) = position_behind(state, src) {
+        return Some(match as_of {
+            None => format!("the source {addr} is reachable and its {behind}"),
+            Some(t) => format!(
+                "but the source's {behind}, at its last reading ({})",
+                clock_time(t)
+            ),
+        });
+    }
     match (compare(state, src, as_of.is_some()), as_of) {
         (Ok(((0, _), _)), _) => None,
         (Ok(((n, set), _)), None) => Some(format!(
@@ -277,6 +301,34 @@ pub fn missing_from_source(state: &ServerState, input: &Input<'_>) -> Option<Str
             "cannot compare with the source's last reading ({}): {e}",
             clock_time(t)
         )),
+    }
+}
+
+/// Without GTIDs (a MySQL source with `gtid_mode=OFF` reports its binary log position
+/// instead): the source's position past what the replica's IO thread has read, as a phrase.
+/// A binary log of another name than the one read is past it too (fail closed).
+fn position_behind(state: &ServerState, src: &SourceState) -> Option<String> {
+    let (file, pos) = src.binlog_position.as_ref()?;
+    let ch = state.channels.first()?;
+    let (base, index) = split_binlog_name(file);
+    let (read_base, read_index) = split_binlog_name(&ch.read_log_file);
+    let behind = base != read_base || (index, *pos) > (read_index, ch.read_log_pos);
+    behind.then(|| {
+        format!(
+            "binary log at {file}:{pos} is past what this server has read ({}:{})",
+            ch.read_log_file, ch.read_log_pos
+        )
+    })
+}
+
+/// `mysql-bin.000012` → (`mysql-bin`, 12); a name without a numeric suffix has index 0.
+fn split_binlog_name(name: &str) -> (&str, u64) {
+    match name.rsplit_once('.') {
+        Some((base, n)) => match n.parse() {
+            Ok(n) => (base, n),
+            Err(_) => (name, 0),
+        },
+        None => (name, 0),
     }
 }
 
@@ -512,6 +564,7 @@ mod tests {
             gtid_executed: executed.into(),
             server_uuid: Some(A.into()),
             gtid_binlog_state: None,
+            binlog_position: None,
         }
     }
 
@@ -538,6 +591,35 @@ mod tests {
             assert_eq!(m, missing, "case {i} missing");
             assert_eq!(e, errant, "case {i} errant");
         }
+    }
+
+    #[test]
+    fn without_gtids_the_binlog_position_decides() {
+        let mut source = src(Flavor::MySql, "");
+        let state = mysql(""); // read up to mysql-bin.000001:100 (fixture)
+        let at = |file: &str, pos: u64, source: &mut SourceState| {
+            source.binlog_position = Some((file.to_string(), pos));
+            position_behind(&state, source).is_some()
+        };
+        assert!(!at("mysql-bin.000001", 100, &mut source), "same position");
+        assert!(!at("mysql-bin.000001", 90, &mut source), "read past it");
+        assert!(
+            at("mysql-bin.000001", 101, &mut source),
+            "further in the same file"
+        );
+        assert!(
+            at("mysql-bin.000002", 4, &mut source),
+            "a later file, whatever the offset"
+        );
+        assert!(
+            at("other-bin.000001", 4, &mut source),
+            "another log: fail closed"
+        );
+        source.binlog_position = None;
+        assert!(
+            position_behind(&state, &source).is_none(),
+            "GTIDs: not by position"
+        );
     }
 
     fn with_pos(mut s: ServerState, current: &str, binlog: &str) -> ServerState {

@@ -67,6 +67,10 @@ pub struct SourceState {
     /// `None` on MySQL, and in state files written before it was read.
     #[serde(default)]
     pub gtid_binlog_state: Option<String>,
+    /// The source's own binary log position (`File`, `Position`), read only when it executes no
+    /// GTIDs (MySQL `gtid_mode=OFF`): then the replica's read position is compared with it.
+    #[serde(default)]
+    pub binlog_position: Option<(String, u64)>,
 }
 
 /// The replication-relevant state of one server at one moment.

@@ -37,6 +37,12 @@ struct Replica {
     server_id: u32,
     uuid: String,
     gtid_executed: String,
+    /// `@@gtid_mode`.
+    gtid_mode: &'static str,
+    /// This server's own binary log position (`SHOW MASTER STATUS`).
+    binlog: (&'static str, u64),
+    /// Every statement fails with 1053, as a server shutting down answers.
+    down: bool,
 }
 
 type Shared = Arc<Mutex<Replica>>;
@@ -152,7 +158,7 @@ fn variable(r: &Replica, expr: &str) -> Result<Option<String>, String> {
         "server_id" => Some(r.server_id.to_string()),
         "read_only" | "super_read_only" => s("1"),
         "innodb_read_only" => s("0"),
-        "gtid_mode" => s("ON"),
+        "gtid_mode" => s(r.gtid_mode),
         "gtid_executed" => Some(r.gtid_executed.clone()),
         "log_bin" => s("1"),
         // Renamed in 8.0.26; the old name is gone in 8.4.
@@ -240,6 +246,29 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Server {
                  MySQL server version for the right syntax to use near '{q}' at line 1"
             )
         };
+        if r.down {
+            return results
+                .error(
+                    ErrorKind::ER_SERVER_SHUTDOWN,
+                    b"Server shutdown in progress",
+                )
+                .await;
+        }
+        if (q == "SHOW BINARY LOG STATUS" && r.version >= "8.2")
+            || (q == "SHOW MASTER STATUS" && !r.version.starts_with("8.4"))
+        {
+            return rows(
+                results,
+                &[
+                    ("File", s(r.binlog.0)),
+                    ("Position", Some(r.binlog.1.to_string())),
+                    ("Binlog_Do_DB", s("")),
+                    ("Binlog_Ignore_DB", s("")),
+                    ("Executed_Gtid_Set", s(&r.gtid_executed)),
+                ],
+            )
+            .await;
+        }
         if q == "SELECT VERSION()" {
             return rows(results, &[("VERSION()", s(r.version))]).await;
         }
@@ -297,6 +326,9 @@ async fn standin(version: &'static str) -> (u16, Shared) {
         server_id: 2,
         uuid: "4a2bb8e0-1111-11ee-8000-000000000002".to_string(),
         gtid_executed: format!("{UUID}:1-42"),
+        gtid_mode: "ON",
+        binlog: ("binlog.000003", 1234),
+        down: false,
     }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -506,6 +538,68 @@ async fn errant_transaction_overtaken_by_later_source_writes() {
             .is_some_and(|l| l.starts_with("ok missing_transactions none")),
         "{}",
         promotion.body
+    );
+    g.stop().await;
+}
+
+/// Without GTIDs (`gtid_mode=OFF`), the source's binary log position is the evidence: a backup
+/// that lost its source while the source's binary log moved past what it had read stays out,
+/// and still does once the source stops answering (its last reading is newer evidence than the
+/// caught-up memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_gtids_the_source_position_beats_the_memory() {
+    let (replica_port, replica) = standin("8.0.36").await;
+    let (source_port, source) = standin("8.0.36").await;
+    for server in [&replica, &source] {
+        let mut s = server.lock().unwrap();
+        s.gtid_mode = "OFF";
+        s.gtid_executed = String::new();
+    }
+    source.lock().unwrap().server_id = 1;
+    let g = Guard::start(FAST, |dir| {
+        user_block(dir, replica_port, "replguard", "secret", "backup")
+            + &format!("source = {{ host = \"127.0.0.1\", port = {source_port} }}\n")
+    })
+    .await;
+    let limit = Duration::from_secs(20);
+    g.wait_for("/backup", limit, |r| r.status == 200).await;
+
+    // The link breaks; the source writes on.
+    {
+        let mut r = replica.lock().unwrap();
+        r.io_running = "Connecting";
+        r.last_io_errno = 2003;
+        r.lag = None;
+    }
+    source.lock().unwrap().binlog = ("binlog.000003", 5000);
+    let behind = g
+        .wait_for("/backup", limit, |r| {
+            r.body.contains("past what this server has read")
+        })
+        .await;
+    assert_eq!(behind.status, 503, "{}", behind.body);
+    assert!(
+        behind.line("source_lost").is_some_and(|l| l.contains(
+            "is reachable and its binary log at binlog.000003:5000 is past what this server \
+             has read (binlog.000003:1234)"
+        )),
+        "{}",
+        behind.body
+    );
+
+    // The source stops answering: its last reading still decides.
+    source.lock().unwrap().down = true;
+    let dead = g
+        .wait_for("/backup", limit, |r| r.body.contains("at its last reading"))
+        .await;
+    assert_eq!(dead.status, 503, "{}", dead.body);
+    assert!(
+        dead.line("source_lost").is_some_and(|l| l.contains(
+            "but the source's binary log at binlog.000003:5000 is past what this server has \
+             read (binlog.000003:1234), at its last reading ("
+        )),
+        "{}",
+        dead.body
     );
     g.stop().await;
 }
