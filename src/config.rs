@@ -20,6 +20,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:31337";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_MAX_SAMPLE_AGE: Duration = Duration::from_secs(3);
+/// Bounds of `interval`: below, a poll storm on MySQL; above, a guard that hardly looks.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// The shortest `timeout`: a connect or query needs at least this.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -148,6 +153,45 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// Every key a config file may hold, at any level: the only text of a refused file that an
+/// error message names.
+const KNOWN_KEYS: &[&str] = &[
+    "listen",
+    "interval",
+    "timeout",
+    "max_sample_age",
+    "policies_dir",
+    "state_dir",
+    "agent_listen",
+    "maintenance_file",
+    "instance",
+    "name",
+    "host",
+    "port",
+    "socket",
+    "user",
+    "password_file",
+    "defaults_file",
+    "policy",
+    "max_lag",
+    "max_apply_backlog",
+    "max_source_lost",
+    "require_writable",
+    "allow_isolated",
+    "recover_lag",
+    "recover_for",
+    "soft_lag",
+    "allow_delay",
+    "max_stall",
+    "allow_errant",
+    "source",
+    "heartbeat",
+    "heartbeat_write",
+    "table",
+    "server_id",
+    "utc",
+];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -220,12 +264,23 @@ struct RawSource {
 impl Config {
     /// Reads and validates the configuration at `path`, with everything it refers to.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let refuse = |message: String| ConfigError {
             file: path.to_path_buf(),
             line: None,
             key: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            return Err(refuse("not a regular file".to_string()));
+        }
+        if meta.len() > MAX_CONFIG_FILE {
+            return Err(refuse(format!(
+                "larger than {MAX_CONFIG_FILE} bytes: not a replguard config"
+            )));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
         Config::parse(path, &text)
     }
 
@@ -243,11 +298,15 @@ impl Config {
             ConfigError {
                 file: path.to_path_buf(),
                 line,
-                // Name the key from the line's text before '=', never quoting the value.
+                // Name the key from the line's text before '=', never quoting the value, and
+                // only when it is a key replguard knows: the text of a file that is not a
+                // config at all (a password file passed by mistake) must not be echoed.
                 key: line
                     .and_then(|l| text.lines().nth(l - 1))
                     .and_then(|l| l.split_once('='))
-                    .map(|(k, _)| k.trim().to_string())
+                    .map(|(k, _)| k.trim())
+                    .filter(|k| KNOWN_KEYS.contains(k))
+                    .map(str::to_string)
                     .unwrap_or_default(),
                 message: e.message().trim().to_string(),
             }
@@ -264,11 +323,27 @@ impl Config {
         let interval = raw.interval.unwrap_or(DEFAULT_INTERVAL);
         let timeout = raw.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let max_sample_age = raw.max_sample_age.unwrap_or(DEFAULT_MAX_SAMPLE_AGE);
-        if interval.is_zero() {
-            return Err(err("interval", "must be more than 0s".into()));
+        // Bounded both ways: a tiny interval is a poll storm on MySQL, a huge one never polls.
+        if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
+            return Err(err(
+                "interval",
+                format!(
+                    "{} is outside {}..{}",
+                    crate::units::fmt_duration(interval),
+                    crate::units::fmt_duration(MIN_INTERVAL),
+                    crate::units::fmt_duration(MAX_INTERVAL)
+                ),
+            ));
         }
-        if timeout.is_zero() {
-            return Err(err("timeout", "must be more than 0s".into()));
+        if timeout < MIN_TIMEOUT {
+            return Err(err(
+                "timeout",
+                format!(
+                    "{} is shorter than {}",
+                    crate::units::fmt_duration(timeout),
+                    crate::units::fmt_duration(MIN_TIMEOUT)
+                ),
+            ));
         }
         if timeout >= interval {
             return Err(err(
@@ -571,10 +646,14 @@ fn read_password_file(p: &Path) -> Result<Secret, String> {
     Ok(Secret::new(password.to_string()))
 }
 
-/// Refuses a credentials file that others may read.
+/// Refuses a credentials file that others may read or write (a writable one lets them swap
+/// the password, and so the server the guard trusts), or that is not a regular file.
 fn check_private(path: &Path) -> Result<(), String> {
     let meta =
         std::fs::metadata(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o044 != 0 {
         return Err(format!(
@@ -582,8 +661,26 @@ fn check_private(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by group or others (mode {mode:04o}); chmod 600 it",
+            path.display()
+        ));
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(format!(
+            "{} is larger than {MAX_SECRET_FILE} bytes: not a password or option file",
+            path.display()
+        ));
+    }
     Ok(())
 }
+
+/// The largest config file read.
+const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+
+/// The largest password or option file read (they hold a few lines).
+const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// The `[client]` options replguard takes from a MySQL option file.
 #[derive(Debug, Default, PartialEq)]
@@ -809,12 +906,25 @@ password_file = "pw"
         d.file("open", "hunter2\n", 0o644);
         d.file("group", "hunter2\n", 0o640);
         d.file("empty", "", 0o600);
+        d.file("gw", "hunter2\n", 0o620);
+        d.file("ow", "hunter2\n", 0o602);
         let two = |a: &str, b: &str| {
             format!("[[instance]]\nname = \"a\"\nuser = \"u\"\n{a}\n[[instance]]\nname = \"b\"\nuser = \"u\"\n{b}\n")
         };
         #[rustfmt::skip]
         let cases: Vec<(String, &str, &str)> = vec![
-            (format!("colour = \"blue\"\n{ONE}"), "colour", "unknown field `colour`"),
+            // An unknown key is named by the message only: the line's text is echoed only for
+            // keys replguard knows (a file that is no config at all must not be quoted).
+            (format!("colour = \"blue\"\n{ONE}"), "", "unknown field `colour`"),
+            ("hunter2 pass = x\n".to_string(), "", "expected `=`"),
+            (format!("interval = \"2ns\"\n{ONE}"), "interval", "is outside 10ms..3600s"),
+            (format!("interval = \"2h\"\n{ONE}"), "interval", "is outside 10ms..3600s"),
+            (format!("interval = \"200000000000y\"\n{ONE}"), "interval", "longer than the largest accepted (366 days)"),
+            (format!("interval = \"2000y\"\n{ONE}"), "interval", "longer than the largest accepted"),
+            (format!("{ONE}max_source_lost = \"2000y\"\n"), "max_source_lost", "longer than the largest accepted"),
+            (format!("interval = \"100ms\"\ntimeout = \"500us\"\nmax_sample_age = \"1s\"\n{ONE}"), "timeout", "is shorter than 1ms"),
+            (ONE.replace("\"pw\"", "\"gw\""), "instance[db1].password_file", "writable by group or others (mode 0620)"),
+            (ONE.replace("\"pw\"", "\"ow\""), "instance[db1].password_file", "writable by group or others (mode 0602)"),
             (format!("interval = \"1x\"\n{ONE}"), "interval", "invalid duration"),
             (format!("interval = \"5\"\n{ONE}"), "interval", "has no unit"),
             (format!("interval = \"1s\"\ntimeout = \"1s\"\n{ONE}"), "timeout", "must be shorter than interval"),
@@ -823,7 +933,7 @@ password_file = "pw"
             ("interval = \"1s\"\n".to_string(), "instance", "no [[instance]]"),
             (two("port = 1", "port = 2").replace("name = \"b\"", "name = \"a\""), "instance[a].name", "duplicate instance name"),
             (two("port = 1", "port = 1"), "instance[b].port", "port 1 is used by another instance"),
-            (ONE.replace("3307", "3307\npassword = \"hunter2\""), "password", "unknown field `password`"),
+            (ONE.replace("3307", "3307\npassword = \"hunter2\""), "", "unknown field `password`"),
             (ONE.replace("\"pw\"", "\"open\""), "instance[db1].password_file", "readable by group or others (mode 0644)"),
             (ONE.replace("\"pw\"", "\"group\""), "instance[db1].password_file", "readable by group or others (mode 0640)"),
             (ONE.replace("\"pw\"", "\"missing\""), "instance[db1].password_file", "cannot read"),

@@ -119,7 +119,8 @@ impl Probe {
         }
         match self.connect().await {
             Ok(c) => {
-                self.failures = 0;
+                // `failures` is reset by a successful query, not by a connect: a session that
+                // connects and is then refused a privilege keeps backing off.
                 self.retry = None;
                 self.conn = Some(c);
                 Ok(())
@@ -143,14 +144,20 @@ impl Probe {
         self.retry = Some((Instant::now() + wait, err.clone()));
     }
 
-    /// Keeps the session after a server error (e.g. a missing privilege: it is still usable);
-    /// drops it after anything else (timeout, broken pipe), which leaves it in an unknown state.
+    /// Keeps the session after a server error (it is still usable); drops it after anything
+    /// else (timeout, broken pipe), which leaves it in an unknown state, and after an access or
+    /// privilege error: MariaDB fixes global privileges when a session starts, so a GRANT made
+    /// since is seen only by a new session (reconnected at the next poll at the earliest, then
+    /// backing off).
     fn after<T>(&mut self, result: Result<T, ProbeError>) -> Result<T, ProbeError> {
         if let Err(err) = &result {
-            if !matches!(
+            if matches!(
                 err.kind,
-                ProbeErrorKind::Server | ProbeErrorKind::NotPermitted | ProbeErrorKind::Protocol
+                ProbeErrorKind::NotPermitted | ProbeErrorKind::AccessDenied
             ) {
+                self.conn = None;
+                self.back_off(err);
+            } else if !matches!(err.kind, ProbeErrorKind::Server | ProbeErrorKind::Protocol) {
                 let stuck = self.conn.take().map(|(conn, _)| conn.id());
                 // A server that hangs on a query would otherwise get a new connection (and a
                 // new stuck thread) every poll: back off, and end the stuck session.

@@ -39,7 +39,7 @@ pub fn start_pollers(
         let probe = Probe::new(
             &inst.target,
             config.timeout,
-            config.interval * MAX_BACKOFF_INTERVALS,
+            config.interval.saturating_mul(MAX_BACKOFF_INTERVALS),
         );
         let judge = Judge {
             policies: policies.clone(),
@@ -51,7 +51,7 @@ pub fn start_pollers(
             inst.source.clone(),
             inst.target.clone(),
             config.timeout,
-            config.interval * MAX_BACKOFF_INTERVALS,
+            config.interval.saturating_mul(MAX_BACKOFF_INTERVALS),
             source_reads.clone(),
         );
         let state_file = config

@@ -25,8 +25,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "duration {text:?} has no unit (write e.g. \"{text}s\" or \"{text}ms\")"
         ));
     }
-    humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
+    let d =
+        humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {text:?} is longer than the largest accepted ({} days)",
+            MAX_DURATION.as_secs() / 86400
+        ));
+    }
+    Ok(d)
 }
+
+/// The longest duration accepted from outside (config, policy files, query strings): longer
+/// than any sensible threshold, short enough that adding it to a clock reading or multiplying
+/// it by a small factor can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Renders a duration compactly: `0s`, `750ms`, `3s`, `12.4s`, `3600s`.
 ///

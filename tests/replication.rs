@@ -317,6 +317,20 @@ async fn missing_privilege_is_reported_as_such() {
             .starts_with("reachable check user lacks a privilege: 1227"),
         "{reply:#?}"
     );
+    // Granted afterwards: MariaDB fixes global privileges per session, so the guard must
+    // reconnect (bounded by its backoff) rather than keep asking on the old session.
+    db.exec("GRANT SLAVE MONITOR ON *.* TO 'nopriv'@'%'").await;
+    let healed = g
+        .wait_for("/replica", Duration::from_secs(20), |r| {
+            !r.reason.starts_with("reachable")
+        })
+        .await;
+    assert!(
+        healed
+            .line("reachable")
+            .is_some_and(|l| l.starts_with("ok ")),
+        "{healed:#?}"
+    );
     g.stop().await;
 }
 
