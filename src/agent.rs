@@ -11,7 +11,7 @@ use crate::policy::{Thresholds, Verdict};
 use crate::report;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -19,9 +19,16 @@ use tokio_util::sync::CancellationToken;
 pub const WEIGHT_FLOOR: u32 = 10;
 /// How long to wait for `agent-send` when several instances are configured.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest `agent-send` line: an instance name or a port is short. A client sending more
+/// without a newline is cut off, so no client can make the guard buffer without bound.
+pub const MAX_LINE: u64 = 256;
+/// Agent connections answered at once; one more is closed on arrival. HAProxy holds one per
+/// server for a moment per check.
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// Serves agent checks until `shutdown`.
 pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -34,11 +41,16 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: CancellationT
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("agent connection refused: {MAX_CONNECTIONS} already open");
+            continue; // dropped: closed at once
+        };
         let hub = hub.clone();
         tokio::spawn(async move {
             if let Err(e) = answer(stream, &hub).await {
                 tracing::debug!(error = %e, "agent connection");
             }
+            drop(slot);
         });
     }
 }
@@ -49,10 +61,16 @@ async fn answer(stream: TcpStream, hub: &Hub) -> std::io::Result<()> {
     let selector = if hub.instances.len() == 1 {
         Selector::Only
     } else {
-        let mut line = String::new();
-        let mut reader = BufReader::new(read);
-        match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
-            Ok(Ok(_)) => parse_selector(line.trim()),
+        let mut line = Vec::new();
+        let mut reader = BufReader::new(read.take(MAX_LINE + 1));
+        match tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+            Ok(Ok(n)) if n as u64 > MAX_LINE => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("agent-send line longer than {MAX_LINE} bytes: closed"),
+                ));
+            }
+            Ok(Ok(_)) => parse_selector(String::from_utf8_lossy(&line).trim()),
             _ => Selector::Only,
         }
     };

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,6 +25,11 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 /// The shortest `timeout`: a connect or query needs at least this.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// HTTP bounds: a few seconds for headers and idleness (HAProxy sends a check at once and
+/// closes), and a connection cap well below the usual descriptor limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -48,6 +53,12 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// TCP address of the HAProxy agent-check listener; `None`: no agent.
     pub agent_listen: Option<SocketAddr>,
+    /// HTTP connections served at once (`max_connections`).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (`header_read_timeout`).
+    pub header_read_timeout: Duration,
+    /// How long an HTTP connection may sit with nothing moving (`idle_timeout`).
+    pub idle_timeout: Duration,
 }
 
 /// One watched server.
@@ -206,6 +217,11 @@ struct RawConfig {
     state_dir: Option<PathBuf>,
     agent_listen: Option<String>,
     maintenance_file: Option<PathBuf>,
+    max_connections: Option<usize>,
+    #[serde(default, with = "serde_humantime::option")]
+    header_read_timeout: Option<Duration>,
+    #[serde(default, with = "serde_humantime::option")]
+    idle_timeout: Option<Duration>,
     #[serde(default, rename = "instance")]
     instances: Vec<RawInstance>,
 }
@@ -402,6 +418,32 @@ impl Config {
                 )
             })?),
         };
+        if agent_listen == Some(listen) {
+            return Err(err(
+                "agent_listen",
+                format!("{listen} is also `listen`: the two listeners need their own ports"),
+            ));
+        }
+        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if !(1..=65536).contains(&max_connections) {
+            return Err(err("max_connections", "must be between 1 and 65536".into()));
+        }
+        let bounded = |key: &str, value: Option<Duration>, default: Duration| {
+            let d = value.unwrap_or(default);
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                return Err(err(
+                    key,
+                    format!("{} is outside 100ms..3600s", crate::units::fmt_duration(d)),
+                ));
+            }
+            Ok(d)
+        };
+        let header_read_timeout = bounded(
+            "header_read_timeout",
+            raw.header_read_timeout,
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?;
+        let idle_timeout = bounded("idle_timeout", raw.idle_timeout, DEFAULT_IDLE_TIMEOUT)?;
         let mut names = HashSet::new();
         let mut ports = HashSet::new();
         let mut instances = Vec::new();
@@ -457,9 +499,14 @@ impl Config {
         let state_dir = match raw.state_dir {
             Some(dir) => {
                 let dir = base.join(dir);
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    err("state_dir", format!("cannot create {}: {e}", dir.display()))
-                })?;
+                // Private: the state files tell hosts, positions and GTID sets.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| {
+                        err("state_dir", format!("cannot create {}: {e}", dir.display()))
+                    })?;
                 Some(dir)
             }
             None => None,
@@ -468,6 +515,9 @@ impl Config {
         Ok(Config {
             state_dir,
             agent_listen,
+            max_connections,
+            header_read_timeout,
+            idle_timeout,
             path: path.to_path_buf(),
             listen,
             interval,

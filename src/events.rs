@@ -176,7 +176,8 @@ impl Observer {
         let at = sample.taken_at_wall;
         let mut out = Vec::new();
         let on = sample.maintenance.is_some();
-        if self.maintenance.unwrap_or(false) != on {
+        // An unreadable file says nothing about maintenance: no transition either way.
+        if sample.maintenance_error.is_none() && self.maintenance.unwrap_or(false) != on {
             out.push(if on {
                 Event::new(
                     at,
@@ -196,7 +197,9 @@ impl Observer {
                 )
             });
         }
-        self.maintenance = Some(on);
+        if sample.maintenance_error.is_none() {
+            self.maintenance = Some(on);
+        }
         let Ok(state) = &sample.outcome else {
             return out;
         };
@@ -382,6 +385,7 @@ mod tests {
             outcome,
             source: None,
             maintenance: maintenance.map(String::from),
+            maintenance_error: None,
         }
     }
 

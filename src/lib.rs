@@ -16,6 +16,7 @@
 //! - [`hub`]: the read side shared by HTTP and CLI: latest snapshots and instance lookup.
 //! - [`report`]: text/JSON rendering of verdicts and `/status`.
 //! - [`http`]: warp endpoints for HAProxy and people; never touches MySQL.
+//! - [`httpd`]: the HTTP/1.1 listener: connection cap, header and idle timeouts, shutdown deadline.
 //! - [`store`]: the state file that carries memory across replguard restarts.
 //! - [`serve`]: wiring of pollers and HTTP under one shutdown token.
 //! - [`metrics`]: Prometheus metrics built from snapshots at scrape time, plus poll/check counters.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod events;
 pub mod gtid;
 pub mod http;
+pub mod httpd;
 pub mod hub;
 pub mod metrics;
 pub mod policy;

@@ -155,18 +155,34 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_serve(config: Config) -> anyhow::Result<ExitCode> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+async fn run_serve(mut config: Config) -> anyhow::Result<ExitCode> {
+    fit_descriptors(&mut config);
+    // A port in use or not ours to bind is a configuration error (exit 2), like a bad key.
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "replguard: {}: listen: cannot listen on {}: {e}",
+                config.path.display(),
+                config.listen
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
     let agent = match config.agent_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (agent_listen)"))?,
-        ),
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!(
+                    "replguard: {}: agent_listen: cannot listen on {addr}: {e}",
+                    config.path.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
+        },
         None => None,
     };
+    ignore_other_signals();
     tracing::info!(
         listen = %config.listen,
         instances = config.instances.len(),
@@ -192,6 +208,52 @@ async fn run_serve(config: Config) -> anyhow::Result<ExitCode> {
     });
     serve::serve(config, listener, agent, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the soft descriptor limit to the hard one and keeps the HTTP connection cap below
+/// what is left after a reserve for polls, source connections, state and maintenance files and
+/// the agent: a flood of HTTP clients must never leave a poll without a descriptor.
+fn fit_descriptors(config: &mut Config) {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the file descriptor limit");
+    }
+    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return;
+    };
+    let reserve = 64 + 4 * config.instances.len() as u64 + replguard::agent::MAX_CONNECTIONS as u64;
+    let room = soft.saturating_sub(reserve).max(1);
+    if config.max_connections as u64 > room {
+        tracing::warn!(
+            max_connections = config.max_connections,
+            nofile = soft,
+            lowered_to = room,
+            "max_connections lowered to fit the file descriptor limit (raise LimitNOFILE)"
+        );
+        config.max_connections = room as usize;
+    }
+}
+
+/// SIGHUP, SIGUSR1, SIGUSR2 and SIGQUIT would end the daemon without a word (their default):
+/// log and ignore them. (SIGHUP does not reload yet: restart to apply a new config.)
+fn ignore_other_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    for (kind, name) in [
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::user_defined1(), "SIGUSR1"),
+        (SignalKind::user_defined2(), "SIGUSR2"),
+        (SignalKind::quit(), "SIGQUIT"),
+    ] {
+        match signal(kind) {
+            Ok(mut s) => {
+                tokio::spawn(async move {
+                    while s.recv().await.is_some() {
+                        tracing::warn!(signal = name, "signal ignored (SIGTERM or SIGINT stop replguard; a config change needs a restart)");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(signal = name, error = %e, "cannot watch signal"),
+        }
+    }
 }
 
 fn run_maintenance(

@@ -445,6 +445,7 @@ mod tests {
             outcome: Ok(lost),
             source: None,
             maintenance: Some("kernel".into()),
+            maintenance_error: None,
         });
         let mut lagging: ServerState = replica();
         lagging.channels[0].lag = Some(Duration::from_secs(4));
@@ -509,6 +510,7 @@ mod tests {
             }),
             source: None,
             maintenance: None,
+            maintenance_error: None,
         };
         h.metrics
             .observe_poll("db1", &failed(ProbeErrorKind::AccessDenied));

@@ -348,6 +348,20 @@ impl PolicySet {
     /// in maintenance fails every policy, with the maintenance reason first.
     pub fn evaluate(&self, name: &str, input: &Input<'_>) -> Option<Verdict> {
         let mut verdict = self.evaluate_policy(name, input)?;
+        let unreadable = input
+            .snapshot
+            .sample
+            .as_ref()
+            .and_then(|s| s.maintenance_error.as_ref());
+        if let Some(why) = unreadable {
+            // Whether the operator meant maintenance is unknown: fail, for what it is.
+            verdict.checks.insert(
+                0,
+                Check::fact("maintenance_file", false, why.clone())
+                    .with_fix("make the maintenance file readable by replguard (or remove it)"),
+            );
+            verdict.healthy = false;
+        }
         let maintenance = input
             .snapshot
             .sample

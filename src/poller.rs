@@ -29,9 +29,12 @@ pub async fn poll_once(
     source: &mut SourceWatch,
     maintenance_file: Option<&Path>,
 ) -> Sample {
-    let maintenance = match maintenance_file {
-        Some(path) => maintenance_reason(path).await,
-        None => None,
+    let (maintenance, maintenance_error) = match maintenance_file {
+        Some(path) => match maintenance_reason(path).await {
+            Ok(reason) => (reason, None),
+            Err(e) => (None, Some(e)),
+        },
+        None => (None, None),
     };
     let start = Instant::now();
     let outcome = probe.sample().await;
@@ -50,21 +53,40 @@ pub async fn poll_once(
         outcome,
         source,
         maintenance,
+        maintenance_error,
     }
 }
 
-/// The first line of the maintenance file if it exists. A file that exists but cannot be
-/// read still means maintenance: someone meant to take the instance out.
-async fn maintenance_reason(path: &Path) -> Option<String> {
-    match tokio::fs::read_to_string(path).await {
-        Ok(text) => Some(text.lines().next().unwrap_or("").trim().to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => Some(format!(
-            "maintenance file {} unreadable: {e}",
-            path.display()
-        )),
+/// The first line of the maintenance file if it exists (`Ok(None)`: it does not). A file that
+/// cannot be read is its own failure, never taken for "maintenance on": running out of file
+/// descriptors must not read as an operator's decision. Reads at most [`MAX_MAINTENANCE_FILE`]
+/// bytes of a regular file.
+async fn maintenance_reason(path: &Path) -> Result<Option<String>, String> {
+    use tokio::io::AsyncReadExt;
+    let unreadable = |e: std::io::Error| format!("{} unreadable: {e}", path.display());
+    // Looked at before it is opened: opening a FIFO would wait for a writer forever.
+    match tokio::fs::metadata(path).await {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Err(format!("{} unreadable: not a regular file", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e)),
     }
+    let file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e)),
+    };
+    let mut head = Vec::new();
+    file.take(MAX_MAINTENANCE_FILE)
+        .read_to_end(&mut head)
+        .await
+        .map_err(unreadable)?;
+    let text = String::from_utf8_lossy(&head);
+    Ok(Some(text.lines().next().unwrap_or("").trim().to_string()))
 }
+
+/// How much of a maintenance file is read: its first line is the reason.
+const MAX_MAINTENANCE_FILE: u64 = 4096;
 
 /// The connection to a replica's source, for the promotion checklist: the configured `source`,
 /// or else the host and port the replica reports, with the instance's credentials. Follows the

@@ -42,6 +42,9 @@ pub struct Sample {
     /// The first line of the instance's maintenance file when it exists (the reason, possibly
     /// empty); `None` when the instance is not in maintenance.
     pub maintenance: Option<String>,
+    /// Why the maintenance file could not be read (then `maintenance` is `None`, and the
+    /// instance fails every policy for that reason, not as "in maintenance").
+    pub maintenance_error: Option<String>,
 }
 
 /// One read of a replica's source (its current primary), for the promotion checklist.
@@ -382,6 +385,7 @@ pub mod fixtures {
             outcome,
             source: None,
             maintenance: None,
+            maintenance_error: None,
         })
     }
 }

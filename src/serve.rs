@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 /// seen within this many intervals.
 const MAX_BACKOFF_INTERVALS: u32 = 4;
 
+/// How long open HTTP connections get to finish at shutdown before they are dropped: a client
+/// that sent half a request must not hold the daemon up.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Starts one poller per instance; returns the hub readers use and the poller tasks.
 pub fn start_pollers(
     config: &Config,
@@ -116,11 +120,13 @@ pub async fn serve(
         tokio::spawn(crate::agent::serve(agent, hub.clone(), shutdown.clone()));
     }
     let routes = crate::http::routes(hub);
-    let stop = shutdown.clone();
-    let server = warp::serve(routes)
-        .incoming(listener)
-        .graceful(async move { stop.cancelled().await })
-        .run();
+    let limits = crate::httpd::Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
+    let server = crate::httpd::serve(listener, routes, limits, shutdown.clone());
     tokio::pin!(server);
     let mut died = None;
     loop {

@@ -199,13 +199,33 @@ fn describe(p: &Position) -> String {
     parts.join(", ")
 }
 
-/// Reads a state file; `Ok(None)` when there is none yet.
+/// The largest state file read: a few channels and one source reading take a few KB.
+pub const MAX_STATE_FILE: u64 = 1024 * 1024;
+
+/// Reads a state file; `Ok(None)` when there is none yet. Only a regular file of at most
+/// [`MAX_STATE_FILE`] bytes is read (a symlink to `/dev/zero` must not grow the guard).
 pub fn load(path: &Path) -> Result<Option<Persisted>, StoreError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let refuse = |why: &str| StoreError::Read(path.to_path_buf(), std::io::Error::other(why));
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return Err(refuse("not a regular file")),
+        Ok(meta) if meta.len() > MAX_STATE_FILE => {
+            return Err(refuse("larger than a state file can be"))
+        }
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::Read(path.to_path_buf(), e)),
-    };
+    }
+    let mut text = String::new();
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            use std::io::Read;
+            f.take(MAX_STATE_FILE)
+                .read_to_string(&mut text)
+                .map_err(|e| StoreError::Read(path.to_path_buf(), e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::Read(path.to_path_buf(), e)),
+    }
     let p: Persisted =
         serde_json::from_str(&text).map_err(|e| StoreError::Parse(path.to_path_buf(), e))?;
     if p.format != FORMAT {
@@ -218,7 +238,16 @@ pub fn load(path: &Path) -> Result<Option<Persisted>, StoreError> {
 pub async fn save(path: &Path, p: &Persisted) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let body = serde_json::to_vec_pretty(p).map_err(std::io::Error::other)?;
-    tokio::fs::write(&tmp, body).await?;
+    // Private to the guard's user: it tells hosts, positions and GTID sets.
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .await?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, &body).await?;
+    drop(file);
     tokio::fs::rename(&tmp, path).await
 }
 
@@ -238,6 +267,7 @@ mod tests {
             outcome: Ok(state.clone()),
             source: None,
             maintenance: None,
+            maintenance_error: None,
         })
     }
 
@@ -307,7 +337,17 @@ mod tests {
         };
         save(&path, &p).await.unwrap();
         assert_eq!(load(&path).unwrap(), Some(p));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "state files are private");
         std::fs::write(&path, "{ not json").unwrap();
         assert!(matches!(load(&path), Err(StoreError::Parse(..))));
+        // Not a regular file (a symlink to /dev/zero), or too large: refused, not read.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert!(matches!(load(&path), Err(StoreError::Read(..))));
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, vec![b' '; MAX_STATE_FILE as usize + 1]).unwrap();
+        assert!(matches!(load(&path), Err(StoreError::Read(..))));
     }
 }

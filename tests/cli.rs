@@ -187,6 +187,37 @@ async fn serve_answers_and_stops_on_sigterm() {
         200
     );
 
+    // Its port taken: a second serve is a configuration error, exit 2, naming the key.
+    let out = replguard(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(": listen: cannot listen on"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Stray signals do not end it (their default would, without a word).
+    for sig in ["-USR1", "-USR2", "-QUIT", "-HUP"] {
+        Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a stray signal ended serve"
+    );
+    assert_eq!(
+        common::guard::request(addr, "GET", "/healthz").await.status,
+        200
+    );
+
+    // A client holding half a request must not hold up SIGTERM.
+    let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut half, b"G")
+        .await
+        .unwrap();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
