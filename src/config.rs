@@ -90,6 +90,52 @@ pub struct Target {
     pub password: Secret,
     /// A pt-heartbeat table to read lag from (and, with `write`, to update on a writer).
     pub heartbeat: Option<Heartbeat>,
+    /// TLS to the server (`ssl_mode`, `ssl_ca`, `ssl_cert`, `ssl_key`).
+    pub tls: Tls,
+}
+
+/// How the guard secures its connection to MySQL, with the MySQL client's names and meanings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: SslMode,
+    /// CA certificate(s) (PEM) that sign the server's certificate.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and its key (PEM), for users that `REQUIRE X509`.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// `ssl_mode`, as the MySQL client spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SslMode {
+    /// No TLS (the default: the guard's behaviour before TLS existed).
+    #[default]
+    Disabled,
+    /// TLS when the server offers it, unverified; plain otherwise.
+    Preferred,
+    /// TLS, unverified.
+    Required,
+    /// TLS, the certificate signed by `ssl_ca`; any host name.
+    VerifyCa,
+    /// TLS, signed by `ssl_ca` and issued for the host connected to.
+    VerifyIdentity,
+}
+
+impl SslMode {
+    fn parse(text: &str) -> Result<SslMode, String> {
+        Ok(match text.to_ascii_uppercase().as_str() {
+            "DISABLED" => SslMode::Disabled,
+            "PREFERRED" => SslMode::Preferred,
+            "REQUIRED" => SslMode::Required,
+            "VERIFY_CA" => SslMode::VerifyCa,
+            "VERIFY_IDENTITY" => SslMode::VerifyIdentity,
+            _ => {
+                return Err(
+                    "must be DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY".into(),
+                )
+            }
+        })
+    }
 }
 
 /// `heartbeat = { table = "percona.heartbeat", server_id = 1, utc = false }` plus
@@ -257,6 +303,19 @@ struct RawInstance {
     source: Option<RawSource>,
     heartbeat: Option<RawHeartbeat>,
     heartbeat_write: Option<bool>,
+    ssl_mode: Option<String>,
+    ssl_ca: Option<PathBuf>,
+    ssl_cert: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
+}
+
+/// `ssl_mode`, `ssl_ca`, `ssl_cert`, `ssl_key` (an instance's, or its `source`'s).
+#[derive(Default, Clone)]
+struct RawTls {
+    ssl_mode: Option<String>,
+    ssl_ca: Option<PathBuf>,
+    ssl_cert: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +334,10 @@ struct RawSource {
     port: Option<u16>,
     user: Option<String>,
     password_file: Option<PathBuf>,
+    ssl_mode: Option<String>,
+    ssl_ca: Option<PathBuf>,
+    ssl_cert: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -637,9 +700,29 @@ fn resolve_instance(
             })
         }
     };
+    // The block's own keys win over the option file's, as for the other client options.
+    let own_tls = RawTls {
+        ssl_mode: ri.ssl_mode.or(opt_file.ssl_mode),
+        ssl_ca: ri.ssl_ca.or(opt_file.ssl_ca.map(PathBuf::from)),
+        ssl_cert: ri.ssl_cert.or(opt_file.ssl_cert.map(PathBuf::from)),
+        ssl_key: ri.ssl_key.or(opt_file.ssl_key.map(PathBuf::from)),
+    };
+    let tls = resolve_tls(&own_tls, base).map_err(|(k, m)| (at(k), m))?;
     let source = match ri.source {
         None => None,
         Some(rs) => Some(Target {
+            // A source without TLS keys of its own is reached like the instance.
+            tls: if rs.ssl_mode.is_none() && rs.ssl_ca.is_none() && rs.ssl_cert.is_none() {
+                tls.clone()
+            } else {
+                let raw = RawTls {
+                    ssl_mode: rs.ssl_mode,
+                    ssl_ca: rs.ssl_ca,
+                    ssl_cert: rs.ssl_cert,
+                    ssl_key: rs.ssl_key,
+                };
+                resolve_tls(&raw, base).map_err(|(k, m)| (at(&format!("source.{k}")), m))?
+            },
             addr: Addr::Tcp {
                 host: rs.host,
                 port: rs.port.unwrap_or(3306),
@@ -661,6 +744,7 @@ fn resolve_instance(
             user,
             password,
             heartbeat,
+            tls,
         },
         policy: ri.policy.unwrap_or_else(|| "auto".to_string()),
         thresholds: Thresholds {
@@ -678,6 +762,53 @@ fn resolve_instance(
         },
         maintenance_file,
         source,
+    })
+}
+
+/// Validates TLS settings: a known mode, verification modes with a CA, a client certificate
+/// with its key, files that exist (the key private). Errors carry the key.
+fn resolve_tls(raw: &RawTls, base: &Path) -> Result<Tls, (&'static str, String)> {
+    let mode = match &raw.ssl_mode {
+        Some(m) => SslMode::parse(m).map_err(|e| ("ssl_mode", e))?,
+        // Certificates given but no mode: the MySQL client verifies the CA then.
+        None if raw.ssl_ca.is_some() => SslMode::VerifyCa,
+        None => SslMode::Disabled,
+    };
+    let file = |key: &'static str,
+                p: &Option<PathBuf>|
+     -> Result<Option<PathBuf>, (&'static str, String)> {
+        match p {
+            None => Ok(None),
+            Some(p) => {
+                let p = base.join(p);
+                match std::fs::metadata(&p) {
+                    Ok(m) if m.is_file() => Ok(Some(p)),
+                    Ok(_) => Err((key, format!("{} is not a regular file", p.display()))),
+                    Err(e) => Err((key, format!("{}: cannot read: {e}", p.display()))),
+                }
+            }
+        }
+    };
+    let ca = file("ssl_ca", &raw.ssl_ca)?;
+    let cert = file("ssl_cert", &raw.ssl_cert)?;
+    let key = file("ssl_key", &raw.ssl_key)?;
+    if matches!(mode, SslMode::VerifyCa | SslMode::VerifyIdentity) && ca.is_none() {
+        return Err(("ssl_ca", "VERIFY_CA and VERIFY_IDENTITY need ssl_ca".into()));
+    }
+    match (&cert, &key) {
+        (Some(_), None) => return Err(("ssl_key", "ssl_cert needs its ssl_key".into())),
+        (None, Some(_)) => return Err(("ssl_cert", "ssl_key needs its ssl_cert".into())),
+        (Some(_), Some(k)) => check_private(k).map_err(|m| ("ssl_key", m))?,
+        (None, None) => {}
+    }
+    if mode == SslMode::Disabled && (ca.is_some() || cert.is_some()) {
+        return Err(("ssl_mode", "DISABLED, yet certificates are given".into()));
+    }
+    Ok(Tls {
+        mode,
+        ca,
+        cert,
+        key,
     })
 }
 
@@ -740,6 +871,10 @@ struct ClientOptions {
     host: Option<String>,
     port: Option<u16>,
     socket: Option<String>,
+    ssl_mode: Option<String>,
+    ssl_ca: Option<String>,
+    ssl_cert: Option<String>,
+    ssl_key: Option<String>,
 }
 
 fn read_option_file(path: &Path) -> Result<ClientOptions, String> {
@@ -785,6 +920,10 @@ fn parse_option_file(text: &str) -> Result<ClientOptions, String> {
             "password" => opts.password = Some(value),
             "host" => opts.host = Some(value),
             "socket" => opts.socket = Some(value),
+            "ssl_mode" => opts.ssl_mode = Some(value),
+            "ssl_ca" => opts.ssl_ca = Some(value),
+            "ssl_cert" => opts.ssl_cert = Some(value),
+            "ssl_key" => opts.ssl_key = Some(value),
             "port" => {
                 opts.port = Some(
                     value
@@ -792,7 +931,7 @@ fn parse_option_file(text: &str) -> Result<ClientOptions, String> {
                         .map_err(|_| format!("line {}: port is not a number", n + 1))?,
                 )
             }
-            _ => {} // other client options (ssl, charset, ...) do not concern the guard
+            _ => {} // other client options (charset, ...) do not concern the guard
         }
     }
     Ok(opts)
@@ -973,6 +1112,11 @@ password_file = "pw"
             (format!("interval = \"2000y\"\n{ONE}"), "interval", "longer than the largest accepted"),
             (format!("{ONE}max_source_lost = \"2000y\"\n"), "max_source_lost", "longer than the largest accepted"),
             (format!("interval = \"100ms\"\ntimeout = \"500us\"\nmax_sample_age = \"1s\"\n{ONE}"), "timeout", "is shorter than 1ms"),
+            (format!("{ONE}ssl_mode = \"SOMETIMES\"\n"), "instance[db1].ssl_mode", "must be DISABLED, PREFERRED"),
+            (format!("{ONE}ssl_mode = \"VERIFY_CA\"\n"), "instance[db1].ssl_ca", "need ssl_ca"),
+            (format!("{ONE}ssl_mode = \"REQUIRED\"\nssl_cert = \"pw\"\n"), "instance[db1].ssl_key", "ssl_cert needs its ssl_key"),
+            (format!("{ONE}ssl_mode = \"REQUIRED\"\nssl_cert = \"pw\"\nssl_key = \"open\"\n"), "instance[db1].ssl_key", "readable by group or others"),
+            (format!("{ONE}ssl_ca = \"missing.crt\"\n"), "instance[db1].ssl_ca", "cannot read"),
             (ONE.replace("\"pw\"", "\"gw\""), "instance[db1].password_file", "writable by group or others (mode 0620)"),
             (ONE.replace("\"pw\"", "\"ow\""), "instance[db1].password_file", "writable by group or others (mode 0602)"),
             (format!("interval = \"1x\"\n{ONE}"), "interval", "invalid duration"),

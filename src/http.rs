@@ -486,6 +486,7 @@ mod tests {
                 user: "replguard".into(),
                 password: Secret::default(),
                 heartbeat: None,
+                tls: Default::default(),
             },
             policy: policy.into(),
             thresholds: Thresholds::default(),

@@ -5,7 +5,7 @@
 //! timeout, an unexpected column set) becomes a [`ProbeError`] value inside the sample. Every
 //! connect and every query is bounded by the configured timeout. The probe only reads.
 
-use crate::config::{Addr, Heartbeat, Target};
+use crate::config::{Addr, Heartbeat, SslMode, Target, Tls};
 use crate::sample::{
     Channel, Flavor, GtidState, ProbeError, ProbeErrorKind, ServerState, SourceState, ThreadState,
 };
@@ -20,6 +20,10 @@ use tokio::time::Instant;
 pub struct Probe {
     /// Connection options, password included; never logged.
     opts: mysql_async::Opts,
+    /// With `ssl_mode = PREFERRED`: the same without TLS, for a server that offers none.
+    plain_fallback: Option<mysql_async::Opts>,
+    /// Whether the connection is in the clear (`ssl_mode = DISABLED`), for error hints.
+    plain: bool,
     /// Shown in errors instead of the options.
     addr: String,
     /// Bound on each connect and each query.
@@ -72,8 +76,13 @@ impl Probe {
             Addr::Tcp { host, port } => b.ip_or_hostname(host.clone()).tcp_port(*port),
             Addr::Socket(path) => b.socket(Some(path.to_string_lossy().into_owned())),
         };
+        let plain_fallback =
+            (target.tls.mode == SslMode::Preferred).then(|| mysql_async::Opts::from(b.clone()));
+        b = b.ssl_opts(ssl_opts(&target.tls));
         Probe {
             opts: b.into(),
+            plain_fallback,
+            plain: target.tls.mode == SslMode::Disabled,
             addr: target.addr.to_string(),
             timeout,
             conn: None,
@@ -201,9 +210,26 @@ impl Probe {
     }
 
     async fn connect(&self) -> Result<(Conn, ServerKind), ProbeError> {
-        let mut conn = bounded(self.timeout, "connect", Conn::new(self.opts.clone()))
-            .await
-            .map_err(|e| self.with_addr(e))?;
+        let mut conn = match bounded(self.timeout, "connect", Conn::new(self.opts.clone())).await {
+            Ok(c) => c,
+            // PREFERRED: a server without TLS is spoken to in the clear.
+            Err(e) if e.kind == ProbeErrorKind::NoTlsOffered && self.plain_fallback.is_some() => {
+                let plain = self.plain_fallback.clone().expect("checked just above");
+                bounded(self.timeout, "connect", Conn::new(plain))
+                    .await
+                    .map_err(|e| self.with_addr(e))?
+            }
+            // MariaDB refuses a plain connection under require_secure_transport with 1045,
+            // like a wrong password: say that it may be that.
+            Err(mut e) if e.kind == ProbeErrorKind::AccessDenied && self.plain => {
+                e.message.push_str(
+                    " (ssl_mode is DISABLED: a server with require_secure_transport refuses \
+                     plain connections this way too)",
+                );
+                return Err(self.with_addr(e));
+            }
+            Err(e) => return Err(self.with_addr(e)),
+        };
         let version: String = bounded(
             self.timeout,
             "SELECT VERSION()",
@@ -594,19 +620,74 @@ async fn bounded<T>(
     }
 }
 
+/// mysql_async's TLS options for `tls` (`None`: no TLS), with the MySQL client's meanings.
+fn ssl_opts(tls: &Tls) -> Option<mysql_async::SslOpts> {
+    use mysql_async::{ClientIdentity, SslOpts};
+    let mut o = SslOpts::default();
+    o = match tls.mode {
+        SslMode::Disabled => return None,
+        // Encrypted, not authenticated (as the MySQL client's REQUIRED).
+        SslMode::Preferred | SslMode::Required => o
+            .with_danger_accept_invalid_certs(true)
+            .with_danger_skip_domain_validation(true),
+        SslMode::VerifyCa => o.with_danger_skip_domain_validation(true),
+        SslMode::VerifyIdentity => o,
+    };
+    if let Some(ca) = &tls.ca {
+        o = o
+            .with_root_certs(vec![ca.clone().into()])
+            .with_disable_built_in_roots(true);
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        o = o.with_client_identity(Some(ClientIdentity::new(
+            cert.clone().into(),
+            key.clone().into(),
+        )));
+    }
+    Some(o)
+}
+
 fn classify(e: mysql_async::Error) -> ProbeError {
-    use mysql_async::{Error, IoError};
+    use mysql_async::{DriverError, Error, IoError};
     match e {
         Error::Server(s) => ProbeError {
             kind: match s.code {
                 1045 => ProbeErrorKind::AccessDenied,
                 1040 | 1203 => ProbeErrorKind::TooManyConnections,
                 1227 | 1142 | 1044 => ProbeErrorKind::NotPermitted,
+                // require_secure_transport (MariaDB answers 1045 with this text on some paths).
+                3159 => ProbeErrorKind::InsecureTransport,
                 _ => ProbeErrorKind::Server,
             },
             errno: Some(s.code),
             message: s.message,
         },
+        Error::Driver(DriverError::NoClientSslFlagFromServer) => ProbeError {
+            kind: ProbeErrorKind::NoTlsOffered,
+            errno: None,
+            message: "the server offers no TLS, and ssl_mode requires it".to_string(),
+        },
+        Error::Io(IoError::Tls(t)) => ProbeError {
+            kind: ProbeErrorKind::Tls,
+            errno: None,
+            message: t.to_string(),
+        },
+        // rustls reports handshake failures (an unknown issuer, another host's certificate) as
+        // I/O errors wrapping its own.
+        Error::Io(IoError::Io(io))
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            ProbeError {
+                kind: ProbeErrorKind::Tls,
+                errno: None,
+                message: io
+                    .get_ref()
+                    .map(|inner| inner.to_string())
+                    .unwrap_or_else(|| io.to_string()),
+            }
+        }
         Error::Io(IoError::Io(io)) => ProbeError {
             kind: match io.kind() {
                 std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {

@@ -279,6 +279,12 @@ pub enum ProbeErrorKind {
     Network,
     /// The server answered something the probe does not understand (e.g. a missing column).
     Protocol,
+    /// The TLS handshake failed (certificate not trusted, issued for another host, …).
+    Tls,
+    /// The server refuses connections without TLS (`require_secure_transport`, 3159).
+    InsecureTransport,
+    /// `ssl_mode` requires TLS and the server offers none.
+    NoTlsOffered,
 }
 
 /// A failed poll, with enough detail for an operator to act on.
@@ -310,6 +316,16 @@ impl fmt::Display for ProbeError {
             ProbeErrorKind::Server => "server error",
             ProbeErrorKind::Network => "network error",
             ProbeErrorKind::Protocol => "unexpected answer",
+            ProbeErrorKind::Tls => "TLS",
+            ProbeErrorKind::InsecureTransport => {
+                return write!(
+                    f,
+                    "server requires secure transport ({}): set ssl_mode; {}",
+                    self.errno.unwrap_or(3159),
+                    self.message
+                )
+            }
+            ProbeErrorKind::NoTlsOffered => "no TLS",
         };
         match self.errno {
             Some(errno) => write!(f, "{what}: {errno} {}", self.message),

@@ -334,6 +334,8 @@ pub struct MariaDb {
     /// without running destructors (e.g. `cargo test` killed by a timeout).
     watchdog: Option<Child>,
     paused: bool,
+    /// More `mariadbd` options (e.g. TLS certificates), given at every start.
+    extra_args: Vec<String>,
 }
 
 enum SpawnError {
@@ -356,6 +358,11 @@ impl MariaDb {
     /// Starts a fresh instance from the template (builds the template on
     /// first use). `name` is only used in diagnostics and the temp dir name.
     pub async fn start(name: &str, server_id: u32) -> MariaDb {
+        MariaDb::start_with(name, server_id, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with more `mariadbd` options.
+    pub async fn start_with(name: &str, server_id: u32, extra_args: &[String]) -> MariaDb {
         let template = template_dir();
         let short: String = name
             .chars()
@@ -381,6 +388,7 @@ impl MariaDb {
             child: None,
             watchdog: None,
             paused: false,
+            extra_args: extra_args.to_vec(),
         };
         for attempt in 1..=10 {
             db.port = free_port();
@@ -441,7 +449,8 @@ impl MariaDb {
             .arg("--innodb-doublewrite=0")
             .arg("--max-connections=100")
             .arg("--performance-schema=OFF")
-            .arg("--skip-slave-start");
+            .arg("--skip-slave-start")
+            .args(&self.extra_args);
         if running_as_root() {
             cmd.arg("--user=root");
         }
