@@ -27,10 +27,15 @@ pub const MAX_LINE: u64 = 256;
 pub const MAX_CONNECTIONS: usize = 256;
 
 /// Serves agent checks until `shutdown`.
-pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    gate: Arc<crate::web::Gate>,
+    shutdown: CancellationToken,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
+        let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -41,6 +46,10 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: CancellationT
                 }
             },
         };
+        let (stream, peer) = stream;
+        if !gate.allows(peer.ip(), "agent") {
+            continue; // not in allow_from: closed at once
+        }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!("agent connection refused: {MAX_CONNECTIONS} already open");
             continue; // dropped: closed at once

@@ -59,6 +59,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// How long an HTTP connection may sit with nothing moving (`idle_timeout`).
     pub idle_timeout: Duration,
+    /// Who may use the listeners (`[web]`).
+    pub web: crate::web::WebSettings,
 }
 
 /// One watched server.
@@ -268,8 +270,24 @@ struct RawConfig {
     header_read_timeout: Option<Duration>,
     #[serde(default, with = "serde_humantime::option")]
     idle_timeout: Option<Duration>,
+    web: Option<RawWeb>,
     #[serde(default, rename = "instance")]
     instances: Vec<RawInstance>,
+}
+
+/// `[web]`: the Prometheus exporters' web-config keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_client_ca_file: Option<PathBuf>,
+    tls_client_auth: Option<String>,
+    #[serde(default)]
+    basic_auth_users: std::collections::BTreeMap<String, String>,
+    auth_exempt: Option<Vec<String>>,
+    #[serde(default)]
+    allow_from: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -507,6 +525,13 @@ impl Config {
             DEFAULT_HEADER_READ_TIMEOUT,
         )?;
         let idle_timeout = bounded("idle_timeout", raw.idle_timeout, DEFAULT_IDLE_TIMEOUT)?;
+        let web = match raw.web {
+            None => crate::web::WebSettings {
+                auth_exempt: crate::web::default_auth_exempt(),
+                ..Default::default()
+            },
+            Some(w) => resolve_web(w, base).map_err(|(k, m)| err(&format!("web.{k}"), m))?,
+        };
         let mut names = HashSet::new();
         let mut ports = HashSet::new();
         let mut instances = Vec::new();
@@ -581,6 +606,7 @@ impl Config {
             max_connections,
             header_read_timeout,
             idle_timeout,
+            web,
             path: path.to_path_buf(),
             listen,
             interval,
@@ -762,6 +788,98 @@ fn resolve_instance(
         },
         maintenance_file,
         source,
+    })
+}
+
+/// Validates `[web]`: TLS files that load, bcrypt hashes, CIDRs. Errors carry the key and
+/// never a hash.
+fn resolve_web(w: RawWeb, base: &Path) -> Result<crate::web::WebSettings, (&'static str, String)> {
+    use crate::web::{ClientAuth, TlsSettings};
+    let client_auth = match w.tls_client_auth.as_deref() {
+        None | Some("none") => ClientAuth::None,
+        Some("request") => ClientAuth::Request,
+        Some("require") => ClientAuth::Require,
+        Some(_) => {
+            return Err((
+                "tls_client_auth",
+                "must be \"none\", \"request\" or \"require\"".into(),
+            ))
+        }
+    };
+    let tls = match (w.tls_cert_file, w.tls_key_file) {
+        (None, None) => {
+            if w.tls_client_ca_file.is_some() || client_auth != ClientAuth::None {
+                return Err((
+                    "tls_cert_file",
+                    "client certificates need TLS: set tls_cert_file and tls_key_file".into(),
+                ));
+            }
+            None
+        }
+        (Some(_), None) => {
+            return Err((
+                "tls_key_file",
+                "tls_cert_file needs its tls_key_file".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err((
+                "tls_cert_file",
+                "tls_key_file needs its tls_cert_file".into(),
+            ))
+        }
+        (Some(cert), Some(key)) => {
+            let settings = TlsSettings {
+                cert_file: base.join(cert),
+                key_file: base.join(key),
+                client_ca_file: w.tls_client_ca_file.map(|p| base.join(p)),
+                client_auth,
+            };
+            crate::web::check_file(&settings.cert_file).map_err(|m| ("tls_cert_file", m))?;
+            check_private(&settings.key_file).map_err(|m| ("tls_key_file", m))?;
+            if let Some(ca) = &settings.client_ca_file {
+                crate::web::check_file(ca).map_err(|m| ("tls_client_ca_file", m))?;
+            }
+            // Loaded once here so that a bad certificate is a config error, not a runtime one.
+            crate::web::acceptor(&settings).map_err(|m| ("tls_cert_file", m))?;
+            Some(settings)
+        }
+    };
+    for (user, hash) in &w.basic_auth_users {
+        if user.is_empty() || user.contains(':') {
+            return Err((
+                "basic_auth_users",
+                "a user name is not empty and has no ':'".into(),
+            ));
+        }
+        if !crate::web::valid_hash(hash) {
+            return Err((
+                "basic_auth_users",
+                format!("{user}: not a bcrypt hash (e.g. from htpasswd -nBC 10 {user})"),
+            ));
+        }
+    }
+    let allow_from = w
+        .allow_from
+        .iter()
+        .map(|net| {
+            net.parse::<ipnet::IpNet>()
+                .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    (
+                        "allow_from",
+                        format!("{net:?} is not a CIDR (e.g. \"10.0.0.0/8\")"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::web::WebSettings {
+        tls,
+        users: w.basic_auth_users,
+        auth_exempt: w
+            .auth_exempt
+            .unwrap_or_else(crate::web::default_auth_exempt),
+        allow_from,
     })
 }
 

@@ -64,6 +64,12 @@ enum CheckPath<'a> {
     Named(&'a str),
 }
 
+/// True for every check path (`/`, `/mysqlchk/`, `/check/{policy}`, `/{policy}`): what
+/// `auth_exempt = ["checks"]` leaves open.
+pub fn is_check_path(path: &str) -> bool {
+    check_path(path).is_some()
+}
+
 /// Reads a request path as a check, matching segments as warp's `path!` does (one trailing
 /// slash allowed). `None`: not a check (a fixed endpoint, or another shape).
 fn check_path(path: &str) -> Option<CheckPath<'_>> {

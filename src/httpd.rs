@@ -7,8 +7,8 @@
 //! configure), and it answers HTTP/2, which replguard does not document: HAProxy's checks and
 //! browsers speak HTTP/1.1.
 
+use crate::web::{Gate, Refusal};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -39,9 +39,16 @@ pub struct Limits {
 }
 
 /// Serves `filter` on `listener` until `shutdown`, then drains connections for at most
-/// `limits.shutdown_grace`.
-pub async fn serve<F>(listener: TcpListener, filter: F, limits: Limits, shutdown: CancellationToken)
-where
+/// `limits.shutdown_grace`. `gate` decides who is served; `tls`, when given, wraps every
+/// connection (its handshake bounded by the header-read timeout).
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    limits: Limits,
+    gate: Arc<Gate>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
     let service = warp::service(filter);
@@ -67,17 +74,35 @@ where
             tracing::debug!(%peer, max = limits.max_connections, "http connection refused: limit reached");
             continue; // dropped: closed at once
         };
-        let io = TokioIo::new(Idle::new(stream, limits.idle_timeout));
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .keep_alive(true);
-        let conn = builder.serve_connection(io, TowerToHyperService::new(service.clone()));
-        let conn = graceful.watch(conn);
+        // Judged once per connection; every request on it is answered 403 if not allowed.
+        let allowed = gate.allows(peer.ip(), "http");
+        let handler = Handler {
+            service: service.clone(),
+            gate: gate.clone(),
+            allowed,
+        };
+        let io = Idle::new(stream, limits.idle_timeout);
+        let (tls, watcher) = (tls.clone(), graceful.watcher());
         connections.spawn(async move {
+            let result = match tls {
+                None => serve_connection(io, handler, limits, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io))
+                        .await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(tls_stream, handler, limits, watcher).await
+                        }
+                        Ok(Err(e)) => {
+                            handler.gate.count_tls_refusal();
+                            Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                        }
+                        Err(_) => Err("TLS handshake took too long".into()),
+                    }
+                }
+            };
             // A client that goes away mid-request is the client's business: debug only.
-            if let Err(e) = conn.await {
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "http connection ended");
             }
             drop(slot);
@@ -91,6 +116,96 @@ where
         }
     }
     connections.shutdown().await;
+}
+
+/// Serves one connection (plain or TLS) with the listener's bounds.
+async fn serve_connection<IO, S>(
+    io: IO,
+    handler: Handler<S>,
+    limits: Limits,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Handler<S>: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    <Handler<S> as hyper::service::Service<hyper::Request<hyper::body::Incoming>>>::Future:
+        Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(io), handler);
+    watcher.watch(conn).await.map_err(Into::into)
+}
+
+/// One connection's request handler: the gate first (403 for an address not allowed, 401
+/// without valid credentials), then the endpoints.
+struct Handler<S> {
+    /// warp's service for the endpoints (its type cannot be named outside warp).
+    service: S,
+    gate: Arc<Gate>,
+    allowed: bool,
+}
+
+impl<S> hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Handler<S>
+where
+    S: tower_service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let mut service = self.service.clone();
+        let gate = self.gate.clone();
+        let allowed = self.allowed;
+        Box::pin(async move {
+            if !allowed {
+                return Ok(refusal(Refusal::Address));
+            }
+            let auth = req
+                .headers()
+                .get(warp::http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes().to_vec());
+            if let Err(r) = gate.authorize(req.uri().path(), auth.as_deref()).await {
+                return Ok(refusal(r));
+            }
+            tower_service::Service::call(&mut service, req).await
+        })
+    }
+}
+
+/// The answer to a refused request.
+fn refusal(r: Refusal) -> Response {
+    use warp::http::{header, StatusCode};
+    use warp::Reply;
+    match r {
+        Refusal::Address => warp::reply::with_status(
+            "forbidden: address not in allow_from\n",
+            StatusCode::FORBIDDEN,
+        )
+        .into_response(),
+        Refusal::Credentials => warp::reply::with_header(
+            warp::reply::with_status("authentication required\n", StatusCode::UNAUTHORIZED),
+            header::WWW_AUTHENTICATE,
+            "Basic realm=\"replguard\"",
+        )
+        .into_response(),
+    }
 }
 
 /// A stream that fails with `TimedOut` once nothing has been read or written for `timeout`.

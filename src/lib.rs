@@ -21,6 +21,7 @@
 //! - [`serve`]: wiring of pollers and HTTP under one shutdown token.
 //! - [`metrics`]: Prometheus metrics built from snapshots at scrape time, plus poll/check counters.
 //! - [`events`]: the bounded log of transitions (verdicts, source lost/found, maintenance).
+//! - [`web`]: who may use the listeners: `allow_from`, basic auth, TLS (`[web]`).
 //! - [`ui`]: the embedded status page (`/ui`), which reads `/status` and `/events`.
 
 #![forbid(unsafe_code)]
@@ -44,3 +45,4 @@ pub mod snapshot;
 pub mod store;
 pub mod ui;
 pub mod units;
+pub mod web;

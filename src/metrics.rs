@@ -75,6 +75,15 @@ struct CheckLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    /// `http` or `agent`.
+    listener: String,
+    /// `allow_from` (address not allowed), `auth` (missing or wrong credentials),
+    /// `tls` (handshake failed), `limit` (too many connections).
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -128,6 +137,8 @@ pub struct Metrics {
     poll_duration: Family<InstanceLabels, Histogram, fn() -> Histogram>,
     /// Failed polls by error kind (pollers).
     poll_errors: Family<ErrorLabels, Counter>,
+    /// Connections and requests refused by the listeners, by listener and reason.
+    refused: Family<RefusedLabels, Counter>,
     /// The check counters already created, by endpoint and code: counting a check is then a
     /// short scan and an atomic increment, with no allocation on the hot path.
     check_counters: Arc<RwLock<CheckCounters>>,
@@ -139,6 +150,7 @@ impl Default for Metrics {
             check_requests: Family::default(),
             poll_duration: Family::new_with_constructor(new_poll_histogram),
             poll_errors: Family::default(),
+            refused: Family::default(),
             check_counters: Default::default(),
         }
     }
@@ -173,6 +185,16 @@ impl Metrics {
             counter
         });
         counter.inc();
+    }
+
+    /// Counts a connection or request refused by `listener` (`http`, `agent`) for `reason`.
+    pub fn count_refused(&self, listener: &str, reason: &str) {
+        self.refused
+            .get_or_create(&RefusedLabels {
+                listener: listener.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Records one finished poll: its duration and, if it failed, why.
@@ -371,6 +393,11 @@ impl Metrics {
             "check_requests",
             "Check requests answered, by endpoint and HTTP status code",
             self.check_requests.clone(),
+        );
+        registry.register(
+            "refused",
+            "Connections and requests refused by the HTTP and agent listeners, by reason",
+            self.refused.clone(),
         );
 
         let mut out = String::new();

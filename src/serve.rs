@@ -87,10 +87,14 @@ pub fn start_pollers(
     (hub, tasks)
 }
 
-/// Why the daemon stopped on its own.
+/// Why the daemon stopped on its own, or could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("a poller died ({0}): its instance would have stayed stale; stopping so a supervisor restarts replguard")]
-pub struct PollerDied(String);
+pub enum ServeError {
+    #[error("a poller died ({0}): its instance would have stayed stale; stopping so a supervisor restarts replguard")]
+    PollerDied(String),
+    #[error("web.tls_cert_file: {0}")]
+    Tls(String),
+}
 
 /// Runs the daemon on `listener` (and the agent-check listener, if given) until `shutdown` is
 /// cancelled, then stops the HTTP server gracefully and waits (bounded) for every poller to
@@ -101,7 +105,12 @@ pub async fn serve(
     listener: TcpListener,
     agent: Option<TcpListener>,
     shutdown: CancellationToken,
-) -> Result<(), PollerDied> {
+) -> Result<(), ServeError> {
+    // Validated with the config; a failure here (a file changed since) stops before polling.
+    let tls = match &config.web.tls {
+        Some(t) => Some(crate::web::acceptor(t).map_err(ServeError::Tls)?),
+        None => None,
+    };
     let (hub, pollers) = start_pollers(&config, &shutdown);
     let mut pollers: tokio::task::JoinSet<()> =
         pollers
@@ -116,8 +125,17 @@ pub async fn serve(
                 });
                 set
             });
+    let gate = Arc::new(crate::web::Gate::new(
+        config.web.clone(),
+        hub.metrics.clone(),
+    ));
     if let Some(agent) = agent {
-        tokio::spawn(crate::agent::serve(agent, hub.clone(), shutdown.clone()));
+        tokio::spawn(crate::agent::serve(
+            agent,
+            hub.clone(),
+            gate.clone(),
+            shutdown.clone(),
+        ));
     }
     let routes = crate::http::routes(hub);
     let limits = crate::httpd::Limits {
@@ -126,7 +144,7 @@ pub async fn serve(
         idle_timeout: config.idle_timeout,
         shutdown_grace: SHUTDOWN_GRACE,
     };
-    let server = crate::httpd::serve(listener, routes, limits, shutdown.clone());
+    let server = crate::httpd::serve(listener, routes, limits, gate, tls, shutdown.clone());
     tokio::pin!(server);
     let mut died = None;
     loop {
@@ -146,7 +164,7 @@ pub async fn serve(
     })
     .await;
     match died {
-        Some(e) => Err(PollerDied(e)),
+        Some(e) => Err(ServeError::PollerDied(e)),
         None => Ok(()),
     }
 }

@@ -6,97 +6,10 @@
 
 mod common;
 
+use common::certs::make_certs;
 use common::mariadb::{write_password_file, MariaDb, GUARD_PASSWORD};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command (Debian package openssl) is needed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, a server certificate for `db.example` and 127.0.0.1 (not `localhost`), and a client
-/// certificate, in `dir`.
-fn make_certs(dir: &Path) {
-    let subj = |cn: &str| format!("/CN={cn}");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            &subj("replguard test CA"),
-        ],
-    );
-    for (name, cn, ext) in [
-        (
-            "server",
-            "db.example",
-            "subjectAltName=DNS:db.example,IP:127.0.0.1\n",
-        ),
-        ("client", "replguard", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &subj(cn),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.crt"),
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        dir.join("client.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-}
 
 /// `replguard check --policy primary` against `db` at 127.0.0.1 with `tls` keys in the
 /// instance block; exit code and output.

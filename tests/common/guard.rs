@@ -212,7 +212,8 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
     s.write_all(req.as_bytes()).await.expect("send request");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("read reply");
-    let raw = String::from_utf8(raw).expect("utf-8 reply");
+    // Lossy: HAProxy's stats CSV has been seen to carry a stray byte after an agent's text.
+    let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").expect("header/body separator");
     let status_line = head.lines().next().expect("status line");
     let mut parts = status_line.splitn(3, ' ');

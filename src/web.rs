@@ -1,0 +1,308 @@
+//! Who may use the HTTP and agent listeners, following the Prometheus exporters' web-config
+//! convention (`[web]`): an address allowlist (`allow_from`), HTTP basic auth with bcrypt hashes
+//! (`basic_auth_users`, with `auth_exempt` paths left open, by default the health checks), and
+//! TLS with optional client certificates.
+//!
+//! Nothing here touches MySQL. bcrypt is slow on purpose: verifications run off the async
+//! threads, at most two at once, and a verified `Authorization` header is remembered (a few of
+//! them), so a scraper costs one verification, and a flood of wrong passwords costs at most two
+//! threads.
+
+use crate::metrics::Metrics;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// `[web]`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebSettings {
+    pub tls: Option<TlsSettings>,
+    /// User name → bcrypt hash; empty: no authentication.
+    pub users: BTreeMap<String, String>,
+    /// Paths left open when users are configured; `checks` stands for every check path.
+    pub auth_exempt: Vec<String>,
+    /// Networks allowed to connect; empty: everyone.
+    pub allow_from: Vec<IpNet>,
+}
+
+/// The HTTP listener's TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+/// `tls_client_auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    /// A client certificate is verified when one is sent.
+    Request,
+    /// Connections without a valid client certificate are refused.
+    Require,
+}
+
+/// What `auth_exempt` is when not set: the health checks and replguard's own liveness stay open,
+/// so HAProxy needs no credentials.
+pub fn default_auth_exempt() -> Vec<String> {
+    vec!["checks".to_string(), "/healthz".to_string()]
+}
+
+/// Builds the TLS acceptor for `tls`: certificate chain and key from PEM files, client
+/// certificates verified against `client_ca_file` when asked for.
+pub fn acceptor(tls: &TlsSettings) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", tls.cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", tls.cert_file.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .map_err(|e| format!("{}: {e}", tls.key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match (tls.client_auth, &tls.client_ca_file) {
+        (ClientAuth::None, _) => builder.with_no_client_auth(),
+        (_, None) => return Err("tls_client_auth needs tls_client_ca_file".to_string()),
+        (auth, Some(ca)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in
+                CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?
+            {
+                let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = if auth == ClientAuth::Request {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("{}: {e}", tls.key_file.display()))?;
+    // HTTP/1.1 only, like the plain listener.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Checks a bcrypt hash's form (`$2b$10$…`), never showing it.
+pub fn valid_hash(hash: &str) -> bool {
+    hash.parse::<bcrypt::HashParts>().is_ok()
+}
+
+/// How many verified `Authorization` headers are remembered.
+const VERIFIED: usize = 16;
+/// bcrypt verifications running at once.
+const VERIFYING: usize = 2;
+
+/// The access rules of one daemon, shared by its listeners.
+pub struct Gate {
+    settings: WebSettings,
+    metrics: Arc<Metrics>,
+    /// Recently verified `Authorization` header values, newest last.
+    verified: Mutex<VecDeque<String>>,
+    verifying: Arc<tokio::sync::Semaphore>,
+}
+
+/// Why a request is not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client's address is not in `allow_from` (403).
+    Address,
+    /// Missing or wrong credentials (401).
+    Credentials,
+}
+
+impl Gate {
+    pub fn new(settings: WebSettings, metrics: Arc<Metrics>) -> Gate {
+        Gate {
+            settings,
+            metrics,
+            verified: Mutex::new(VecDeque::new()),
+            verifying: Arc::new(tokio::sync::Semaphore::new(VERIFYING)),
+        }
+    }
+
+    /// Counts an HTTPS connection whose TLS handshake failed (no or a bad client certificate).
+    pub fn count_tls_refusal(&self) {
+        self.metrics.count_refused("http", "tls");
+    }
+
+    /// Whether `ip` may connect at all; counts a refusal on `listener`.
+    pub fn allows(&self, ip: IpAddr, listener: &str) -> bool {
+        let allowed = self.settings.allow_from.is_empty()
+            || self.settings.allow_from.iter().any(|net| net.contains(&ip));
+        if !allowed {
+            self.metrics.count_refused(listener, "allow_from");
+        }
+        allowed
+    }
+
+    /// Whether a request for `path` with `authorization` (the header's value) is served.
+    pub async fn authorize(&self, path: &str, authorization: Option<&[u8]>) -> Result<(), Refusal> {
+        if self.settings.users.is_empty() || self.exempt(path) {
+            return Ok(());
+        }
+        let ok = match authorization.and_then(|h| std::str::from_utf8(h).ok()) {
+            Some(header) => self.verify(header).await,
+            None => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            self.metrics.count_refused("http", "auth");
+            Err(Refusal::Credentials)
+        }
+    }
+
+    fn exempt(&self, path: &str) -> bool {
+        self.settings.auth_exempt.iter().any(|e| {
+            if e == "checks" {
+                crate::http::is_check_path(path)
+            } else {
+                e == path
+            }
+        })
+    }
+
+    async fn verify(&self, header: &str) -> bool {
+        if self.lock().iter().any(|h| h == header) {
+            return true;
+        }
+        let Some((user, password)) = basic_credentials(header) else {
+            return false;
+        };
+        let Some(hash) = self.settings.users.get(&user).cloned() else {
+            return false;
+        };
+        // A flood of attempts waits for nothing: without a free slot it is refused at once.
+        let Ok(slot) = self.verifying.clone().try_acquire_owned() else {
+            return false;
+        };
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = bcrypt::verify(password, &hash).unwrap_or(false);
+            drop(slot);
+            ok
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            let mut verified = self.lock();
+            if verified.len() == VERIFIED {
+                verified.pop_front();
+            }
+            verified.push_back(header.to_string());
+        }
+        ok
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
+        // Held for a scan or a push, never across an .await; a poisoned one is still valid.
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `Basic base64(user:password)` → (user, password).
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// A file the `[web]` table names must exist as a regular file.
+pub fn check_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(format!("{} is not a regular file", path.display())),
+        Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(users: &[(&str, &str)], exempt: Vec<String>, allow: &[&str]) -> Gate {
+        Gate::new(
+            WebSettings {
+                tls: None,
+                users: users
+                    .iter()
+                    .map(|(u, p)| (u.to_string(), bcrypt::hash(p, 4).unwrap()))
+                    .collect(),
+                auth_exempt: exempt,
+                allow_from: allow.iter().map(|n| n.parse().unwrap()).collect(),
+            },
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    fn basic(user: &str, password: &str) -> String {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    }
+
+    #[tokio::test]
+    async fn basic_auth_with_exempt_checks() {
+        let g = gate(&[("monitor", "s3cret")], default_auth_exempt(), &[]);
+        let good = basic("monitor", "s3cret");
+        for (path, header, ok) in [
+            ("/status", None, false),
+            ("/status", Some(basic("monitor", "wrong")), false),
+            ("/status", Some(basic("nobody", "s3cret")), false),
+            ("/status", Some("Bearer x".to_string()), false),
+            ("/status", Some(good.clone()), true),
+            ("/status", Some(good.clone()), true), // remembered
+            ("/metrics", None, false),
+            ("/healthz", None, true),
+            ("/mysqlchk/", None, true),
+            ("/replica", None, true),
+            ("/check/backup", None, true),
+        ] {
+            let got = g
+                .authorize(path, header.as_deref().map(str::as_bytes))
+                .await;
+            assert_eq!(got.is_ok(), ok, "{path} {header:?}");
+        }
+        // No users: everything open.
+        let open = gate(&[], default_auth_exempt(), &[]);
+        assert!(open.authorize("/status", None).await.is_ok());
+    }
+
+    #[test]
+    fn allow_from_networks() {
+        let g = gate(&[], vec![], &["127.0.0.0/8", "10.0.0.0/8", "::1/128"]);
+        assert!(g.allows("127.0.0.1".parse().unwrap(), "http"));
+        assert!(g.allows("10.1.2.3".parse().unwrap(), "http"));
+        assert!(g.allows("::1".parse().unwrap(), "http"));
+        assert!(!g.allows("192.168.1.1".parse().unwrap(), "agent"));
+        assert!(gate(&[], vec![], &[]).allows("192.168.1.1".parse().unwrap(), "http"));
+    }
+}
