@@ -79,7 +79,7 @@ async fn answer(stream: TcpStream, hub: &Hub) -> std::io::Result<()> {
                     format!("agent-send line longer than {MAX_LINE} bytes: closed"),
                 ));
             }
-            Ok(Ok(_)) => parse_selector(String::from_utf8_lossy(&line).trim()),
+            Ok(Ok(_)) => parse_line(&line),
             _ => Selector::Only,
         }
     };
@@ -90,6 +90,11 @@ async fn answer(stream: TcpStream, hub: &Hub) -> std::io::Result<()> {
     write.write_all(reply.as_bytes()).await?;
     write.write_all(b"\n").await?;
     write.shutdown().await
+}
+
+/// The instance an `agent-send` line (at most [`MAX_LINE`] bytes, any bytes) names.
+pub fn parse_line(line: &[u8]) -> Selector {
+    parse_selector(String::from_utf8_lossy(line).trim())
 }
 
 /// `agent-send` names the instance by name or port.

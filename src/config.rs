@@ -381,6 +381,14 @@ impl Config {
         Config::parse(path, &text)
     }
 
+    /// Checks `text` against the file format only (TOML, known keys, value types), touching
+    /// no file: the pure first step of [`Config::parse`], and what the fuzzer drives.
+    pub fn check_syntax(text: &str) -> Result<(), String> {
+        toml::from_str::<RawConfig>(text)
+            .map(|_| ())
+            .map_err(|e| e.message().to_string())
+    }
+
     /// Validates configuration `text` as if read from `path` (relative paths resolve against
     /// the directory of `path`).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {

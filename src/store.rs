@@ -226,12 +226,17 @@ pub fn load(path: &Path) -> Result<Option<Persisted>, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::Read(path.to_path_buf(), e)),
     }
+    parse(path, &text).map(Some)
+}
+
+/// Parses a state file's text (read from `path`, named in errors); pure.
+pub fn parse(path: &Path, text: &str) -> Result<Persisted, StoreError> {
     let p: Persisted =
-        serde_json::from_str(&text).map_err(|e| StoreError::Parse(path.to_path_buf(), e))?;
+        serde_json::from_str(text).map_err(|e| StoreError::Parse(path.to_path_buf(), e))?;
     if p.format != FORMAT {
         return Err(StoreError::Format(path.to_path_buf(), p.format));
     }
-    Ok(Some(p))
+    Ok(p)
 }
 
 /// Writes a state file atomically: a reader sees the old file or the new one, never half.
