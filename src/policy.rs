@@ -1574,17 +1574,27 @@ mod tests {
             max_lag: max_lag.map(Duration::from_secs),
             ..Default::default()
         };
-        PolicySet::builtin()
-            .evaluate(
-                policy,
-                &Input {
-                    snapshot,
-                    max_sample_age: Duration::from_secs(3),
-                    overrides: &overrides,
-                    now,
-                },
-            )
-            .expect("policy exists")
+        eval_with(&PolicySet::builtin(), policy, snapshot, &overrides, now)
+    }
+
+    /// Evaluates `policy` of `set` with `overrides` and a 3 s `max_sample_age`.
+    fn eval_with(
+        set: &PolicySet,
+        policy: &str,
+        snapshot: &Snapshot,
+        overrides: &Thresholds,
+        now: Instant,
+    ) -> Verdict {
+        set.evaluate(
+            policy,
+            &Input {
+                snapshot,
+                max_sample_age: Duration::from_secs(3),
+                overrides,
+                now,
+            },
+        )
+        .expect("policy exists")
     }
 
     fn with<F: FnOnce(&mut ServerState)>(mut s: ServerState, f: F) -> ServerState {
@@ -1907,17 +1917,7 @@ mod tests {
              "-- errant_transactions not judged: the source is not readable by the guard"),
         ];
         for (what, snapshot, overrides, healthy, want) in cases {
-            let v = PolicySet::builtin()
-                .evaluate(
-                    "backup",
-                    &Input {
-                        snapshot: &snapshot,
-                        max_sample_age: Duration::from_secs(3),
-                        overrides,
-                        now,
-                    },
-                )
-                .unwrap();
+            let v = eval_with(&PolicySet::builtin(), "backup", &snapshot, overrides, now);
             let lines: Vec<String> = v.checks.iter().map(Check::line).collect();
             assert_eq!(v.healthy, healthy, "{what}: {lines:#?}");
             assert!(
@@ -1940,17 +1940,7 @@ mod tests {
         );
         let mut set = PolicySet::builtin();
         set.insert(Policy::parse("pp", "checks = [\"peer\"]\nmax_lag = \"2s\"\n").unwrap());
-        let v = set
-            .evaluate(
-                "pp",
-                &Input {
-                    snapshot: &snapshot,
-                    max_sample_age: Duration::from_secs(3),
-                    overrides: &none,
-                    now,
-                },
-            )
-            .unwrap();
+        let v = eval_with(&set, "pp", &snapshot, &none, now);
         assert!(!v.healthy);
         assert!(
             v.checks[0]
@@ -2009,17 +1999,7 @@ mod tests {
             (backup_history(Some(Some(0)), 10, with_ch(lost(replica()), |c| c.source_host = "10.9.9.9".into()), 100, now), t(None, None, None), false, "now replicates from 10.9.9.9:3306, last seen connected to 127.0.0.1:3306"),
         ];
         for (i, (snapshot, overrides, healthy, want)) in cases.into_iter().enumerate() {
-            let v = PolicySet::builtin()
-                .evaluate(
-                    "backup",
-                    &Input {
-                        snapshot: &snapshot,
-                        max_sample_age: Duration::from_secs(3),
-                        overrides: &overrides,
-                        now,
-                    },
-                )
-                .unwrap();
+            let v = eval_with(&PolicySet::builtin(), "backup", &snapshot, &overrides, now);
             let lines: Vec<String> = v.checks.iter().map(Check::line).collect();
             let shown = match v.first_failure() {
                 Some(c) => c.line(),
@@ -2055,17 +2035,7 @@ mod tests {
             (backup_history(None, 30, writer(primary()), 3, now), &none, true, "ok peer none (no replica status)"),
         ];
         for (i, (snapshot, overrides, healthy, want)) in cases.into_iter().enumerate() {
-            let v = PolicySet::builtin()
-                .evaluate(
-                    "primary",
-                    &Input {
-                        snapshot: &snapshot,
-                        max_sample_age: Duration::from_secs(3),
-                        overrides,
-                        now,
-                    },
-                )
-                .unwrap();
+            let v = eval_with(&PolicySet::builtin(), "primary", &snapshot, overrides, now);
             let peer = v
                 .checks
                 .iter()
@@ -2185,17 +2155,7 @@ mod tests {
         ];
         for (i, (state, overrides, healthy, want)) in cases.into_iter().enumerate() {
             let snapshot = snap(Ok(state), now, Duration::ZERO);
-            let v = PolicySet::builtin()
-                .evaluate(
-                    "replica",
-                    &Input {
-                        snapshot: &snapshot,
-                        max_sample_age: Duration::from_secs(3),
-                        overrides,
-                        now,
-                    },
-                )
-                .unwrap();
+            let v = eval_with(&PolicySet::builtin(), "replica", &snapshot, overrides, now);
             let shown = match v.first_failure() {
                 Some(c) => c.line(),
                 None => v

@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::guard::{instance_block, Guard, FAST};
-use common::mariadb::{write_password_file, MariaDb, GUARD_PASSWORD};
+use common::guard::{cli, instance_block, Guard, FAST};
+use common::mariadb::MariaDb;
 use common::relay::Relay;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -35,14 +34,7 @@ async fn backup_guard(backup: &MariaDb, primary_port: u16, state_dir: &Path) -> 
 async fn a_backup_seen_behind_a_living_source_stays_out_when_the_source_dies() {
     let (mut primary, backup) = tokio::join!(MariaDb::start("evp", 1), MariaDb::start("evb", 2));
     let relay = Relay::start(primary.port()).await;
-    backup
-        .exec(&format!(
-            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
-             MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-            relay.port
-        ))
-        .await;
-    backup.exec("START SLAVE").await;
+    backup.replicate_via(&primary, relay.port).await;
     backup.exec("SET GLOBAL read_only = ON").await;
     primary.exec("CREATE DATABASE app").await;
     primary
@@ -158,31 +150,6 @@ async fn errant_write_overtaken_by_later_source_writes_is_still_errant() {
     let (code, text) = cli(&replica, &["checklist"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("FAIL errant_transactions 1: 0-2-"), "{text}");
-}
-
-/// Runs `replguard ARGS --config C` where C has one instance, `db`; exit code and stdout.
-fn cli(db: &MariaDb, args: &[&str]) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let pw = write_password_file(dir.path(), "pw", GUARD_PASSWORD);
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[instance]]\nname = \"r\"\nport = {}\nuser = \"replguard\"\npassword_file = \"{}\"\n",
-            db.port(),
-            pw.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_replguard"))
-        .args(args)
-        .args(["--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 /// The JSON check named `name` of `path`.

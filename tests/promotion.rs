@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::guard::{instance_block, Guard, FAST};
-use common::mariadb::{write_password_file, MariaDb, GUARD_PASSWORD};
-use std::process::Command;
+use common::guard::{cli, instance_block, Guard, FAST};
+use common::mariadb::MariaDb;
 use std::time::Duration;
 
 async fn pair(tag: &str) -> (MariaDb, MariaDb) {
@@ -69,24 +68,8 @@ async fn caught_up_replica_passes_then_answers_from_memory_when_the_source_dies(
     assert!(ok.body.contains("RESET SLAVE ALL"), "{}", ok.body);
 
     // The same checklist from the command line, exit 0.
-    let dir = tempfile::tempdir().unwrap();
-    let pw = write_password_file(dir.path(), "pw", GUARD_PASSWORD);
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[instance]]\nname = \"r\"\nport = {}\nuser = \"replguard\"\npassword_file = \"{}\"\n",
-            replica.port(),
-            pw.display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_replguard"))
-        .args(["checklist", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text) = cli(&replica, &["checklist"]);
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("ok errant_transactions none"), "{text}");
 
     // The source dies: the checklist still answers, from what it remembers, and says so.

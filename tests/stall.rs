@@ -14,14 +14,7 @@ use std::time::Duration;
 async fn frozen_read_position_while_the_source_advances_is_a_stall() {
     let (primary, replica) = tokio::join!(MariaDb::start("stp", 1), MariaDb::start("str", 2));
     let relay = Relay::start(primary.port()).await;
-    let via = relay.port;
-    replica
-        .exec(&format!(
-            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={via}, MASTER_USER='repl', \
-             MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos"
-        ))
-        .await;
-    replica.exec("START SLAVE").await;
+    replica.replicate_via(&primary, relay.port).await;
     replica.exec("SET GLOBAL read_only = ON").await;
     primary.exec("CREATE DATABASE app").await;
     primary

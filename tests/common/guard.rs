@@ -196,6 +196,31 @@ impl Guard {
     }
 }
 
+/// Runs `replguard ARGS --config C` where C has one instance, `db`; exit code and stdout.
+pub fn cli(db: &MariaDb, args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = super::mariadb::write_password_file(dir.path(), "pw", super::mariadb::GUARD_PASSWORD);
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[instance]]\nname = \"r\"\nport = {}\nuser = \"replguard\"\npassword_file = \"{}\"\n",
+            db.port(),
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_replguard"))
+        .args(args)
+        .args(["--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// Asks the agent-check listener, sending `send` first (as HAProxy's `agent-send`).
 pub async fn agent(addr: SocketAddr, send: &str) -> String {
     let mut s = TcpStream::connect(addr).await.expect("connect to agent");

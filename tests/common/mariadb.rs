@@ -667,11 +667,16 @@ impl MariaDb {
     /// Makes this server a GTID replica of `primary` (default connection
     /// name) and waits until both replication threads run.
     pub async fn replicate_from(&self, primary: &MariaDb) {
+        self.replicate_via(primary, primary.port()).await
+    }
+
+    /// Like [`replicate_from`](Self::replicate_from), connecting to `port` on loopback (a
+    /// relay in front of `primary`) instead of `primary`'s own port.
+    pub async fn replicate_via(&self, primary: &MariaDb, port: u16) {
         self.exec(&format!(
-            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, \
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={port}, \
              MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASSWORD}', \
-             MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-            primary.port()
+             MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
         ))
         .await;
         self.exec("START SLAVE").await;
