@@ -12,6 +12,7 @@
 //! - [`policy`]: policy files and their pure evaluation into verdicts (no I/O, no tokio).
 //! - [`promotion`]: the promotion checklist's checks (source comparison, prerequisites), pure.
 //! - [`probe`]: the only module that talks to MySQL (mysql_async), bounded by timeouts.
+//! - [`tlsname`]: `VERIFY_CA` on rustls: the name a server's CA-signed certificate holds.
 //! - [`poller`]: the per-instance loop that runs the probe and publishes snapshots.
 //! - [`hub`]: the read side shared by HTTP and CLI: latest snapshots and instance lookup.
 //! - [`report`]: text/JSON rendering of verdicts and `/status`.
@@ -43,6 +44,7 @@ pub mod sample;
 pub mod serve;
 pub mod snapshot;
 pub mod store;
+pub mod tlsname;
 pub mod ui;
 pub mod units;
 pub mod web;

@@ -24,6 +24,10 @@ pub struct Probe {
     plain_fallback: Option<mysql_async::Opts>,
     /// Whether the connection is in the clear (`ssl_mode = DISABLED`), for error hints.
     plain: bool,
+    /// `ssl_mode = VERIFY_CA` over TCP: the host, port and CA to learn the certificate's name
+    /// from (see [`crate::tlsname`]), and the name once learnt.
+    verify_ca: Option<(String, u16, std::path::PathBuf)>,
+    ca_name: Option<String>,
     /// Shown in errors instead of the options.
     addr: String,
     /// Bound on each connect and each query.
@@ -83,6 +87,13 @@ impl Probe {
             opts: b.into(),
             plain_fallback,
             plain: target.tls.mode == SslMode::Disabled,
+            verify_ca: match (&target.addr, target.tls.mode, &target.tls.ca) {
+                (Addr::Tcp { host, port }, SslMode::VerifyCa, Some(ca)) => {
+                    Some((host.clone(), *port, ca.clone()))
+                }
+                _ => None,
+            },
+            ca_name: None,
             addr: target.addr.to_string(),
             timeout,
             conn: None,
@@ -135,6 +146,10 @@ impl Probe {
                 Ok(())
             }
             Err(err) => {
+                if err.kind == ProbeErrorKind::Tls {
+                    // The certificate may have changed: learn its name again.
+                    self.ca_name = None;
+                }
                 self.back_off(&err);
                 Err(err)
             }
@@ -209,8 +224,9 @@ impl Probe {
         }
     }
 
-    async fn connect(&self) -> Result<(Conn, ServerKind), ProbeError> {
-        let mut conn = match bounded(self.timeout, "connect", Conn::new(self.opts.clone())).await {
+    async fn connect(&mut self) -> Result<(Conn, ServerKind), ProbeError> {
+        let opts = self.verified_opts().await?;
+        let mut conn = match bounded(self.timeout, "connect", Conn::new(opts)).await {
             Ok(c) => c,
             // PREFERRED: a server without TLS is spoken to in the clear.
             Err(e) if e.kind == ProbeErrorKind::NoTlsOffered && self.plain_fallback.is_some() => {
@@ -255,6 +271,36 @@ impl Probe {
                 ..ServerKind::detect(version)
             },
         ))
+    }
+
+    /// The options to connect with: as built, or for `VERIFY_CA` with the name the server's
+    /// CA-signed certificate holds (learnt once per probe, again after a TLS failure).
+    async fn verified_opts(&mut self) -> Result<mysql_async::Opts, ProbeError> {
+        let Some((host, port, ca)) = &self.verify_ca else {
+            return Ok(self.opts.clone());
+        };
+        let name = match &self.ca_name {
+            Some(n) => n.clone(),
+            None => {
+                let name = crate::tlsname::certificate_name(host, *port, ca, self.timeout)
+                    .await
+                    .map_err(|message| ProbeError {
+                        kind: ProbeErrorKind::Tls,
+                        errno: None,
+                        message,
+                    })?;
+                self.ca_name = Some(name.clone());
+                name
+            }
+        };
+        let ssl = self
+            .opts
+            .ssl_opts()
+            .cloned()
+            .map(|o| o.with_danger_tls_hostname_override(Some(name)));
+        Ok(OptsBuilder::from_opts(self.opts.clone())
+            .ssl_opts(ssl)
+            .into())
     }
 
     fn with_addr(&self, mut e: ProbeError) -> ProbeError {
@@ -630,7 +676,8 @@ fn ssl_opts(tls: &Tls) -> Option<mysql_async::SslOpts> {
         SslMode::Preferred | SslMode::Required => o
             .with_danger_accept_invalid_certs(true)
             .with_danger_skip_domain_validation(true),
-        SslMode::VerifyCa => o.with_danger_skip_domain_validation(true),
+        // The name is checked too, against the one the certificate holds (see tlsname).
+        SslMode::VerifyCa => o,
         SslMode::VerifyIdentity => o,
     };
     if let Some(ca) = &tls.ca {

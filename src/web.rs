@@ -147,6 +147,8 @@ impl Gate {
 
     /// Whether `ip` may connect at all; counts a refusal on `listener`.
     pub fn allows(&self, ip: IpAddr, listener: &str) -> bool {
+        // A listener on `[::]` sees IPv4 clients as `::ffff:a.b.c.d`: judge them as IPv4.
+        let ip = ip.to_canonical();
         let allowed = self.settings.allow_from.is_empty()
             || self.settings.allow_from.iter().any(|net| net.contains(&ip));
         if !allowed {
@@ -303,6 +305,9 @@ mod tests {
         assert!(g.allows("10.1.2.3".parse().unwrap(), "http"));
         assert!(g.allows("::1".parse().unwrap(), "http"));
         assert!(!g.allows("192.168.1.1".parse().unwrap(), "agent"));
+        // IPv4 clients of a listener on [::] arrive v4-mapped.
+        assert!(g.allows("::ffff:10.1.2.3".parse().unwrap(), "http"));
+        assert!(!g.allows("::ffff:192.168.1.1".parse().unwrap(), "http"));
         assert!(gate(&[], vec![], &[]).allows("192.168.1.1".parse().unwrap(), "http"));
     }
 }

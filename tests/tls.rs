@@ -1,6 +1,7 @@
 //! TLS to MySQL on a real MariaDB that has its own CA and certificates (made here with the
-//! `openssl` command) and `require_secure_transport = ON`: VERIFY_CA passes, DISABLED is
-//! refused with 3159, VERIFY_IDENTITY against a certificate for another name fails naming TLS,
+//! `openssl` command) and `require_secure_transport = ON`: VERIFY_CA passes whatever name the
+//! certificate holds and fails for another CA, DISABLED is refused (1045 with a hint on
+//! MariaDB), VERIFY_IDENTITY against a certificate for another name fails naming TLS,
 //! a user that REQUIREs X509 is served with a client certificate, and the MySQL client's
 //! option-file names (`ssl-mode`, `ssl-ca`) are read.
 
@@ -98,6 +99,27 @@ async fn tls_to_a_server_that_requires_it() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("FAIL reachable TLS: "), "{out}");
     assert!(out.to_lowercase().contains("certificate"), "{out}");
+
+    // VERIFY_CA does not care which name the certificate holds, only who signed it.
+    let (code, out) = check_as(
+        c,
+        "localhost",
+        "replguard",
+        &db,
+        &format!("ssl_mode = \"VERIFY_CA\"\nssl_ca = \"{ca}\""),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    // A CA that did not sign it: refused, naming TLS.
+    let (code, out) = check(
+        c,
+        &db,
+        &format!(
+            "ssl_mode = \"VERIFY_CA\"\nssl_ca = \"{}\"",
+            file("client.crt").display()
+        ),
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL reachable TLS: "), "{out}");
 
     // REQUIRED encrypts without verifying: passes against any certificate.
     let (code, out) = check(c, &db, "ssl_mode = \"REQUIRED\"");
