@@ -20,11 +20,16 @@ cargo fuzz build -O -s none
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   echo "==> fuzz $t for ${seconds}s"
-  cargo fuzz run -O -s none "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds" 2>&1 | grep -E "^Done|panicked|SUMMARY|crash-" || true
-  # The pipeline above hides the fuzzer's status: ask again from its artifacts.
-  if ls "fuzz/artifacts/$t"/crash-* >/dev/null 2>&1; then
-    echo "fuzz $t: crash, input in fuzz/artifacts/$t/" >&2
+  log="$(mktemp)"
+  status=0
+  cargo fuzz run -O -s none "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds" >"$log" 2>&1 || status=$?
+  grep -E "^Done|panicked|SUMMARY|crash-" "$log" || true
+  if [ "$status" -ne 0 ]; then
+    tail -40 "$log" >&2
+    echo "fuzz $t: failed (exit $status); a crash's input is in fuzz/artifacts/$t/" >&2
+    rm -f "$log"
     exit 1
   fi
+  rm -f "$log"
 done
 echo "==> fuzzing: no crash"

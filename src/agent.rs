@@ -51,6 +51,7 @@ pub async fn serve(
             continue; // not in allow_from: closed at once
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            gate.count_limit_refusal("agent");
             tracing::debug!("agent connection refused: {MAX_CONNECTIONS} already open");
             continue; // dropped: closed at once
         };

@@ -97,7 +97,7 @@ pub struct Target {
 }
 
 /// How the guard secures its connection to MySQL, with the MySQL client's names and meanings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Tls {
     pub mode: SslMode,
     /// CA certificate(s) (PEM) that sign the server's certificate.
@@ -108,7 +108,7 @@ pub struct Tls {
 }
 
 /// `ssl_mode`, as the MySQL client spells it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum SslMode {
     /// No TLS (the default: the guard's behaviour before TLS existed).
     #[default]
@@ -249,6 +249,21 @@ const KNOWN_KEYS: &[&str] = &[
     "table",
     "server_id",
     "utc",
+    "max_connections",
+    "header_read_timeout",
+    "idle_timeout",
+    "ssl_mode",
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+    "web",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_client_ca_file",
+    "tls_client_auth",
+    "basic_auth_users",
+    "auth_exempt",
+    "allow_from",
 ];
 
 #[derive(Deserialize)]
@@ -746,7 +761,11 @@ fn resolve_instance(
         None => None,
         Some(rs) => Some(Target {
             // A source without TLS keys of its own is reached like the instance.
-            tls: if rs.ssl_mode.is_none() && rs.ssl_ca.is_none() && rs.ssl_cert.is_none() {
+            tls: if rs.ssl_mode.is_none()
+                && rs.ssl_ca.is_none()
+                && rs.ssl_cert.is_none()
+                && rs.ssl_key.is_none()
+            {
                 tls.clone()
             } else {
                 let raw = RawTls {
@@ -871,14 +890,23 @@ fn resolve_web(w: RawWeb, base: &Path) -> Result<crate::web::WebSettings, (&'sta
         .allow_from
         .iter()
         .map(|net| {
-            net.parse::<ipnet::IpNet>()
+            let parsed = net
+                .parse::<ipnet::IpNet>()
                 .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| {
                     (
                         "allow_from",
                         format!("{net:?} is not a CIDR (e.g. \"10.0.0.0/8\")"),
                     )
-                })
+                })?;
+            // 10.1.2.3/8 is most likely a typo for a host or for 10.0.0.0/8: say which.
+            if parsed != parsed.trunc() {
+                return Err((
+                    "allow_from",
+                    format!("{net:?} has host bits set; write {}", parsed.trunc()),
+                ));
+            }
+            Ok(parsed)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(crate::web::WebSettings {
@@ -1243,6 +1271,9 @@ password_file = "pw"
             (format!("{ONE}ssl_mode = \"REQUIRED\"\nssl_cert = \"pw\"\n"), "instance[db1].ssl_key", "ssl_cert needs its ssl_key"),
             (format!("{ONE}ssl_mode = \"REQUIRED\"\nssl_cert = \"pw\"\nssl_key = \"open\"\n"), "instance[db1].ssl_key", "readable by group or others"),
             (format!("{ONE}ssl_ca = \"missing.crt\"\n"), "instance[db1].ssl_ca", "cannot read"),
+            (format!("{ONE}[web]\nallow_from = [\"10.1.2.3/8\"]\n"), "web.allow_from", "has host bits set; write 10.0.0.0/8"),
+            (format!("{ONE}[web]\nbasic_auth_users = {{ m = \"$2b$20$abcdefghijklmnopqrstuuPLe4Mmw0N9OxGh2JRCo3V0a1NXnbB4e\" }}\n"), "web.basic_auth_users", "not a bcrypt hash"),
+            (format!("{ONE}[web]\ntls_client_auth = \"require\"\n"), "web.tls_cert_file", "client certificates need TLS"),
             (ONE.replace("\"pw\"", "\"gw\""), "instance[db1].password_file", "writable by group or others (mode 0620)"),
             (ONE.replace("\"pw\"", "\"ow\""), "instance[db1].password_file", "writable by group or others (mode 0602)"),
             (format!("interval = \"1x\"\n{ONE}"), "interval", "invalid duration"),

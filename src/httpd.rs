@@ -23,6 +23,12 @@ use tokio_util::sync::CancellationToken;
 use warp::reply::Response;
 use warp::Filter;
 
+/// The most a connection buffers (request head included): a check's request is a few hundred
+/// bytes, a browser's a few KB.
+const MAX_BUF: usize = 16 * 1024;
+/// The most headers a request may carry.
+const MAX_HEADERS: usize = 48;
+
 /// The bounds of the HTTP listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -70,16 +76,23 @@ pub async fn serve<F>(
                 }
             },
         };
+        // Before a slot is taken: refused peers must not be able to fill the cap.
+        if !gate.allows(peer.ip(), "http") {
+            if tls.is_none() {
+                // One small answer, sent without waiting (it fits the socket buffer), then
+                // closed: a refused client costs no task, no slot and no timer.
+                let _ = stream.try_write(FORBIDDEN);
+            }
+            continue;
+        }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            gate.count_limit_refusal("http");
             tracing::debug!(%peer, max = limits.max_connections, "http connection refused: limit reached");
             continue; // dropped: closed at once
         };
-        // Judged once per connection; every request on it is answered 403 if not allowed.
-        let allowed = gate.allows(peer.ip(), "http");
         let handler = Handler {
             service: service.clone(),
             gate: gate.clone(),
-            allowed,
         };
         let io = Idle::new(stream, limits.idle_timeout);
         let (tls, watcher) = (tls.clone(), graceful.watcher());
@@ -140,18 +153,20 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // Headers are small here: bound what a connection may buffer while sending them.
+        .max_buf_size(MAX_BUF)
+        .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(io), handler);
     watcher.watch(conn).await.map_err(Into::into)
 }
 
-/// One connection's request handler: the gate first (403 for an address not allowed, 401
-/// without valid credentials), then the endpoints.
+/// One connection's request handler: the gate's credentials check first (401), then the
+/// endpoints. (An address not in `allow_from` never gets this far: it is answered at accept.)
 struct Handler<S> {
     /// warp's service for the endpoints (its type cannot be named outside warp).
     service: S,
     gate: Arc<Gate>,
-    allowed: bool,
 }
 
 impl<S> hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Handler<S>
@@ -172,11 +187,7 @@ where
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         let mut service = self.service.clone();
         let gate = self.gate.clone();
-        let allowed = self.allowed;
         Box::pin(async move {
-            if !allowed {
-                return Ok(refusal(Refusal::Address));
-            }
             let auth = req
                 .headers()
                 .get(warp::http::header::AUTHORIZATION)
@@ -189,16 +200,15 @@ where
     }
 }
 
+/// The whole answer to a plain-HTTP client whose address is not in `allow_from`.
+const FORBIDDEN: &[u8] = b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\
+content-length: 37\r\nconnection: close\r\n\r\nforbidden: address not in allow_from\n";
+
 /// The answer to a refused request.
 fn refusal(r: Refusal) -> Response {
     use warp::http::{header, StatusCode};
     use warp::Reply;
     match r {
-        Refusal::Address => warp::reply::with_status(
-            "forbidden: address not in allow_from\n",
-            StatusCode::FORBIDDEN,
-        )
-        .into_response(),
         Refusal::Credentials => warp::reply::with_header(
             warp::reply::with_status("authentication required\n", StatusCode::UNAUTHORIZED),
             header::WWW_AUTHENTICATE,

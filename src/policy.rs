@@ -442,7 +442,11 @@ impl PolicySet {
                 if role_check.level == Level::Ok {
                     checks.insert(0, role_check);
                 } else {
-                    // The real cause (no sample, unreachable) leads, for the reason phrase.
+                    // The real cause (no sample, unreachable) leads, for the reason phrase;
+                    // and it is there even when the picked policy does not depend on it.
+                    if checks.iter().all(|c| c.ok) {
+                        checks.insert(0, root_cause(input));
+                    }
                     checks.push(role_check);
                 }
                 Verdict::new(name, target, checks, input)
@@ -1196,7 +1200,7 @@ fn remembered(
     // Newer evidence beats memory. The guard may still reach the source the replica lost (a
     // partition between the two), or have read it after the replica lost it: what the source
     // had then decides, not the older caught-up observation.
-    if let Some(missing) = crate::promotion::missing_from_source(state, input) {
+    if let Some(missing) = crate::promotion::missing_from_source(state, ch, input) {
         return Err(format!("{since}, {missing}"));
     }
     // A server that restarted after the observation may have missed writes while it was down:
@@ -1696,6 +1700,33 @@ mod tests {
                 "{policy}: {v:#?}"
             );
         }
+    }
+
+    /// A role-picking policy whose pick depends on nothing the server said still fails when
+    /// the server could not be read.
+    #[test]
+    fn picking_by_role_fails_closed_for_an_unreadable_server() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let mut set = PolicySet::builtin();
+        set.insert(Policy::parse("fresh", "checks = [\"sample\"]\n").unwrap());
+        set.insert(
+            Policy::parse(
+                "pick",
+                "when_writable = \"fresh\"\nwhen_read_only = \"fresh\"\n",
+            )
+            .unwrap(),
+        );
+        let down = snap(
+            Err(err(ProbeErrorKind::Refused, None, "refused")),
+            now,
+            Duration::ZERO,
+        );
+        let v = eval_with(&set, "pick", &down, &Thresholds::default(), now);
+        assert!(!v.healthy, "{v:#?}");
+        assert_eq!(
+            v.first_failure().map(|c| c.name.as_str()),
+            Some("reachable")
+        );
     }
 
     /// A change of cause while unhealthy is a new key; a changing measurement is not.

@@ -64,18 +64,21 @@ pub async fn poll_once(
 async fn maintenance_reason(path: &Path) -> Result<Option<String>, String> {
     use tokio::io::AsyncReadExt;
     let unreadable = |e: std::io::Error| format!("{} unreadable: {e}", path.display());
-    // Looked at before it is opened: opening a FIFO would wait for a writer forever.
-    match tokio::fs::metadata(path).await {
-        Ok(meta) if meta.is_file() => {}
-        Ok(_) => return Err(format!("{} unreadable: not a regular file", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(unreadable(e)),
-    }
-    let file = match tokio::fs::File::open(path).await {
+    // Opened without blocking (a FIFO put there would otherwise wait for a writer forever),
+    // then checked on the opened file, so nothing can be swapped in between.
+    let file = match tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .await
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(unreadable(e)),
     };
+    if !file.metadata().await.map_err(unreadable)?.is_file() {
+        return Err(format!("{} unreadable: not a regular file", path.display()));
+    }
     let mut head = Vec::new();
     file.take(MAX_MAINTENANCE_FILE)
         .read_to_end(&mut head)
@@ -109,12 +112,13 @@ pub struct SourceWatch {
 /// sees a few statements per tick (one per wave of replica reads) rather than one per replica.
 #[derive(Default, Clone)]
 pub struct SourceReads {
-    /// By address, user and password (held here only as the key, never shown).
+    /// By address, user, password (held here only as the key, never shown) and TLS settings.
     shared: Arc<std::sync::Mutex<HashMap<SourceKey, Shared>>>,
 }
 
-/// A source's address, user and password.
-type SourceKey = (String, String, String);
+/// A source's address, user, password and TLS settings: instances that reach the same source
+/// differently (one in the clear, one verifying its certificate) never share a connection.
+type SourceKey = (String, String, String, crate::config::Tls);
 /// A source connection as its pollers hold it.
 type Shared = Arc<tokio::sync::Mutex<SharedSource>>;
 
@@ -136,6 +140,7 @@ impl SourceReads {
             target.addr.to_string(),
             target.user.clone(),
             target.password.expose().to_string(),
+            target.tls.clone(),
         );
         // Held only for the map lookup, never across an .await.
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());

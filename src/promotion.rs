@@ -8,7 +8,7 @@
 
 use crate::gtid::{MariadbBinlogState, MariadbGtidPos, MysqlGtidSet};
 use crate::policy::{Check, Input, Level};
-use crate::sample::{Flavor, ServerState, SourceState};
+use crate::sample::{Channel, Flavor, ServerState, SourceState};
 use crate::units::clock_time;
 use std::time::SystemTime;
 
@@ -181,20 +181,31 @@ pub fn source_checks(state: &ServerState, input: &Input<'_>) -> Vec<Check> {
         return out;
     };
     match compare(state, src, as_of.is_some()) {
-        Ok((_, errant)) if src.binlog_position.is_some() => {
+        Ok(_) if src.binlog_position.is_some() => {
             // No GTIDs: positions tell whether anything is missing, not what.
-            out.push(match position_behind(state, src) {
-                Some(behind) => {
-                    Check::fact("missing_transactions", false, behind).with_fix(MISSING_FIX)
-                }
-                None => gtid_check(
-                    "missing_transactions",
-                    (0, String::new()),
-                    as_of,
-                    MISSING_FIX,
-                ),
-            });
-            out.push(gtid_check("errant_transactions", errant, as_of, ERRANT_FIX));
+            out.push(
+                match state
+                    .channels
+                    .first()
+                    .and_then(|ch| position_behind(ch, src))
+                {
+                    Some(behind) => {
+                        Check::fact("missing_transactions", false, behind).with_fix(MISSING_FIX)
+                    }
+                    None => gtid_check(
+                        "missing_transactions",
+                        (0, String::new()),
+                        as_of,
+                        MISSING_FIX,
+                    ),
+                },
+            );
+            // Without GTIDs nothing tells a local write from a replicated one.
+            out.push(Check::leveled(
+                "errant_transactions",
+                Level::Unknown,
+                "cannot be seen without GTIDs (gtid_mode OFF)".to_string(),
+            ));
         }
         Ok((missing, errant)) => {
             out.push(gtid_check(
@@ -274,9 +285,9 @@ pub fn source_evidence<'a>(
 /// remembered) holds transactions this server still lacks, says which. A caught-up memory from
 /// before that reading is then void: the server was behind as of that reading, and is until it
 /// has them (its executed set is compared now, so catching up later clears it).
-pub fn missing_from_source(state: &ServerState, input: &Input<'_>) -> Option<String> {
+pub fn missing_from_source(state: &ServerState, ch: &Channel, input: &Input<'_>) -> Option<String> {
     let (addr, src, as_of) = source_evidence(input)?;
-    if let Some(behind) = position_behind(state, src) {
+    if let Some(behind) = position_behind(ch, src) {
         return Some(match as_of {
             None => format!("the source {addr} is reachable and its {behind}"),
             Some(t) => format!(
@@ -305,11 +316,10 @@ pub fn missing_from_source(state: &ServerState, input: &Input<'_>) -> Option<Str
 }
 
 /// Without GTIDs (a MySQL source with `gtid_mode=OFF` reports its binary log position
-/// instead): the source's position past what the replica's IO thread has read, as a phrase.
+/// instead): the source's position past what channel `ch`'s IO thread has read, as a phrase.
 /// A binary log of another name than the one read is past it too (fail closed).
-fn position_behind(state: &ServerState, src: &SourceState) -> Option<String> {
+fn position_behind(ch: &Channel, src: &SourceState) -> Option<String> {
     let (file, pos) = src.binlog_position.as_ref()?;
-    let ch = state.channels.first()?;
     let (base, index) = split_binlog_name(file);
     let (read_base, read_index) = split_binlog_name(&ch.read_log_file);
     let behind = base != read_base || (index, *pos) > (read_index, ch.read_log_pos);
@@ -348,12 +358,34 @@ pub fn errant_check(state: &ServerState, input: &Input<'_>, allow: bool) -> Chec
         );
     }
     let Some((addr, src, None)) = source_evidence(input) else {
+        let failed = input
+            .snapshot
+            .sample
+            .as_ref()
+            .and_then(|s| s.source.as_ref())
+            .and_then(|s| s.outcome.as_ref().err());
+        return match failed {
+            // The guard cannot read a living source (its own credentials, privileges or TLS
+            // settings): a configuration to fix, not a lost source. Fail closed.
+            Some(e) if unreadable_by_config(e) => Check::leveled(
+                NAME,
+                Level::Unknown,
+                format!("the guard cannot read the source: {e}"),
+            ),
+            _ => Check::leveled(
+                NAME,
+                Level::NotJudged,
+                "not judged: the source is not readable by the guard".to_string(),
+            ),
+        };
+    };
+    if src.binlog_position.is_some() {
         return Check::leveled(
             NAME,
             Level::NotJudged,
-            "not judged: the source is not readable by the guard".to_string(),
+            "not judged: without GTIDs writes made on this server cannot be told apart".to_string(),
         );
-    };
+    }
     match compare(state, src, false) {
         Ok((_, (0, _))) => Check::fact(NAME, true, format!("none (source {addr})")),
         Ok((_, (n, set))) if allow => Check::leveled(
@@ -373,6 +405,15 @@ pub fn errant_check(state: &ServerState, input: &Input<'_>, allow: bool) -> Chec
             format!("cannot compare GTIDs with the source {addr}: {e}"),
         ),
     }
+}
+
+/// A source read that failed because of how the guard reaches it, not because it is gone.
+fn unreadable_by_config(e: &crate::sample::ProbeError) -> bool {
+    use crate::sample::ProbeErrorKind::*;
+    matches!(
+        e.kind,
+        AccessDenied | NotPermitted | Tls | InsecureTransport | NoTlsOffered | Protocol
+    )
 }
 
 const MISSING_FIX: &str = "let it replicate them before promoting (start replication, wait), or \
@@ -599,7 +640,7 @@ mod tests {
         let state = mysql(""); // read up to mysql-bin.000001:100 (fixture)
         let at = |file: &str, pos: u64, source: &mut SourceState| {
             source.binlog_position = Some((file.to_string(), pos));
-            position_behind(&state, source).is_some()
+            position_behind(&state.channels[0], source).is_some()
         };
         assert!(!at("mysql-bin.000001", 100, &mut source), "same position");
         assert!(!at("mysql-bin.000001", 90, &mut source), "read past it");
@@ -617,7 +658,7 @@ mod tests {
         );
         source.binlog_position = None;
         assert!(
-            position_behind(&state, &source).is_none(),
+            position_behind(&state.channels[0], &source).is_none(),
             "GTIDs: not by position"
         );
     }

@@ -102,15 +102,21 @@ pub fn acceptor(tls: &TlsSettings) -> Result<tokio_rustls::TlsAcceptor, String> 
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Checks a bcrypt hash's form (`$2b$10$…`), never showing it.
+/// The highest bcrypt cost accepted: each verification at cost 14 takes about a second of CPU.
+pub const MAX_COST: u32 = 14;
+
+/// Checks a bcrypt hash's form (`$2b$10$…`) and cost, never showing it.
 pub fn valid_hash(hash: &str) -> bool {
-    hash.parse::<bcrypt::HashParts>().is_ok()
+    hash.parse::<bcrypt::HashParts>()
+        .is_ok_and(|p| p.get_cost() <= MAX_COST)
 }
 
 /// How many verified `Authorization` headers are remembered.
 const VERIFIED: usize = 16;
 /// bcrypt verifications running at once.
 const VERIFYING: usize = 2;
+/// How long a request waits for a verification slot.
+const VERIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The access rules of one daemon, shared by its listeners.
 pub struct Gate {
@@ -119,25 +125,37 @@ pub struct Gate {
     /// Recently verified `Authorization` header values, newest last.
     verified: Mutex<VecDeque<String>>,
     verifying: Arc<tokio::sync::Semaphore>,
+    /// A hash of nothing, at the users' cost: an unknown user is verified against it, so that
+    /// timing does not tell which user names exist.
+    dummy: Option<String>,
 }
 
-/// Why a request is not served.
+/// Why a request is not served (an address not in `allow_from` is refused per connection,
+/// before any request: see [`Gate::allows`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The client's address is not in `allow_from` (403).
-    Address,
     /// Missing or wrong credentials (401).
     Credentials,
 }
 
 impl Gate {
     pub fn new(settings: WebSettings, metrics: Arc<Metrics>) -> Gate {
+        let dummy = settings.users.values().next().and_then(|h| {
+            let cost = h.parse::<bcrypt::HashParts>().ok()?.get_cost();
+            bcrypt::hash("", cost).ok()
+        });
         Gate {
             settings,
             metrics,
             verified: Mutex::new(VecDeque::new()),
             verifying: Arc::new(tokio::sync::Semaphore::new(VERIFYING)),
+            dummy,
         }
+    }
+
+    /// Counts a connection closed because `listener` already serves its most connections.
+    pub fn count_limit_refusal(&self, listener: &str) {
+        self.metrics.count_refused(listener, "limit");
     }
 
     /// Counts an HTTPS connection whose TLS handshake failed (no or a bad client certificate).
@@ -191,15 +209,21 @@ impl Gate {
         let Some((user, password)) = basic_credentials(header) else {
             return false;
         };
-        let Some(hash) = self.settings.users.get(&user).cloned() else {
-            return false;
+        let (hash, known) = match self.settings.users.get(&user) {
+            Some(h) => (h.clone(), true),
+            None => match &self.dummy {
+                Some(d) => (d.clone(), false),
+                None => return false,
+            },
         };
-        // A flood of attempts waits for nothing: without a free slot it is refused at once.
-        let Ok(slot) = self.verifying.clone().try_acquire_owned() else {
+        // At most VERIFYING at once; a request waits a moment for a slot, then is refused: a
+        // flood of wrong passwords costs two threads and cannot queue without bound.
+        let slot = tokio::time::timeout(VERIFY_WAIT, self.verifying.clone().acquire_owned()).await;
+        let Ok(Ok(slot)) = slot else {
             return false;
         };
         let ok = tokio::task::spawn_blocking(move || {
-            let ok = bcrypt::verify(password, &hash).unwrap_or(false);
+            let ok = bcrypt::verify(password, &hash).unwrap_or(false) && known;
             drop(slot);
             ok
         })

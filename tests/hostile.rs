@@ -193,3 +193,38 @@ async fn shutdown_does_not_wait_for_a_half_sent_request() {
         started.elapsed()
     );
 }
+
+/// Connections from addresses `allow_from` refuses are answered and closed at once: they take
+/// no slot, so they cannot crowd out HAProxy's checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_addresses_cannot_fill_the_connection_cap() {
+    let g = guard_with("max_connections = 2\n[web]\nallow_from = [\"127.0.0.2/32\"]\n").await;
+    let mut refused = Vec::new();
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(g.addr).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut got))
+            .await
+            .expect("answered and closed at once")
+            .ok();
+        assert!(
+            String::from_utf8_lossy(&got).starts_with("HTTP/1.1 403 Forbidden"),
+            "{got:?}"
+        );
+        refused.push(s);
+    }
+    // An allowed client (127.0.0.2) is still served.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = socket.connect(g.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200 OK"),
+        "{got:?}"
+    );
+    g.stop().await;
+}
