@@ -30,7 +30,7 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub async fn serve(
     listener: TcpListener,
     hub: Arc<Hub>,
-    gate: Arc<crate::web::Gate>,
+    gate: Arc<crate::gate::Gate>,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

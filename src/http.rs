@@ -8,6 +8,8 @@
 
 use crate::hub::{Answer, AnswerKey, Hub, LookupError, Rendered, Selector};
 use crate::metrics::CheckEndpoint;
+pub use crate::paths::is_check_path;
+use crate::paths::{check_path, CheckPath};
 use crate::policy::Thresholds;
 use crate::report;
 use hyper::ext::ReasonPhrase;
@@ -50,43 +52,6 @@ pub fn routes(
         )
         .recover(rejection)
         .unify()
-}
-
-/// The fixed endpoints other than checks; a single segment that is none of these is a policy.
-const FIXED: [&str; 5] = ["healthz", "status", "metrics", "ui", "events"];
-
-/// What a check path asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CheckPath<'a> {
-    /// `/` or `/mysqlchk/`: the instance's configured policy.
-    Own,
-    /// `/check/{policy}` or `/{policy}`: a policy by name, known or not.
-    Named(&'a str),
-}
-
-/// True for every check path (`/`, `/mysqlchk/`, `/check/{policy}`, `/{policy}`): what
-/// `auth_exempt = ["checks"]` leaves open.
-pub fn is_check_path(path: &str) -> bool {
-    check_path(path).is_some()
-}
-
-/// Reads a request path as a check, matching segments as warp's `path!` does (one trailing
-/// slash allowed). `None`: not a check (a fixed endpoint, or another shape).
-fn check_path(path: &str) -> Option<CheckPath<'_>> {
-    let rest = path.strip_prefix('/')?;
-    if rest.is_empty() {
-        return Some(CheckPath::Own);
-    }
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    match rest.split_once('/') {
-        None if rest == "mysqlchk" => Some(CheckPath::Own),
-        None if rest.is_empty() || FIXED.contains(&rest) => None,
-        None => Some(CheckPath::Named(rest)),
-        Some(("check", name)) if !name.is_empty() && !name.contains('/') => {
-            Some(CheckPath::Named(name))
-        }
-        Some(_) => None,
-    }
 }
 
 /// Every check endpoint: `/`, `/mysqlchk/`, `/check/{policy}`, `/{policy}`. One filter that reads

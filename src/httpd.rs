@@ -7,7 +7,7 @@
 //! configure), and it answers HTTP/2, which replguard does not document: HAProxy's checks and
 //! browsers speak HTTP/1.1.
 
-use crate::web::{Gate, Refusal};
+use crate::gate::{Gate, Refusal};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;

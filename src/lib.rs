@@ -22,7 +22,9 @@
 //! - [`serve`]: wiring of pollers and HTTP under one shutdown token.
 //! - [`metrics`]: Prometheus metrics built from snapshots at scrape time, plus poll/check counters.
 //! - [`events`]: the bounded log of transitions (verdicts, source lost/found, maintenance).
-//! - [`web`]: who may use the listeners: `allow_from`, basic auth, TLS (`[web]`).
+//! - [`web`]: the `[web]` settings (`allow_from`, basic auth, TLS) and the TLS acceptor.
+//! - [`gate`]: applies them to connections and requests; counts refusals.
+//! - [`paths`]: which request paths are checks (for the routes and `auth_exempt`).
 //! - [`ui`]: the embedded status page (`/ui`), which reads `/status` and `/events`.
 
 #![forbid(unsafe_code)]
@@ -30,11 +32,13 @@
 pub mod agent;
 pub mod config;
 pub mod events;
+pub mod gate;
 pub mod gtid;
 pub mod http;
 pub mod httpd;
 pub mod hub;
 pub mod metrics;
+pub mod paths;
 pub mod policy;
 pub mod poller;
 pub mod probe;

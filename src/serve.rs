@@ -125,7 +125,7 @@ pub async fn serve(
                 });
                 set
             });
-    let gate = Arc::new(crate::web::Gate::new(
+    let gate = Arc::new(crate::gate::Gate::new(
         config.web.clone(),
         hub.metrics.clone(),
     ));
