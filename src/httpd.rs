@@ -46,13 +46,14 @@ pub struct Limits {
 
 /// Serves `filter` on `listener` until `shutdown`, then drains connections for at most
 /// `limits.shutdown_grace`. `gate` decides who is served; `tls`, when given, wraps every
-/// connection (its handshake bounded by the header-read timeout).
+/// connection (its handshake bounded by the header-read timeout) with the acceptor current when
+/// the connection arrives (certificates re-read on SIGHUP replace it).
 pub async fn serve<F>(
     listener: TcpListener,
     filter: F,
     limits: Limits,
     gate: Arc<Gate>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<tokio::sync::watch::Receiver<tokio_rustls::TlsAcceptor>>,
     shutdown: CancellationToken,
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
@@ -95,7 +96,7 @@ pub async fn serve<F>(
             gate: gate.clone(),
         };
         let io = Idle::new(stream, limits.idle_timeout);
-        let (tls, watcher) = (tls.clone(), graceful.watcher());
+        let (tls, watcher) = (tls.as_ref().map(|t| t.borrow().clone()), graceful.watcher());
         connections.spawn(async move {
             let result = match tls {
                 None => serve_connection(io, handler, limits, watcher).await,

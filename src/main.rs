@@ -183,6 +183,21 @@ async fn run_serve(mut config: Config) -> anyhow::Result<ExitCode> {
         None => None,
     };
     ignore_other_signals();
+    // SIGHUP re-reads the HTTPS certificates; other changes still need a restart.
+    let (reload_tx, reload_rx) = tokio::sync::watch::channel(0u64);
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!(
+                        "SIGHUP: re-reading the HTTPS certificates (other config changes need a restart)"
+                    );
+                    reload_tx.send_modify(|n| *n += 1);
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP"),
+    }
     tracing::info!(
         listen = %config.listen,
         instances = config.instances.len(),
@@ -206,7 +221,7 @@ async fn run_serve(mut config: Config) -> anyhow::Result<ExitCode> {
         }
         on_signal.cancel();
     });
-    serve::serve(config, listener, agent, shutdown).await?;
+    serve::serve_reloading(config, listener, agent, shutdown, Some(reload_rx)).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -233,12 +248,11 @@ fn fit_descriptors(config: &mut Config) {
     }
 }
 
-/// SIGHUP, SIGUSR1, SIGUSR2 and SIGQUIT would end the daemon without a word (their default):
-/// log and ignore them. (SIGHUP does not reload yet: restart to apply a new config.)
+/// SIGUSR1, SIGUSR2 and SIGQUIT would end the daemon without a word (their default): log and
+/// ignore them. (SIGHUP re-reads the HTTPS certificates, see `run_serve`.)
 fn ignore_other_signals() {
     use tokio::signal::unix::{signal, SignalKind};
     for (kind, name) in [
-        (SignalKind::hangup(), "SIGHUP"),
         (SignalKind::user_defined1(), "SIGUSR1"),
         (SignalKind::user_defined2(), "SIGUSR2"),
         (SignalKind::quit(), "SIGQUIT"),

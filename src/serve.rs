@@ -106,9 +106,46 @@ pub async fn serve(
     agent: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    serve_reloading(config, listener, agent, shutdown, None).await
+}
+
+/// [`serve`], re-reading the HTTPS certificates each time `reload` changes (SIGHUP): a renewed
+/// certificate is served to new connections without a restart; one that does not load is
+/// logged and the old one kept.
+pub async fn serve_reloading(
+    config: Config,
+    listener: TcpListener,
+    agent: Option<TcpListener>,
+    shutdown: CancellationToken,
+    reload: Option<watch::Receiver<u64>>,
+) -> Result<(), ServeError> {
     // Validated with the config; a failure here (a file changed since) stops before polling.
     let tls = match &config.web.tls {
-        Some(t) => Some(crate::web::acceptor(t).map_err(ServeError::Tls)?),
+        Some(t) => {
+            let (tx, rx) = watch::channel(crate::web::acceptor(t).map_err(ServeError::Tls)?);
+            if let Some(mut reload) = reload {
+                let (settings, stop) = (t.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            changed = reload.changed() => if changed.is_err() { return },
+                        }
+                        match crate::web::acceptor(&settings) {
+                            Ok(acceptor) => {
+                                tx.send_replace(acceptor);
+                                tracing::info!("TLS certificates re-read");
+                            }
+                            Err(e) => tracing::warn!(
+                                error = %e,
+                                "TLS certificates not re-read: keeping the ones in use"
+                            ),
+                        }
+                    }
+                });
+            }
+            Some(rx)
+        }
         None => None,
     };
     let (hub, pollers) = start_pollers(&config, &shutdown);

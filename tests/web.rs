@@ -194,3 +194,74 @@ fn bcrypt_hash(password: &str) -> String {
     // The form `htpasswd -nBC 10` makes, at the lowest cost: this is a test.
     bcrypt::hash(password, 4).unwrap()
 }
+
+/// SIGHUP re-reads the HTTPS certificates: a renewed certificate (here from another CA) is
+/// served to new connections without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rereads_the_https_certificates() {
+    let (old, new, run) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    make_certs(old.path());
+    make_certs(new.path());
+    let install = |from: &Path| {
+        for f in ["server.crt", "server.key"] {
+            std::fs::copy(from.join(f), run.path().join(f)).unwrap();
+        }
+    };
+    install(old.path());
+    let pw = common::mariadb::write_password_file(run.path(), "pw", "x");
+    let port = free_port();
+    let cfg = run.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[web]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\
+             [[instance]]\nname = \"db\"\nport = {}\nuser = \"u\"\npassword_file = \"{}\"\n",
+            path(run.path(), "server.crt"),
+            path(run.path(), "server.key"),
+            free_port(),
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_replguard"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    let answers_with = |ca: &Path| curl(&["--cacert", &path(ca, "ca.crt"), &url]) == "200";
+    let until = |ca: &Path| {
+        (0..100).any(|_| {
+            let ok = answers_with(ca);
+            if !ok {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ok
+        })
+    };
+    assert!(until(old.path()), "never served the first certificate");
+    install(new.path());
+    assert!(
+        !answers_with(new.path()),
+        "the new certificate before SIGHUP"
+    );
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        until(new.path()),
+        "SIGHUP did not bring the new certificate"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP ended serve");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+}
