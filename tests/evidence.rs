@@ -36,10 +36,7 @@ async fn a_backup_seen_behind_a_living_source_stays_out_when_the_source_dies() {
     let relay = Relay::start(primary.port()).await;
     backup.replicate_via(&primary, relay.port).await;
     backup.exec("SET GLOBAL read_only = ON").await;
-    primary.exec("CREATE DATABASE app").await;
-    primary
-        .exec("CREATE TABLE app.t (id INT PRIMARY KEY)")
-        .await;
+    primary.create_app_table().await;
     primary.exec("INSERT INTO app.t VALUES (1)").await;
     backup.wait_caught_up(&primary).await;
     let state_dir = tempfile::tempdir().unwrap();
@@ -103,10 +100,7 @@ async fn errant_write_overtaken_by_later_source_writes_is_still_errant() {
     let (primary, replica) = tokio::join!(MariaDb::start("erp", 1), MariaDb::start("err", 2));
     replica.replicate_from(&primary).await;
     replica.exec("SET GLOBAL read_only = ON").await;
-    primary.exec("CREATE DATABASE app").await;
-    primary
-        .exec("CREATE TABLE app.t (id INT PRIMARY KEY)")
-        .await;
+    primary.create_app_table().await;
     replica.wait_caught_up(&primary).await;
     // Written on the replica directly, then overtaken by the primary's later writes.
     replica.exec("SET GLOBAL read_only = OFF").await;
@@ -175,10 +169,7 @@ async fn one_root_cause_named_for_what_it_is() {
     let (primary, mut replica) = tokio::join!(MariaDb::start("rcp", 1), MariaDb::start("rcr", 2));
     replica.replicate_from(&primary).await;
     replica.exec("SET GLOBAL read_only = ON").await;
-    primary.exec("CREATE DATABASE app").await;
-    primary
-        .exec("CREATE TABLE app.t (id INT PRIMARY KEY)")
-        .await;
+    primary.create_app_table().await;
     replica.wait_caught_up(&primary).await;
 
     // A one-shot check says what one poll cannot judge, and passes like the daemon would.

@@ -43,8 +43,7 @@ async fn returning_primary_waits_until_it_has_caught_up_with_the_backup() {
     ))
     .await;
     a.exec("START SLAVE").await;
-    a.exec("CREATE DATABASE app").await;
-    a.exec("CREATE TABLE app.t (id INT PRIMARY KEY)").await;
+    a.create_app_table().await;
 
     let state = tempfile::tempdir().unwrap();
     let globals = format!("{FAST}state_dir = \"{}\"\n", state.path().display());

@@ -38,10 +38,7 @@ impl Site {
             tokio::join!(MariaDb::start("fprimary", 1), MariaDb::start("fbackup", 2));
         backup.replicate_from(&primary).await;
         backup.exec("SET GLOBAL read_only = ON").await;
-        primary.exec("CREATE DATABASE app").await;
-        primary
-            .exec("CREATE TABLE app.t (id INT PRIMARY KEY)")
-            .await;
+        primary.create_app_table().await;
         let primary_guard = Guard::start(FAST, |dir| {
             instance_block(dir, "primary", &primary, "primary", "")
         })

@@ -13,10 +13,7 @@ async fn pair(tag: &str) -> (MariaDb, MariaDb) {
     let (primary, replica) = tokio::join!(MariaDb::start(&pn, 1), MariaDb::start(&rn, 2));
     replica.replicate_from(&primary).await;
     replica.exec("SET GLOBAL read_only = ON").await;
-    primary.exec("CREATE DATABASE app").await;
-    primary
-        .exec("CREATE TABLE app.t (id INT PRIMARY KEY)")
-        .await;
+    primary.create_app_table().await;
     primary.exec("INSERT INTO app.t VALUES (1), (2), (3)").await;
     replica.wait_caught_up(&primary).await;
     (primary, replica)

@@ -43,10 +43,7 @@ async fn farm_weights_drains_and_recovers() {
         r.replicate_from(&primary).await;
         r.exec("SET GLOBAL read_only = ON").await;
     }
-    primary.exec("CREATE DATABASE app").await;
-    primary
-        .exec("CREATE TABLE app.t (id INT PRIMARY KEY)")
-        .await;
+    primary.create_app_table().await;
 
     let maint = tempfile::tempdir().unwrap();
     let globals = format!(

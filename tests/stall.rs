@@ -16,10 +16,7 @@ async fn frozen_read_position_while_the_source_advances_is_a_stall() {
     let relay = Relay::start(primary.port()).await;
     replica.replicate_via(&primary, relay.port).await;
     replica.exec("SET GLOBAL read_only = ON").await;
-    primary.exec("CREATE DATABASE app").await;
-    primary
-        .exec("CREATE TABLE app.t (id INT PRIMARY KEY)")
-        .await;
+    primary.create_app_table().await;
     replica.wait_caught_up(&primary).await;
 
     // The guard reads the source directly, not through the relay.

@@ -702,6 +702,13 @@ impl MariaDb {
         }
     }
 
+    /// Creates the tests' table `app.t (id INT PRIMARY KEY)` (on a primary: its replicas get
+    /// it by replication).
+    pub async fn create_app_table(&self) {
+        self.exec("CREATE DATABASE app").await;
+        self.exec("CREATE TABLE app.t (id INT PRIMARY KEY)").await;
+    }
+
     /// Waits (bounded) until everything in `primary`'s binlog
     /// (`@@gtid_binlog_pos`) has been applied here.
     pub async fn wait_caught_up(&self, primary: &MariaDb) {
