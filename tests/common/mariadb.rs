@@ -509,9 +509,23 @@ impl MariaDb {
                 );
             }
             match Conn::new(self.admin_opts()).await {
-                Ok(conn) => {
+                Ok(mut conn) => {
+                    // Another test's server may have taken the port between free_port() and
+                    // our bind: only our own datadir counts as ready.
+                    let datadir: Option<String> =
+                        conn.query_first("SELECT @@datadir").await.unwrap_or(None);
                     let _ = conn.disconnect().await;
-                    return Ok(());
+                    let ours = datadir
+                        .is_some_and(|d| Path::new(d.trim_end_matches('/')) == self.dir.path());
+                    if ours {
+                        return Ok(());
+                    }
+                    self.kill();
+                    let _ = fs::rename(
+                        self.error_log(),
+                        self.dir.path().join("error.log.portstolen"),
+                    );
+                    return Err(SpawnError::PortInUse);
                 }
                 Err(e) => last_err = e.to_string(),
             }
