@@ -42,6 +42,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Check a config file as `serve` would (policies, password and TLS files, paths, ports),
+    /// without connecting to MySQL or binding: exit 0 when valid, 2 with the same message as
+    /// `serve` otherwise.
+    Validate {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Poll one instance once and print the verdict HTTP would give (exit 0 healthy, 1 not).
     Check {
         #[arg(long, value_name = "FILE")]
@@ -108,6 +115,7 @@ fn main() -> ExitCode {
     }
     let config_path = match &cli.command {
         Command::Serve { config }
+        | Command::Validate { config }
         | Command::Check { config, .. }
         | Command::Checklist { config, .. }
         | Command::Maintenance { config, .. } => config.clone(),
@@ -119,6 +127,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Validate { .. } = cli.command {
+        // Everything a config can get wrong was checked by the load above.
+        println!(
+            "{}: valid ({} instance(s), HTTP on {}{})",
+            config.path.display(),
+            config.instances.len(),
+            config.listen,
+            config
+                .agent_listen
+                .map(|a| format!(", agent on {a}"))
+                .unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -129,6 +151,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { .. } => run_serve(config).await,
+            Command::Validate { .. } => unreachable!("answered before the runtime starts"),
             Command::Check {
                 instance,
                 policy,

@@ -129,7 +129,7 @@ fn config_errors_exit_2_naming_file_and_key_before_binding() {
             pw.display()
         ),
     );
-    for cmd in ["serve", "check"] {
+    for cmd in ["serve", "check", "validate"] {
         let out = replguard(&[cmd, "--config", path.to_str().unwrap()]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
@@ -138,6 +138,16 @@ fn config_errors_exit_2_naming_file_and_key_before_binding() {
         assert!(err.contains("readable by group or others"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }
+    // The same file made right: validate says so, exit 0, without any MySQL to talk to.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = replguard(&["validate", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(": valid (1 instance(s), HTTP on 127.0.0.1:1)"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
