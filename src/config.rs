@@ -935,11 +935,8 @@ fn resolve_tls(raw: &RawTls, base: &Path) -> Result<Tls, (&'static str, String)>
             None => Ok(None),
             Some(p) => {
                 let p = base.join(p);
-                match std::fs::metadata(&p) {
-                    Ok(m) if m.is_file() => Ok(Some(p)),
-                    Ok(_) => Err((key, format!("{} is not a regular file", p.display()))),
-                    Err(e) => Err((key, format!("{}: cannot read: {e}", p.display()))),
-                }
+                crate::web::check_file(&p).map_err(|m| (key, m))?;
+                Ok(Some(p))
             }
         }
     };
