@@ -316,6 +316,13 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         }
         let mut snapshot = tx.borrow().next(sample);
         if let Some(sample) = snapshot.sample.clone() {
+            if let (Ok(state), Some(Ok(src))) = (
+                &sample.outcome,
+                sample.source.as_ref().map(|s| s.outcome.as_ref()),
+            ) {
+                snapshot.memory.errant_at_last_source =
+                    crate::promotion::errant_against(state, src);
+            }
             if let Ok(state) = &sample.outcome {
                 if let Some(p) = pending.take() {
                     let outcome = p.restore_into(&mut snapshot.memory, &sample, state);

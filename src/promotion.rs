@@ -372,11 +372,33 @@ pub fn errant_check(state: &ServerState, input: &Input<'_>, allow: bool) -> Chec
                 Level::Unknown,
                 format!("the guard cannot read the source: {e}"),
             ),
-            _ => Check::leveled(
-                NAME,
-                Level::NotJudged,
-                "not judged: the source is not readable by the guard".to_string(),
-            ),
+            // The source is gone: what its last reading showed still stands (writes this
+            // server takes after that reading are not in it).
+            _ => match (
+                &input.snapshot.memory.errant_at_last_source,
+                &input.snapshot.memory.last_source,
+            ) {
+                (Some(errant), Some(seen)) => {
+                    let detail = format!(
+                        "{errant}, at the source's last reading ({})",
+                        clock_time(seen.at_wall)
+                    );
+                    if allow {
+                        Check::leveled(
+                            NAME,
+                            Level::Warn,
+                            format!("{detail}; ADMITTED BY allow_errant"),
+                        )
+                    } else {
+                        Check::fact(NAME, false, detail).with_fix(ERRANT_FIX)
+                    }
+                }
+                _ => Check::leveled(
+                    NAME,
+                    Level::NotJudged,
+                    "not judged: the source is not readable by the guard".to_string(),
+                ),
+            },
         };
     };
     if src.binlog_position.is_some() {
@@ -404,6 +426,19 @@ pub fn errant_check(state: &ServerState, input: &Input<'_>, allow: bool) -> Chec
             Level::Unknown,
             format!("cannot compare GTIDs with the source {addr}: {e}"),
         ),
+    }
+}
+
+/// The errant transactions `state` holds against a source reading taken just after it, as
+/// `count: set`; `None` when there are none (or the reading cannot tell: no GTIDs, or sets that
+/// do not parse, which the live check reports itself).
+pub fn errant_against(state: &ServerState, src: &SourceState) -> Option<String> {
+    if src.binlog_position.is_some() {
+        return None;
+    }
+    match compare(state, src, false) {
+        Ok((_, (n, set))) if n > 0 => Some(format!("{n}: {set}")),
+        _ => None,
     }
 }
 

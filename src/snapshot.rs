@@ -43,6 +43,10 @@ pub struct Memory {
     pub read_progress: BTreeMap<String, ReadProgress>,
     /// The source's executed GTIDs as last read, and when they last changed.
     pub source_progress: Option<SourceProgress>,
+    /// The errant transactions (`count: set`) the last successful source read showed on this
+    /// server; `None`: none. Kept while the source is unreadable: a source that dies does not
+    /// make them go away (set by the poller, which reads both).
+    pub errant_at_last_source: Option<String>,
 }
 
 /// A channel's read position (`Source_Log_File`, `Read_Source_Log_Pos`) and since when.

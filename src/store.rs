@@ -34,6 +34,9 @@ pub struct PersistedSource {
     pub at_unix_ms: u64,
     pub addr: String,
     pub state: SourceState,
+    /// The errant transactions that reading showed on this server, if any.
+    #[serde(default)]
+    pub errant: Option<String>,
 }
 
 /// Where the server's data stands: moves with every applied event and every local write.
@@ -114,6 +117,7 @@ impl Persisted {
                 at_unix_ms: unix_ms(s.at_wall),
                 addr: s.addr.clone(),
                 state: s.state.clone(),
+                errant: memory.errant_at_last_source.clone(),
             }),
         }
     }
@@ -136,6 +140,7 @@ impl Persisted {
                     addr: src.addr.clone(),
                     state: src.state.clone(),
                 });
+                memory.errant_at_last_source = src.errant.clone();
             }
         }
         let now = position(state);

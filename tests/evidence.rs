@@ -280,3 +280,68 @@ async fn one_root_cause_named_for_what_it_is() {
     assert_eq!(sql["status"], "not_judged", "{sql}");
     g.stop().await;
 }
+
+/// An errant write on a read-only backup, overtaken by later source writes, then the source
+/// dies (and the guard restarts): the backup gate judged the errant write against the living
+/// source (503); the source's death must not turn that into 200 — the last reading's evidence
+/// still stands, in memory and in the state file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_errant_backup_stays_out_when_its_source_dies() {
+    let (mut primary, backup) = tokio::join!(MariaDb::start("eep", 1), MariaDb::start("eeb", 2));
+    backup.replicate_from(&primary).await;
+    backup.exec("SET GLOBAL read_only = ON").await;
+    primary.create_app_table().await;
+    backup.wait_caught_up(&primary).await;
+    backup.exec("SET GLOBAL read_only = OFF").await;
+    backup.exec("INSERT INTO app.t VALUES (1000)").await;
+    backup.exec("SET GLOBAL read_only = ON").await;
+    for i in 0..5 {
+        primary
+            .exec(&format!("INSERT INTO app.t VALUES ({i})"))
+            .await;
+    }
+    backup.wait_caught_up(&primary).await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let globals = format!("{FAST}state_dir = \"{}\"\n", state_dir.path().display());
+    let start = || {
+        Guard::start(&globals, |dir| {
+            instance_block(dir, "b", &backup, "backup", "")
+        })
+    };
+    let g = start().await;
+    let live = g
+        .wait_for("/backup", LIMIT, |r| {
+            r.line("errant_transactions")
+                .is_some_and(|l| l.starts_with("FAIL "))
+        })
+        .await;
+    assert_eq!(live.status, 503, "{}", live.body);
+
+    primary.kill();
+    g.wait_for("/backup", LIMIT, |r| r.body.contains("source_lost"))
+        .await;
+    g.wait_polls("b", 3).await;
+    let dead = g.get("/backup").await;
+    assert_eq!(dead.status, 503, "{}", dead.body);
+    assert!(
+        dead.line("errant_transactions")
+            .is_some_and(|l| l.starts_with("FAIL errant_transactions 1: 0-2-")
+                && l.contains("at the source's last reading")),
+        "{}",
+        dead.body
+    );
+    g.stop().await;
+    // A guard restarted meanwhile reads that evidence back from its state file.
+    let g = start().await;
+    g.wait_polls("b", 3).await;
+    let restarted = g.get("/backup").await;
+    assert_eq!(restarted.status, 503, "{}", restarted.body);
+    assert!(
+        restarted
+            .line("errant_transactions")
+            .is_some_and(|l| l.starts_with("FAIL errant_transactions 1: 0-2-")),
+        "{}",
+        restarted.body
+    );
+    g.stop().await;
+}
