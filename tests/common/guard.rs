@@ -237,9 +237,12 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
     s.write_all(req.as_bytes()).await.expect("send request");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.expect("read reply");
-    // Lossy: HAProxy's stats CSV has been seen to carry a stray byte after an agent's text.
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("header/body separator");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header/body separator");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
     let status_line = head.lines().next().expect("status line");
     let mut parts = status_line.splitn(3, ' ');
     let _version = parts.next();
@@ -255,24 +258,29 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
     Reply {
         status,
         reason,
-        body: if chunked {
+        // Decoded as bytes, then read lossily: HAProxy's stats CSV has been seen to carry a
+        // stray non-UTF-8 byte after an agent's text (chunk sizes count bytes).
+        body: String::from_utf8_lossy(&if chunked {
             dechunk(body)
         } else {
-            body.to_string()
-        },
+            body.to_vec()
+        })
+        .into_owned(),
     }
 }
 
-/// Decodes a `Transfer-Encoding: chunked` body (HAProxy's stats page sends one).
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+/// Decodes a `Transfer-Encoding: chunked` body (HAProxy's stats page sends one), as bytes.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let line = String::from_utf8_lossy(&rest[..eol]);
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
             .expect("chunk size");
         if size == 0 {
             break;
         }
-        out.push_str(&after[..size]);
+        let after = &rest[eol + 2..];
+        out.extend_from_slice(&after[..size]);
         rest = &after[size + 2..];
     }
     out
