@@ -9,8 +9,8 @@
 //! - [`gtid`]: MySQL GTID sets and MariaDB GTID positions: strict parsing, set algebra (pure).
 //! - [`sample`]: what one poll observed (plain data).
 //! - [`snapshot`]: the published unit (latest sample + memory across polls), pure transitions.
-//! - [`policy`]: policy files and their pure evaluation into verdicts (no I/O, no tokio).
-//! - [`promotion`]: the promotion checklist's checks (source comparison, prerequisites), pure.
+//! - [`policy`]: policy files and their pure evaluation into verdicts (no I/O, no tokio), with
+//!   the promotion checklist's checks in [`policy::promotion`].
 //! - [`probe`]: the only module that talks to MySQL (mysql_async), bounded by timeouts.
 //! - [`tlsname`]: `VERIFY_CA` on rustls: the name a server's CA-signed certificate holds.
 //! - [`poller`]: the per-instance loop that runs the probe and publishes snapshots.
@@ -42,7 +42,6 @@ pub mod paths;
 pub mod policy;
 pub mod poller;
 pub mod probe;
-pub mod promotion;
 pub mod report;
 pub mod sample;
 pub mod serve;

@@ -321,7 +321,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
                 sample.source.as_ref().map(|s| s.outcome.as_ref()),
             ) {
                 snapshot.memory.errant_at_last_source =
-                    crate::promotion::errant_against(state, src);
+                    crate::policy::promotion::errant_against(state, src);
             }
             if let Ok(state) = &sample.outcome {
                 if let Some(p) = pending.take() {

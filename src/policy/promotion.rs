@@ -6,8 +6,8 @@
 //! unreachable at the latest poll it falls back to the last source read the poller remembers,
 //! and says so; that evidence can warn, never be "ok".
 
-use crate::gtid::{MariadbBinlogState, MariadbGtidPos, MysqlGtidSet};
 use super::verdict::{Check, Input, Level};
+use crate::gtid::{MariadbBinlogState, MariadbGtidPos, MysqlGtidSet};
 use crate::sample::{Channel, Flavor, ServerState, SourceState};
 use crate::units::clock_time;
 use std::time::SystemTime;

@@ -1,0 +1,281 @@
+//! The policy file format: the rules a policy can require, the thresholds it sets, and the
+//! built-in policy files (compiled in from `policies/`).
+
+use crate::units::serde_humantime;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// The built-in policy files, by name; a file in `policies_dir` with the same name replaces one.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("any-lag", include_str!("../../policies/any-lag.toml")),
+    ("auto", include_str!("../../policies/auto.toml")),
+    ("backup", include_str!("../../policies/backup.toml")),
+    ("primary", include_str!("../../policies/primary.toml")),
+    ("promotion", include_str!("../../policies/promotion.toml")),
+    ("replica", include_str!("../../policies/replica.toml")),
+];
+
+/// One rule a policy can require. Its name in a policy file is also the check name in verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A sample exists and is no older than `max_sample_age`.
+    Sample,
+    /// The last poll reached the server.
+    Reachable,
+    /// read_only, super_read_only and innodb_read_only are all OFF.
+    Writable,
+    /// The server has at least one replication channel.
+    ReplicaStatus,
+    /// Every channel's IO thread is `Yes`.
+    IoThread,
+    /// Every channel's SQL thread is `Yes`.
+    SqlThread,
+    /// No channel reports an IO or SQL error.
+    ReplicationErrors,
+    /// Every channel's lag is known and at most `max_lag`.
+    Lag,
+    /// No channel reports an SQL error (IO errors are expected while the source is gone).
+    SqlError,
+    /// Every channel has applied what its IO thread received (within `max_apply_backlog`).
+    Applied,
+    /// The backup gate's lag rule: with the IO thread connected, lag known and at most
+    /// `max_lag`; with the source lost, the last connected observation showed lag at most
+    /// `max_lag`, the server has not restarted since, and the relay log is applied.
+    Source,
+    /// Master-master for a writer: a channel from its peer must be connected with the SQL thread
+    /// applying everything and lag within `max_lag`, or, with the peer lost, have been caught up
+    /// when it vanished (as [`Rule::Source`]); `allow_isolated` admits it anyway, loudly. A writer
+    /// without a replica status passes.
+    Peer,
+    /// Promotion: no channel is a delayed replica (`SQL_Delay` 0).
+    NotDelayed,
+    /// The IO thread says `Yes` but its read position has not moved for `max_stall` while the
+    /// source (read by the guard) kept executing transactions: replication is stalled.
+    Stall,
+    /// Promotion: binary log and log_replica_updates on.
+    Binlog,
+    /// Promotion: GTID in use (MySQL gtid_mode ON, MariaDB Using_Gtid).
+    Gtid,
+    /// Promotion: read_only still ON (warns when OFF).
+    ReadOnlyOn,
+    /// Promotion: compare with the source: missing and errant transactions, version, server_id.
+    CompareSource,
+    /// The backup gate: no transactions the source (read by the guard this poll) never had,
+    /// unless `allow_errant`. Not judged while the source is unreadable.
+    ErrantTransactions,
+}
+
+/// Thresholds a policy file sets and an instance or a request may override.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Largest acceptable replication lag.
+    #[serde(default, with = "serde_humantime::option")]
+    pub max_lag: Option<Duration>,
+    /// Bytes of received but not yet applied relay log tolerated by `applied` (default 0).
+    #[serde(default)]
+    pub max_apply_backlog: Option<u64>,
+    /// How long the `source` rule trusts the last connected observation after the source is
+    /// lost (default: as long as the server keeps running).
+    #[serde(default, with = "serde_humantime::option")]
+    pub max_source_lost: Option<Duration>,
+    /// Also require the server to be writable (every read-only flag OFF).
+    #[serde(default)]
+    pub require_writable: Option<bool>,
+    /// `peer`: admit a writer whose peer is gone for good (split-brain risk, said loudly).
+    #[serde(default)]
+    pub allow_isolated: Option<bool>,
+    /// Hysteresis of the `lag` rule: after a lag failure, lag must stay at most this (default
+    /// half of `max_lag`) ...
+    #[serde(default, with = "serde_humantime::option")]
+    pub recover_lag: Option<Duration>,
+    /// ... for this many consecutive polls (default 3; 0 turns hysteresis off).
+    #[serde(default)]
+    pub recover_for: Option<u32>,
+    /// Agent weight: full weight up to this lag (default a quarter of `max_lag`), then falling
+    /// linearly towards `max_lag`.
+    #[serde(default, with = "serde_humantime::option")]
+    pub soft_lag: Option<Duration>,
+    /// Judge a deliberately delayed replica against its `SQL_Delay` (lag minus the delay)
+    /// instead of failing it as stale by design; for watching the delayed replica itself.
+    #[serde(default)]
+    pub allow_delay: Option<bool>,
+    /// `stall`: how long the read position may stand still while the source advances.
+    #[serde(default, with = "serde_humantime::option")]
+    pub max_stall: Option<Duration>,
+    /// `errant_transactions` on the backup gate: admit a backup holding transactions its
+    /// source never had (warned, not failed).
+    #[serde(default)]
+    pub allow_errant: Option<bool>,
+}
+
+/// Defaults of the read-farm thresholds, derived from `max_lag`.
+pub const DEFAULT_RECOVER_FOR: u32 = 3;
+
+impl Thresholds {
+    /// `recover_lag`, or half of `max_lag`.
+    pub fn recover_lag_or_default(&self, max_lag: Duration) -> Duration {
+        self.recover_lag.unwrap_or(max_lag / 2)
+    }
+    /// `soft_lag`, or a quarter of `max_lag`.
+    pub fn soft_lag_or_default(&self, max_lag: Duration) -> Duration {
+        self.soft_lag.unwrap_or(max_lag / 4)
+    }
+}
+
+impl Thresholds {
+    /// `self` with every threshold that `over` sets replaced by `over`'s value.
+    pub fn overlay(&self, over: &Thresholds) -> Thresholds {
+        Thresholds {
+            max_lag: over.max_lag.or(self.max_lag),
+            max_apply_backlog: over.max_apply_backlog.or(self.max_apply_backlog),
+            max_source_lost: over.max_source_lost.or(self.max_source_lost),
+            require_writable: over.require_writable.or(self.require_writable),
+            allow_isolated: over.allow_isolated.or(self.allow_isolated),
+            recover_lag: over.recover_lag.or(self.recover_lag),
+            recover_for: over.recover_for.or(self.recover_for),
+            soft_lag: over.soft_lag.or(self.soft_lag),
+            allow_delay: over.allow_delay.or(self.allow_delay),
+            max_stall: over.max_stall.or(self.max_stall),
+            allow_errant: over.allow_errant.or(self.allow_errant),
+        }
+    }
+}
+
+/// A named policy as loaded from its file.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub description: String,
+    pub body: Body,
+}
+
+/// What a policy does: run checks, or pick another policy by the server's role.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Checks {
+        rules: Vec<Rule>,
+        thresholds: Thresholds,
+        /// Append the manual promotion steps to the verdict.
+        promotion_steps: bool,
+    },
+    ByRole {
+        when_writable: String,
+        when_read_only: String,
+    },
+}
+
+/// The file format; `deny_unknown_fields` so a misspelt key is an error, not a silent default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    description: Option<String>,
+    checks: Option<Vec<Rule>>,
+    when_writable: Option<String>,
+    when_read_only: Option<String>,
+    /// Print the manual promotion steps for the server's flavour after the checks.
+    #[serde(default)]
+    promotion_steps: bool,
+    #[serde(flatten)]
+    thresholds: Thresholds,
+}
+
+/// A policy file that cannot be used, and why. `line` is 1-based where the parser knows it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct PolicyError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl PolicyError {
+    pub(super) fn new(message: impl Into<String>) -> Self {
+        PolicyError {
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl Policy {
+    /// Parses one policy file's text.
+    pub fn parse(name: &str, text: &str) -> Result<Policy, PolicyError> {
+        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError {
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().to_string(),
+        })?;
+        let body = match (file.checks, file.when_writable, file.when_read_only) {
+            (Some(rules), None, None) => {
+                if rules.is_empty() {
+                    return Err(PolicyError::new(
+                        "checks: a policy needs at least one check",
+                    ));
+                }
+                if [Rule::Lag, Rule::Source, Rule::Peer]
+                    .iter()
+                    .any(|r| rules.contains(r))
+                    && file.thresholds.max_lag.is_none()
+                {
+                    return Err(PolicyError::new("max_lag: the lag check needs a max_lag"));
+                }
+                Body::Checks {
+                    rules,
+                    thresholds: file.thresholds,
+                    promotion_steps: file.promotion_steps,
+                }
+            }
+            (None, Some(when_writable), Some(when_read_only)) => {
+                if file.thresholds != Thresholds::default() || file.promotion_steps {
+                    return Err(PolicyError::new(
+                        "max_lag: a policy that picks by role takes its thresholds from the \
+                         policies it picks",
+                    ));
+                }
+                Body::ByRole {
+                    when_writable,
+                    when_read_only,
+                }
+            }
+            _ => {
+                return Err(PolicyError::new(
+                    "checks: give either `checks` or both `when_writable` and `when_read_only`",
+                ))
+            }
+        };
+        Ok(Policy {
+            name: name.to_string(),
+            description: file.description.unwrap_or_default(),
+            body,
+        })
+    }
+}
+
+/// 1-based line number of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
+}
+
+pub(super) fn rule_name(rule: Rule) -> &'static str {
+    match rule {
+        Rule::Sample => "sample",
+        Rule::Reachable => "reachable",
+        Rule::Writable => "writable",
+        Rule::ReplicaStatus => "replica_status",
+        Rule::IoThread => "io_thread",
+        Rule::SqlThread => "sql_thread",
+        Rule::ReplicationErrors => "replication_errors",
+        Rule::Lag => "lag",
+        Rule::SqlError => "sql_error",
+        Rule::Applied => "applied",
+        Rule::Source => "source",
+        Rule::Peer => "peer",
+        Rule::NotDelayed => "not_delayed",
+        Rule::Stall => "stall",
+        Rule::Binlog => "binlog",
+        Rule::Gtid => "gtid",
+        Rule::ReadOnlyOn => "read_only",
+        Rule::CompareSource => "source",
+        Rule::ErrantTransactions => "errant_transactions",
+    }
+}

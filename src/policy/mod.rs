@@ -1,0 +1,31 @@
+//! Policies: named sets of checks with thresholds, read from TOML files, and their evaluation.
+//!
+//! Evaluation is a pure function of (policy, snapshot, thresholds, now) that returns a
+//! [`Verdict`] with one entry per check. This package does no I/O, reads no clock and imports
+//! nothing from tokio, mysql_async or warp; the built-in policy files are compiled in.
+//!
+//! - [`verdict`]: the vocabulary (`Input`, `Verdict`, `Check`, `Level`), the leaf the rest imports;
+//! - [`file`]: the file format (`Rule`, `Thresholds`, `Policy`) and the built-ins;
+//! - [`set`]: `PolicySet`, evaluation by name, maintenance and picking by role;
+//! - `rules`: the per-rule dispatch, the root cause, per-channel checks;
+//! - `source`: `source`, `peer` and the memory they fall back on;
+//! - `lag`: heartbeat, hysteresis and stall;
+//! - [`promotion`]: the promotion checklist's checks and the backup gate's errant check.
+
+pub mod file;
+mod lag;
+pub mod promotion;
+mod rules;
+pub mod set;
+mod source;
+pub mod verdict;
+
+pub use file::{
+    line_of, Body, Policy, PolicyError, Rule, Thresholds, BUILTIN, DEFAULT_RECOVER_FOR,
+};
+pub use lag::{lag_recovery, Recovery, DEFAULT_MAX_STALL};
+pub use set::PolicySet;
+pub use verdict::{Check, Input, Level, Verdict};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,374 @@
+//! Running a policy's rules over one snapshot: the per-rule dispatch, the root cause a verdict
+//! on an unreadable server always carries, and the per-channel checks (threads, errors, lag,
+//! relay log applied).
+
+use super::file::{rule_name, Rule, Thresholds};
+use super::lag::{heartbeat_check, lag_stable_check, stall_check};
+use super::promotion;
+use super::source::{peer_check, source_check};
+use super::verdict::{on_off, Check, Input, Level};
+use crate::sample::{Channel, ThreadState};
+use crate::units::fmt_duration;
+use std::time::Duration;
+
+pub(super) fn run_rules(rules: &[Rule], thresholds: &Thresholds, input: &Input<'_>) -> Vec<Check> {
+    let mut out = Vec::new();
+    for rule in rules {
+        run_rule(*rule, thresholds, input, &mut out);
+    }
+    if thresholds.require_writable == Some(true) && !rules.contains(&Rule::Writable) {
+        run_rule(Rule::Writable, thresholds, input, &mut out);
+    }
+    // One root cause, reported once: the checks that depend on it say "not judged". Fail
+    // closed when the policy does not list the check that names the cause: it leads then.
+    let dependents = out
+        .iter()
+        .any(|c| c.cause.as_deref() == Some(DEPENDS_ON_ROOT_CAUSE));
+    if dependents && out.iter().all(|c| c.ok) {
+        out.insert(0, root_cause(input));
+    }
+    for check in out.iter_mut().filter(|c| !c.ok && c.fix.is_none()) {
+        check.fix = default_fix(&check.name).map(str::to_string);
+    }
+    out
+}
+
+/// What usually fixes a failing check, by check name (a channel suffix is ignored).
+fn default_fix(name: &str) -> Option<&'static str> {
+    let base = name.split('[').next().unwrap_or(name);
+    Some(match base {
+        "sample" => "replguard has no fresh sample: see /status and replguard's log",
+        "reachable" => "make sure MySQL runs and the check user can log in (see the error)",
+        "role" => "make sure MySQL runs and the check user can log in",
+        "replica_status" => "this server is not a replica: CHANGE MASTER TO ... and START SLAVE",
+        "io_thread" => "START SLAVE IO_THREAD; see Last_IO_Error and whether the source is up",
+        "sql_thread" => "START SLAVE SQL_THREAD once Last_SQL_Error is resolved",
+        "replication_errors" | "sql_error" => {
+            "resolve the error SHOW REPLICA STATUS shows before trusting this server"
+        }
+        "applied" => "let the SQL thread apply the relay log (START SLAVE SQL_THREAD) and wait",
+        "lag" => "wait until it catches up, or find what slows it (long transactions, load)",
+        "source_lost" => "rely on a server that was caught up when the source was lost",
+        "peer" => "let it reconnect to its peer and catch up before it takes traffic",
+        "read_only" | "super_read_only" | "innodb_read_only" => {
+            "SET GLOBAL read_only = OFF (and super_read_only) on the intended writer only"
+        }
+        _ => return None,
+    })
+}
+
+fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Vec<Check>) {
+    let name = rule_name(rule);
+    if rule == Rule::Sample {
+        out.push(match input.snapshot.age(input.now) {
+            None => Check::fact(name, false, "none yet: no poll has finished".to_string()),
+            Some(age) => {
+                let mut c = Check::at_most(name, age, input.max_sample_age, "age ");
+                if !c.ok {
+                    c.detail = format!("stale: {}", c.detail);
+                }
+                c
+            }
+        });
+        return;
+    }
+    let state = match input.state() {
+        Ok(state) => state,
+        Err(_) => {
+            out.push(match (&input.snapshot.sample, rule) {
+                (Some(_), Rule::Reachable) => root_cause(input),
+                (None, _) => not_judged(name, "no sample yet"),
+                (Some(_), _) => not_judged(name, "server unreachable"),
+            });
+            return;
+        }
+    };
+    match rule {
+        Rule::Sample => {}
+        Rule::Reachable => out.push(Check::fact(
+            name,
+            true,
+            format!(
+                "{} {} server_id {}",
+                state.flavor, state.version, state.server_id
+            ),
+        )),
+        Rule::Writable => {
+            out.push(Check::want("read_only", on_off(state.read_only), "OFF"));
+            out.push(match state.super_read_only {
+                Some(flag) => Check::want("super_read_only", on_off(flag), "OFF"),
+                None => Check::fact("super_read_only", true, format!("n/a ({})", state.flavor)),
+            });
+            out.push(Check::want(
+                "innodb_read_only",
+                on_off(state.innodb_read_only),
+                "OFF",
+            ));
+        }
+        Rule::ReplicaStatus => out.push(match state.channels.len() {
+            0 => root_cause(input),
+            1 => Check::fact(name, true, "1 channel".to_string()),
+            n => Check::fact(name, true, format!("{n} channels")),
+        }),
+        Rule::NotDelayed => {
+            if state.channels.is_empty() {
+                out.push(not_judged(name, "no replica status"));
+            }
+            let allowed = thresholds.allow_delay == Some(true);
+            out.extend(promotion::not_delayed(state).into_iter().map(|c| {
+                if allowed && !c.ok && c.level == Level::Fail {
+                    Check::fact(
+                        c.name,
+                        true,
+                        format!("{} (judged against it: allow_delay)", c.detail),
+                    )
+                } else {
+                    c
+                }
+            }));
+        }
+        Rule::Stall => {
+            for ch in &state.channels {
+                out.push(stall_check(ch, thresholds, input));
+            }
+        }
+        Rule::Binlog => out.push(promotion::binlog(state)),
+        Rule::Gtid => out.extend(promotion::gtid_in_use(state)),
+        Rule::ReadOnlyOn => out.push(promotion::read_only_on(state)),
+        Rule::CompareSource if state.channels.is_empty() => {
+            for name in ["source", "missing_transactions", "errant_transactions"] {
+                out.push(not_judged(name, "no replica status"));
+            }
+        }
+        Rule::CompareSource => out.extend(promotion::source_checks(state, input)),
+        Rule::ErrantTransactions => out.push(promotion::errant_check(
+            state,
+            input,
+            thresholds.allow_errant == Some(true),
+        )),
+        Rule::Peer => {
+            if state.channels.is_empty() {
+                out.push(Check::fact(
+                    name,
+                    true,
+                    "none (no replica status)".to_string(),
+                ));
+            }
+            for ch in &state.channels {
+                out.push(peer_check(ch, state, thresholds, input));
+            }
+        }
+        Rule::IoThread
+        | Rule::SqlThread
+        | Rule::ReplicationErrors
+        | Rule::Lag
+        | Rule::SqlError
+        | Rule::Applied
+        | Rule::Source => {
+            if state.channels.is_empty() {
+                out.push(not_judged(name, "no replica status"));
+            }
+            match (&state.heartbeat, rule) {
+                // With a heartbeat table, that is the lag the policy judges (one line).
+                (Some(hb), Rule::Lag) if !state.channels.is_empty() => {
+                    out.push(heartbeat_check(hb, state, thresholds))
+                }
+                _ => {
+                    for ch in &state.channels {
+                        out.push(match rule {
+                            Rule::Source => source_check(ch, state, thresholds, input),
+                            _ => channel_check(rule, ch, thresholds),
+                        });
+                    }
+                }
+            }
+            if rule == Rule::Lag && !state.channels.is_empty() {
+                out.push(lag_stable_check(thresholds, input));
+            }
+        }
+    }
+}
+
+/// The `cause` of a check not judged because the server could not be read or is not a replica.
+const DEPENDS_ON_ROOT_CAUSE: &str = "depends on the root cause";
+
+/// A check not judged because `cause` (reported once, by its own check) makes it meaningless.
+pub(super) fn not_judged(name: &str, cause: &str) -> Check {
+    Check::leveled(name, Level::NotJudged, format!("not judged: {cause}"))
+        .with_cause(DEPENDS_ON_ROOT_CAUSE)
+}
+
+/// The check that names why the server could not be judged: no sample yet, the poll's error,
+/// or an empty replica status.
+pub(super) fn root_cause(input: &Input<'_>) -> Check {
+    match input.snapshot.sample.as_ref().map(|s| &s.outcome) {
+        None => Check::fact(
+            "sample",
+            false,
+            "none yet: no poll has finished".to_string(),
+        ),
+        Some(Err(err)) => {
+            Check::fact("reachable", false, err.to_string()).with_cause(err.kind_key())
+        }
+        Some(Ok(_)) => Check::fact(
+            "replica_status",
+            false,
+            "empty: not configured as a replica (no replica status row)".to_string(),
+        ),
+    }
+}
+
+pub(super) fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -> Check {
+    let name = ch.label(rule_name(rule));
+    match rule {
+        Rule::IoThread => {
+            let mut c = Check::want(name, ch.io_thread.to_string(), "Yes");
+            if !c.ok {
+                c.detail = format!(
+                    "{}, want Yes (source {}:{}){}",
+                    ch.io_thread,
+                    ch.source_host,
+                    ch.source_port,
+                    thread_error(ch.last_io_errno, &ch.last_io_error),
+                );
+                c.cause = Some(format!("errno {}", ch.last_io_errno));
+            }
+            c
+        }
+        Rule::SqlThread => {
+            let mut c = Check::want(name, ch.sql_thread.to_string(), "Yes");
+            if !c.ok {
+                // HAProxy's log often keeps only the reason phrase: the error number goes in it.
+                c.detail = format!(
+                    "{}{}, want Yes",
+                    ch.sql_thread,
+                    thread_error(ch.last_sql_errno, &ch.last_sql_error)
+                );
+                c.cause = Some(format!("errno {}", ch.last_sql_errno));
+            }
+            c
+        }
+        Rule::ReplicationErrors => {
+            let mut errors = Vec::new();
+            if ch.last_io_errno != 0 {
+                errors.push(format!("io {} {}", ch.last_io_errno, ch.last_io_error));
+            }
+            if ch.last_sql_errno != 0 {
+                errors.push(format!("sql {} {}", ch.last_sql_errno, ch.last_sql_error));
+            }
+            if errors.is_empty() {
+                Check::fact(name, true, "none".to_string())
+            } else {
+                Check::fact(name, false, errors.join("; "))
+            }
+        }
+        Rule::Lag => {
+            // Policy::parse refuses a lag rule without max_lag and overrides only replace it.
+            let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+            // With allow_delay, a delayed replica's lag is judged net of its SQL_Delay.
+            let delay = match (thresholds.allow_delay, ch.sql_delay) {
+                (Some(true), Some(d)) => d,
+                _ => Duration::ZERO,
+            };
+            match ch.lag {
+                Some(lag) if !delay.is_zero() => {
+                    let mut c = Check::at_most(name, lag.saturating_sub(delay), limit, "");
+                    c.detail = format!(
+                        "{} (lag {} minus SQL_Delay {})",
+                        c.detail,
+                        fmt_duration(lag),
+                        fmt_duration(delay)
+                    );
+                    c
+                }
+                Some(lag) => Check::at_most(name, lag, limit, ""),
+                None => {
+                    // NULL has a cause: a stopped thread makes waiting pointless; say which.
+                    let (why, fix) = if ch.sql_thread != ThreadState::Yes {
+                        (
+                            format!(": SQL thread {}", ch.sql_thread),
+                            Some(
+                                "the SQL thread is not running, so waiting will not help: \
+                                 START SLAVE SQL_THREAD once Last_SQL_Error is resolved",
+                            ),
+                        )
+                    } else if ch.io_thread != ThreadState::Yes {
+                        (
+                            format!(": IO thread {}", ch.io_thread),
+                            Some(
+                                "the IO thread is not connected, so waiting will not help: see \
+                                 Last_IO_Error and whether the source is up",
+                            ),
+                        )
+                    } else {
+                        (String::new(), None)
+                    };
+                    Check {
+                        name,
+                        ok: false,
+                        level: Level::Fail,
+                        fix: fix.map(str::to_string),
+                        cause: None,
+                        detail: format!("NULL (unknown{why}), want <= {}", fmt_duration(limit)),
+                        measured: "NULL".to_string(),
+                        threshold: format!("<= {}", fmt_duration(limit)),
+                    }
+                }
+            }
+        }
+        Rule::SqlError => {
+            if ch.last_sql_errno == 0 {
+                Check::fact(name, true, "none".to_string())
+            } else {
+                Check::fact(
+                    name,
+                    false,
+                    format!("{} {}", ch.last_sql_errno, ch.last_sql_error),
+                )
+            }
+        }
+        Rule::Applied => {
+            let backlog = thresholds.max_apply_backlog.unwrap_or(0);
+            let (ok, detail) = applied(ch, backlog);
+            Check::fact(name, ok, detail)
+        }
+        _ => unreachable!("channel_check is called for per-channel rules only"),
+    }
+}
+
+/// `: error 1062 Duplicate entry …` for a thread's last error, empty without one.
+fn thread_error(errno: u32, error: &str) -> String {
+    if errno == 0 {
+        String::new()
+    } else {
+        format!(": error {errno} {error}")
+    }
+}
+
+/// Whether the SQL thread has applied what the IO thread received, within `backlog` bytes,
+/// judged on source coordinates (read vs executed), which every flavour reports.
+pub(super) fn applied(ch: &Channel, backlog: u64) -> (bool, String) {
+    let read = format!("{}:{}", ch.read_log_file, ch.read_log_pos);
+    if ch.read_log_file == ch.exec_log_file {
+        let behind = ch.read_log_pos.saturating_sub(ch.exec_log_pos);
+        if behind == 0 {
+            (true, format!("relay log applied (executed = read {read})"))
+        } else {
+            (
+                behind <= backlog,
+                format!(
+                    "{behind} bytes not applied (read {read}, executed {}), max {backlog}",
+                    ch.exec_log_pos
+                ),
+            )
+        }
+    } else {
+        (
+            false,
+            format!(
+                "not applied: read {read}, executed {}:{}",
+                ch.exec_log_file, ch.exec_log_pos
+            ),
+        )
+    }
+}

@@ -1,0 +1,199 @@
+//! `PolicySet`: every policy one process knows, and the evaluation of a policy by name (an
+//! instance in maintenance fails every policy; `ByRole` picks a policy by the server's role).
+
+use super::file::{Body, Policy, PolicyError, BUILTIN};
+use super::rules::{not_judged, root_cause, run_rules};
+use super::verdict::{Check, Input, Level, Verdict};
+
+/// All policies known to one process: the built-ins plus those from `policies_dir`.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    /// Sorted by name, names unique: a check request finds its policy by binary search, and a
+    /// policy's index is a small key for caches and counters.
+    policies: Vec<Policy>,
+}
+
+impl PolicySet {
+    /// The built-in policies only.
+    pub fn builtin() -> PolicySet {
+        let mut set = PolicySet {
+            policies: Vec::new(),
+        };
+        for (name, text) in BUILTIN {
+            // The built-ins are compiled in and covered by tests: a parse failure is a bug.
+            set.insert(Policy::parse(name, text).expect("built-in policy parses"));
+        }
+        set
+    }
+
+    /// Adds a policy, replacing a built-in of the same name.
+    pub fn insert(&mut self, policy: Policy) {
+        match self.search(&policy.name) {
+            Ok(i) => self.policies[i] = policy,
+            Err(i) => self.policies.insert(i, policy),
+        }
+    }
+
+    fn search(&self, name: &str) -> Result<usize, usize> {
+        self.policies
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+    }
+
+    /// Checks that every role-picking policy names policies that exist and run checks.
+    pub fn validate(&self) -> Result<(), (String, PolicyError)> {
+        for policy in &self.policies {
+            if let Body::ByRole {
+                when_writable,
+                when_read_only,
+            } = &policy.body
+            {
+                for (key, target) in [
+                    ("when_writable", when_writable),
+                    ("when_read_only", when_read_only),
+                ] {
+                    match self.get(target).map(|p| &p.body) {
+                        Some(Body::Checks { .. }) => {}
+                        Some(Body::ByRole { .. }) => {
+                            return Err((
+                                policy.name.clone(),
+                                PolicyError::new(format!(
+                                "{key}: {target:?} picks by role itself; name a policy with checks"
+                            )),
+                            ))
+                        }
+                        None => {
+                            return Err((
+                                policy.name.clone(),
+                                PolicyError::new(format!("{key}: no policy named {target:?}")),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Policy> {
+        self.position(name).map(|i| &self.policies[i])
+    }
+
+    /// Where policy `name` stands among [`PolicySet::names`]: a small key for caches.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.search(name).ok()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.policies.iter().map(|p| p.name.as_str())
+    }
+
+    /// Evaluates policy `name` for one snapshot; `None` if there is no such policy. An instance
+    /// in maintenance fails every policy, with the maintenance reason first.
+    pub fn evaluate(&self, name: &str, input: &Input<'_>) -> Option<Verdict> {
+        let mut verdict = self.evaluate_policy(name, input)?;
+        let unreadable = input
+            .snapshot
+            .sample
+            .as_ref()
+            .and_then(|s| s.maintenance_error.as_ref());
+        if let Some(why) = unreadable {
+            // Whether the operator meant maintenance is unknown: fail, for what it is.
+            verdict.checks.insert(
+                0,
+                Check::fact("maintenance_file", false, why.clone())
+                    .with_fix("make the maintenance file readable by replguard (or remove it)"),
+            );
+            verdict.healthy = false;
+        }
+        let maintenance = input
+            .snapshot
+            .sample
+            .as_ref()
+            .and_then(|s| s.maintenance.as_ref());
+        if let Some(reason) = maintenance {
+            let reason = if reason.is_empty() {
+                "(no reason given)".to_string()
+            } else {
+                reason.clone()
+            };
+            verdict.checks.insert(
+                0,
+                Check::fact("maintenance", false, reason).with_fix(
+                    "replguard maintenance off --config FILE --instance NAME (removes the file)",
+                ),
+            );
+            verdict.healthy = false;
+        }
+        Some(verdict)
+    }
+
+    fn evaluate_policy(&self, name: &str, input: &Input<'_>) -> Option<Verdict> {
+        let policy = self.get(name)?;
+        Some(match &policy.body {
+            Body::Checks {
+                rules,
+                thresholds,
+                promotion_steps,
+            } => {
+                let thresholds = thresholds.overlay(input.overrides);
+                let checks = run_rules(rules, &thresholds, input);
+                let mut v = Verdict::new(name, name, checks, input);
+                if *promotion_steps {
+                    // Steps only for a replica: a primary has nothing to be promoted to.
+                    match input.state() {
+                        Ok(state) if !state.channels.is_empty() => {
+                            v.steps = super::promotion::steps(state.flavor)
+                        }
+                        _ => {}
+                    }
+                }
+                v
+            }
+            Body::ByRole {
+                when_writable,
+                when_read_only,
+            } => {
+                let state = input.state();
+                let (target, role_check) = match state {
+                    Ok(s) if s.writable() => (
+                        when_writable,
+                        Check::fact("role", true, format!("writable -> {when_writable}")),
+                    ),
+                    Ok(_) => (
+                        when_read_only,
+                        Check::fact("role", true, format!("read-only -> {when_read_only}")),
+                    ),
+                    Err(_) => (
+                        when_read_only,
+                        not_judged(
+                            "role",
+                            if input.snapshot.sample.is_none() {
+                                "no sample yet"
+                            } else {
+                                "server unreachable"
+                            },
+                        ),
+                    ),
+                };
+                let mut checks = match self.get(target).map(|p| &p.body) {
+                    Some(Body::Checks {
+                        rules, thresholds, ..
+                    }) => run_rules(rules, &thresholds.overlay(input.overrides), input),
+                    // validate() rules this out; fail closed if it was skipped.
+                    _ => vec![Check::fact("policy", false, format!("{target:?} unusable"))],
+                };
+                if role_check.level == Level::Ok {
+                    checks.insert(0, role_check);
+                } else {
+                    // The real cause (no sample, unreachable) leads, for the reason phrase;
+                    // and it is there even when the picked policy does not depend on it.
+                    if checks.iter().all(|c| c.ok) {
+                        checks.insert(0, root_cause(input));
+                    }
+                    checks.push(role_check);
+                }
+                Verdict::new(name, target, checks, input)
+            }
+        })
+    }
+}

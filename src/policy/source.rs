@@ -1,0 +1,243 @@
+//! The checks that judge a replica by its source: the backup gate's `source` rule, the writer's
+//! `peer` rule (failback), and the memory both fall back on when the source is lost (newer
+//! source readings beat it).
+
+use super::file::Rule;
+use super::file::Thresholds;
+use super::lag::{heartbeat_check, round_secs};
+use super::promotion;
+use super::rules::{applied, channel_check};
+use super::verdict::{Check, Input};
+use crate::sample::{Channel, ServerState, ThreadState};
+use crate::units::{clock_time, fmt_duration};
+use std::time::Duration;
+
+/// The backup gate's lag rule for one channel (see [`Rule::Source`]).
+pub(super) fn source_check(
+    ch: &Channel,
+    state: &ServerState,
+    thresholds: &Thresholds,
+    input: &Input<'_>,
+) -> Check {
+    if ch.io_thread == ThreadState::Yes {
+        return match &state.heartbeat {
+            Some(hb) => heartbeat_check(hb, state, thresholds),
+            None => channel_check(Rule::Lag, ch, thresholds),
+        };
+    }
+    if !source_unreachable(ch) {
+        return broken_io(ch, "");
+    }
+    let (ok, detail) = match remembered(ch, state, thresholds, input) {
+        Ok(detail) => (true, detail),
+        Err(detail) => (false, detail),
+    };
+    Check::fact(ch.label("source_lost"), ok, detail)
+}
+
+/// The master-master rule for a writer (see [`Rule::Peer`]): its channel from the peer must be
+/// connected and caught up, or have been caught up when the peer vanished.
+pub(super) fn peer_check(
+    ch: &Channel,
+    state: &ServerState,
+    thresholds: &Thresholds,
+    input: &Input<'_>,
+) -> Check {
+    let name = ch.label("peer");
+    let peer = format!("{}:{}", ch.source_host, ch.source_port);
+    // Policy::parse refuses a peer rule without max_lag and overrides only replace it.
+    let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    if ch.io_thread == ThreadState::Yes {
+        let (applied_ok, applied_detail) = applied(ch, thresholds.max_apply_backlog.unwrap_or(0));
+        let (ok, detail) = match state.effective_lag(ch) {
+            _ if ch.sql_thread != ThreadState::Yes => (
+                false,
+                format!("{peer} connected, SQL thread {}, want Yes", ch.sql_thread),
+            ),
+            None => (
+                false,
+                format!(
+                    "{peer} connected, lag NULL (unknown), want <= {}",
+                    fmt_duration(limit)
+                ),
+            ),
+            Some(lag) if lag > limit => (
+                false,
+                format!(
+                    "{peer} connected, lag {} > {}",
+                    fmt_duration(lag),
+                    fmt_duration(limit)
+                ),
+            ),
+            Some(lag) if !applied_ok => (
+                false,
+                format!(
+                    "{peer} connected, lag {}, {applied_detail}",
+                    fmt_duration(lag)
+                ),
+            ),
+            Some(lag) => (
+                true,
+                format!(
+                    "{peer} connected, lag {} <= {}, relay log applied",
+                    fmt_duration(lag),
+                    fmt_duration(limit)
+                ),
+            ),
+        };
+        return Check::fact(name, ok, detail);
+    }
+    if !source_unreachable(ch) {
+        let broken = broken_io(ch, &format!(" (peer {peer})"));
+        return if thresholds.allow_isolated == Some(true) {
+            Check::fact(
+                name,
+                true,
+                format!(
+                    "{}; ADMITTED BY allow_isolated: if {peer} still takes writes this is \
+                     split brain",
+                    broken.detail
+                ),
+            )
+        } else {
+            broken
+        };
+    }
+    match remembered(ch, state, thresholds, input) {
+        Ok(detail) => Check::fact(name, true, format!("{peer} lost {detail}")),
+        Err(detail) if thresholds.allow_isolated == Some(true) => Check::fact(
+            name,
+            true,
+            format!(
+                "{peer} lost {detail}; ADMITTED BY allow_isolated: if {peer} still takes \
+                 writes this is split brain"
+            ),
+        ),
+        Err(detail) => Check::fact(name, false, format!("{peer} lost {detail}")),
+    }
+}
+
+/// The `io_thread` line of a channel whose IO thread is not connected although its source is
+/// not lost: stopped by hand, or failing for another reason than the network (1236 binlog
+/// purged on the source, 1045 replication user refused). The source lives and may keep taking
+/// writes this server does not get: that is broken replication, named as such. `whose` follows
+/// the state in the detail (e.g. the peer's address).
+fn broken_io(ch: &Channel, whose: &str) -> Check {
+    let name = ch.label("io_thread");
+    if ch.last_io_errno == 0 {
+        return Check::fact(
+            name,
+            false,
+            format!(
+                "{}{whose}: stopped without a connection error, so the source is not lost: \
+                 replication is broken and the source may still take writes",
+                ch.io_thread
+            ),
+        );
+    }
+    Check::fact(
+        name,
+        false,
+        format!(
+            "{}{whose}: error {} {}: replication broken, the source is not lost",
+            ch.io_thread, ch.last_io_errno, ch.last_io_error
+        ),
+    )
+    .with_cause(format!("errno {}", ch.last_io_errno))
+}
+
+/// Judges a channel whose IO thread is not connected by what the poller remembers: the last
+/// connected observation must have shown lag within `max_lag`, the server must not have
+/// restarted since, the relay log must be applied, and `max_source_lost` (if set) must not have
+/// run out. `Ok`/`Err` carry the detail for the verdict line.
+fn remembered(
+    ch: &Channel,
+    state: &ServerState,
+    thresholds: &Thresholds,
+    input: &Input<'_>,
+) -> Result<String, String> {
+    let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    let Some(seen) = input.snapshot.memory.io_last_connected.get(&ch.name) else {
+        return Err(format!(
+            "IO thread {} and never seen connected: no caught-up observation to trust",
+            ch.io_thread
+        ));
+    };
+    let source_now = format!("{}:{}", ch.source_host, ch.source_port);
+    if seen.source != source_now {
+        return Err(format!(
+            "the channel now replicates from {source_now}, last seen connected to {}: no \
+             caught-up observation of this source",
+            seen.source
+        ));
+    }
+    let taken_at = input.taken_at();
+    let since = format!(
+        "since {} ({} ago)",
+        clock_time(seen.at_wall),
+        fmt_duration(round_secs(input.now.saturating_duration_since(seen.at)))
+    );
+    // Newer evidence beats memory. The guard may still reach the source the replica lost (a
+    // partition between the two), or have read it after the replica lost it: what the source
+    // had then decides, not the older caught-up observation.
+    if let Some(missing) = promotion::missing_from_source(state, ch, input) {
+        return Err(format!("{since}, {missing}"));
+    }
+    // A server that restarted after the observation may have missed writes while it was down:
+    // its uptime now must cover its uptime then plus the time since. Uptime has whole-second
+    // granularity (both readings may be up to 1s short), hence the tolerance.
+    const UPTIME_TOLERANCE: Duration = Duration::from_millis(1250);
+    match (state.uptime, seen.uptime) {
+        (Some(now_up), Some(then_up))
+            if now_up + UPTIME_TOLERANCE
+                >= then_up + taken_at.saturating_duration_since(seen.at) => {}
+        (Some(now_up), Some(_)) => {
+            return Err(format!(
+                "{since}, memory void: the server restarted {} ago",
+                fmt_duration(now_up)
+            ))
+        }
+        _ => return Err(format!("{since}, memory void: server uptime unknown")),
+    }
+    let last = match seen.lag {
+        Some(lag) if lag <= limit => format!("last lag {}", fmt_duration(lag)),
+        Some(lag) => {
+            return Err(format!(
+                "{since}, last lag {} > {}",
+                fmt_duration(lag),
+                fmt_duration(limit)
+            ))
+        }
+        None => return Err(format!("{since}, last lag NULL (unknown)")),
+    };
+    if let Some(max) = thresholds.max_source_lost {
+        let lost_for = input.now.saturating_duration_since(seen.at);
+        if lost_for > max {
+            return Err(format!(
+                "{since}, {last}, lost for longer than max_source_lost {}",
+                fmt_duration(max)
+            ));
+        }
+    }
+    let (applied, detail) = applied(ch, thresholds.max_apply_backlog.unwrap_or(0));
+    if !applied {
+        return Err(format!("{since}, {last}, {detail}"));
+    }
+    let restored = if input.snapshot.memory.restored {
+        " (remembered across a replguard restart)"
+    } else {
+        ""
+    };
+    Ok(format!("{since}, {last}, relay log applied{restored}"))
+}
+
+/// MySQL client errors that mean "cannot reach the source" (2003 can't connect, 2005 unknown
+/// host, 2013/2006 lost connection, 2026 TLS, 2002 socket) and the server's network
+/// read/write errors (1158-1161). A `Connecting` thread without an error yet is reconnecting.
+pub(super) fn source_unreachable(ch: &Channel) -> bool {
+    const NETWORK: &[u32] = &[2002, 2003, 2005, 2006, 2013, 2026, 1158, 1159, 1160, 1161];
+    match ch.io_thread {
+        ThreadState::Connecting => ch.last_io_errno == 0 || NETWORK.contains(&ch.last_io_errno),
+        _ => NETWORK.contains(&ch.last_io_errno),
+    }
+}
