@@ -7,7 +7,7 @@
 //! from snapshots, like HTTP: never touches MySQL.
 
 use crate::hub::{Hub, Selector, Watched};
-use crate::policy::{Thresholds, Verdict};
+use crate::policy::{Limits, Thresholds, Verdict};
 use crate::report;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,7 +68,7 @@ pub async fn serve(
 async fn answer(stream: TcpStream, hub: &Hub) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     // With one instance there is nothing to choose: reply at once, whatever HAProxy sends.
-    let selector = if hub.instances.len() == 1 {
+    let selector = if hub.instances().len() == 1 {
         Selector::Only
     } else {
         let mut line = Vec::new();
@@ -124,20 +124,14 @@ pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
                 .max()
                 .flatten()
         });
-    let thresholds = hub
-        .policies
-        .get("replica")
-        .and_then(|p| match &p.body {
-            crate::policy::Body::Checks { thresholds, .. } => Some(thresholds.clone()),
-            _ => None,
-        })
-        .unwrap_or_default()
-        .overlay(&w.config.thresholds);
-    line(&verdict, worst, &thresholds)
+    let Some(limits) = hub.limits(w, "replica") else {
+        return "down #no replica policy".to_string();
+    };
+    line(&verdict, worst, &limits)
 }
 
-/// Pure: the reply for a verdict, the worst channel lag and the thresholds.
-pub fn line(verdict: &Verdict, worst_lag: Option<Duration>, thresholds: &Thresholds) -> String {
+/// Pure: the reply for a verdict, the worst channel lag and the limits it was judged by.
+pub fn line(verdict: &Verdict, worst_lag: Option<Duration>, limits: &Limits) -> String {
     if verdict
         .checks
         .first()
@@ -149,13 +143,12 @@ pub fn line(verdict: &Verdict, worst_lag: Option<Duration>, thresholds: &Thresho
         let reason = report::reason(verdict).unwrap_or_else(|| "unhealthy".into());
         return format!("down #{reason}");
     }
-    let max = thresholds.max_lag.unwrap_or(Duration::ZERO);
     format!(
         "up ready {}%",
         weight(
             worst_lag.unwrap_or(Duration::ZERO),
-            thresholds.soft_lag_or_default(max),
-            max
+            limits.soft_lag,
+            limits.max_lag
         )
     )
 }
@@ -208,10 +201,14 @@ mod tests {
 
     #[test]
     fn replies() {
-        let t = Thresholds {
-            max_lag: Some(Duration::from_secs(8)),
-            ..Default::default()
-        };
+        let t = Limits::resolve(
+            &Thresholds {
+                max_lag: Some(Duration::from_secs(8)),
+                ..Default::default()
+            },
+            &Thresholds::default(),
+            &Thresholds::default(),
+        );
         let ok = verdict(vec![Check::fact("lag", true, "0s <= 8s".into())]);
         assert_eq!(line(&ok, Some(Duration::ZERO), &t), "up ready 100%");
         assert_eq!(line(&ok, Some(Duration::from_secs(5)), &t), "up ready 55%");

@@ -1146,6 +1146,34 @@ fn load_policy_dir(dir: &Path, set: &mut PolicySet) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Instance configs for tests of the readers.
+#[cfg(test)]
+pub mod fixtures {
+    use super::*;
+
+    /// Instance `name` on 127.0.0.1:`port` (also its `port` key) with `policy`.
+    pub fn instance(name: &str, port: u16, policy: &str) -> InstanceConfig {
+        InstanceConfig {
+            name: name.into(),
+            port: Some(port),
+            target: Target {
+                addr: Addr::Tcp {
+                    host: "127.0.0.1".into(),
+                    port,
+                },
+                user: "replguard".into(),
+                password: Secret::default(),
+                heartbeat: None,
+                tls: Default::default(),
+            },
+            policy: policy.into(),
+            thresholds: Thresholds::default(),
+            source: None,
+            maintenance_file: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,9 +166,42 @@ pub struct Observer {
     io_connected: BTreeMap<String, bool>,
     /// Maintenance at the last poll; `None` before the first.
     maintenance: Option<bool>,
+    /// Per policy: the cause of its last verdict (`None`: healthy).
+    causes: HashMap<String, Option<String>>,
 }
 
 impl Observer {
+    /// The verdict transitions among `verdicts` (every policy's, on the latest snapshot), each
+    /// with whether it is quiet (not logged). A change is a change of cause (see
+    /// [`Verdict::cause_key`]). The instance's `own` policy records its first verdict too and
+    /// is logged; other policies record changes only, quietly: a replica's first "fails
+    /// primary" is noise.
+    pub fn verdicts(
+        &mut self,
+        instance: &str,
+        own: &str,
+        at: SystemTime,
+        verdicts: &[Verdict],
+    ) -> Vec<(Event, bool)> {
+        let mut out = Vec::new();
+        for v in verdicts {
+            let cause = v.cause_key();
+            let before = self.causes.get(&v.policy);
+            let event = match before {
+                Some(before) if *before == cause => continue,
+                Some(Some(_)) if cause.is_some() => Event::cause_changed(at, instance, v),
+                _ => Event::verdict(at, instance, v, before.is_none()),
+            };
+            if v.policy == own {
+                out.push((event, false));
+            } else if before.is_some() {
+                out.push((event, true));
+            }
+            self.causes.insert(v.policy.clone(), cause);
+        }
+        out
+    }
+
     /// The source and maintenance transitions `sample` shows against what was seen before.
     /// A failed poll says nothing about the channels, so they keep their last known state.
     /// At the first sight of a channel, only a disconnected one is an event.

@@ -6,7 +6,8 @@
 //! wait on a poller. Status codes: 200 pass, 503 fail, 400 bad parameter, 404 unknown instance or
 //! policy, 405 other methods. On 503 the reason phrase carries the first failing check.
 
-use crate::hub::{Answer, AnswerKey, Hub, LookupError, Rendered, Selector};
+use crate::answers::{Answer, AnswerCache, AnswerKey, Rendered};
+use crate::hub::{Hub, LookupError, Selector};
 use crate::metrics::CheckEndpoint;
 pub use crate::paths::is_check_path;
 use crate::paths::{check_path, CheckPath};
@@ -26,7 +27,10 @@ use warp::{Filter, Rejection};
 pub fn routes(
     hub: Arc<Hub>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let checks = check_route(hub.clone());
+    let checks = check_route(
+        hub.clone(),
+        AnswerCache::per_instance(hub.instances().len()),
+    );
     let hub = warp::any().map(move || hub.clone());
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
 
@@ -59,13 +63,20 @@ pub fn routes(
 /// borrowed from the filter, and the answer is computed before the (ready) future is returned.
 fn check_route(
     hub: Arc<Hub>,
+    answers: Arc<[AnswerCache]>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let accept = warp::header::optional::<String>("accept");
     warp::path::full().and(query).and(accept).and_then(
         move |path: FullPath, query: String, accept: Option<String>| {
             std::future::ready(match check_path(path.as_str()) {
-                Some(target) => Ok(check_reply(&hub, target, &query, accept.as_deref())),
+                Some(target) => Ok(check_reply(
+                    &hub,
+                    &answers,
+                    target,
+                    &query,
+                    accept.as_deref(),
+                )),
                 None => Err(warp::reject::not_found()),
             })
         },
@@ -224,28 +235,34 @@ fn parse_pairs<'a>(
 }
 
 /// Answers a check and counts it in `replguard_check_requests_total`.
-fn check_reply(hub: &Hub, target: CheckPath<'_>, query: &str, accept: Option<&str>) -> Response {
+fn check_reply(
+    hub: &Hub,
+    answers: &[AnswerCache],
+    target: CheckPath<'_>,
+    query: &str,
+    accept: Option<&str>,
+) -> Response {
     // The asked policy, looked up once for the counter label and the answer cache.
     let (policy, endpoint) = match target {
         CheckPath::Own => (None, CheckEndpoint::Own),
-        CheckPath::Named(name) => match hub.policies.position(name) {
+        CheckPath::Named(name) => match hub.policies().position(name) {
             Some(i) => (Some((i, name)), CheckEndpoint::Policy(i, name)),
             None => {
                 let r = unknown_policy(hub, name);
-                hub.metrics
+                hub.metrics()
                     .count_check(CheckEndpoint::Other, r.status().as_u16());
                 return r;
             }
         },
     };
-    let r = check_answer(hub, policy, query, accept);
-    hub.metrics.count_check(endpoint, r.status().as_u16());
+    let r = check_answer(hub, answers, policy, query, accept);
+    hub.metrics().count_check(endpoint, r.status().as_u16());
     r
 }
 
 /// The 404 for a policy nobody configured, naming those that exist.
 fn unknown_policy(hub: &Hub, name: &str) -> Response {
-    let known: Vec<&str> = hub.policies.names().collect();
+    let known: Vec<&str> = hub.policies().names().collect();
     respond(
         StatusCode::NOT_FOUND,
         None,
@@ -257,6 +274,7 @@ fn unknown_policy(hub: &Hub, name: &str) -> Response {
 /// Answers a check of a known policy (`None`: the instance's own) from the latest snapshot.
 fn check_answer(
     hub: &Hub,
+    answers: &[AnswerCache],
     policy: Option<(usize, &str)>,
     query: &str,
     accept: Option<&str>,
@@ -284,7 +302,8 @@ fn check_answer(
         thresholds: params.thresholds,
     };
     // A cached answer is looked up under the `watch` borrow: no snapshot handle is cloned.
-    let cached = watched.answers.get(&key, &watched.snapshot.borrow(), now);
+    let answers = &answers[watched.index()];
+    let cached = answers.get(&key, &watched.current(), now);
     if let Some(a) = cached {
         return respond_with(a.status, a.reason, content_type, a.body);
     }
@@ -315,14 +334,14 @@ fn check_answer(
         reason: phrase(reason),
         body: Bytes::from(body),
     };
-    watched.answers.put(
+    answers.put(
         key,
         Answer {
             snapshot,
             at: now,
             rendered: rendered.clone(),
         },
-        hub.max_sample_age,
+        hub.max_sample_age(),
     );
     respond_with(
         rendered.status,
@@ -334,15 +353,15 @@ fn check_answer(
 
 fn status_reply(hub: Arc<Hub>) -> Response {
     let now = tokio::time::Instant::now().into_std();
-    let body = report::status(&hub.instances, &hub.policies, hub.max_sample_age, now);
+    let body = report::status(&hub, now);
     respond(StatusCode::OK, None, JSON, body)
 }
 
 /// `/metrics`: always 200 while replguard serves, whatever the verdicts.
 fn metrics_reply(hub: Arc<Hub>) -> Response {
     let now = tokio::time::Instant::now().into_std();
-    match hub.metrics.render(&hub, now) {
-        Ok(body) => respond(StatusCode::OK, None, crate::metrics::CONTENT_TYPE, body),
+    match crate::scrape::render(&hub, now) {
+        Ok(body) => respond(StatusCode::OK, None, crate::scrape::CONTENT_TYPE, body),
         // Encoding into a String cannot fail; should it ever, say so rather than half a page.
         Err(e) => respond(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -389,7 +408,7 @@ fn events_reply(query: String, hub: Arc<Hub>) -> Response {
             return respond(StatusCode::NOT_FOUND, None, TEXT, format!("{e}\n"));
         }
     }
-    let list = hub.events.recent(instance.as_deref());
+    let list = hub.events().recent(instance.as_deref());
     respond(StatusCode::OK, None, JSON, crate::events::json(&list))
 }
 
@@ -435,9 +454,7 @@ fn respond_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Addr, InstanceConfig, Secret, Target};
-    use crate::hub::Watched;
-    use crate::policy::PolicySet;
+    use crate::config::InstanceConfig;
     use crate::sample::fixtures::{primary, replica, snap};
     use crate::sample::{ProbeError, ProbeErrorKind};
     use crate::snapshot::Snapshot;
@@ -445,40 +462,10 @@ mod tests {
     use warp::http::Response;
     use warp::hyper::body::Bytes;
 
-    fn inst(name: &str, port: u16, policy: &str) -> InstanceConfig {
-        InstanceConfig {
-            name: name.into(),
-            port: Some(port),
-            target: Target {
-                addr: Addr::Tcp {
-                    host: "127.0.0.1".into(),
-                    port,
-                },
-                user: "replguard".into(),
-                password: Secret::default(),
-                heartbeat: None,
-                tls: Default::default(),
-            },
-            policy: policy.into(),
-            thresholds: Thresholds::default(),
-            source: None,
-            maintenance_file: None,
-        }
-    }
+    use crate::config::fixtures::instance as inst;
 
     fn hub(entries: Vec<(InstanceConfig, Snapshot)>) -> Arc<Hub> {
-        let instances = entries
-            .into_iter()
-            // The receiver keeps the last value after the sender is gone.
-            .map(|(config, s)| Watched::new(config, tokio::sync::watch::channel(Arc::new(s)).1))
-            .collect();
-        Arc::new(Hub {
-            instances,
-            policies: Arc::new(PolicySet::builtin()),
-            max_sample_age: Duration::from_secs(3),
-            events: Default::default(),
-            metrics: Default::default(),
-        })
+        Arc::new(Hub::with_snapshots(entries))
     }
 
     fn fresh(state: crate::sample::ServerState) -> Snapshot {
@@ -603,7 +590,7 @@ mod tests {
         let h = pair();
         assert_eq!(get(&h, "GET", "/nope?port=3307").await.status(), 404);
         assert_eq!(get(&h, "GET", "/replica?port=3307").await.status(), 200);
-        let text = h.metrics.render(&h, Instant::now()).unwrap();
+        let text = crate::scrape::render(&h, Instant::now()).unwrap();
         for line in [
             r#"replguard_check_requests_total{endpoint="other",code="404"} 1"#,
             r#"replguard_check_requests_total{endpoint="/replica",code="200"} 1"#,
@@ -752,7 +739,7 @@ mod tests {
         let h = pair();
         #[rustfmt::skip]
         let cases: &[(&str, u16, &str)] = &[
-            ("/metrics", 200, crate::metrics::CONTENT_TYPE),
+            ("/metrics", 200, crate::scrape::CONTENT_TYPE),
             ("/ui", 200, "text/html; charset=utf-8"),
             ("/events", 200, JSON),
             ("/events?instance=db2", 200, JSON),

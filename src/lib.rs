@@ -30,6 +30,8 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod answers;
+pub mod check;
 pub mod config;
 pub mod events;
 pub mod gate;
@@ -44,6 +46,7 @@ pub mod poller;
 pub mod probe;
 pub mod report;
 pub mod sample;
+pub mod scrape;
 pub mod serve;
 pub mod snapshot;
 pub mod store;

@@ -6,13 +6,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use replguard::config::Config;
-use replguard::hub::{Hub, Selector, Watched};
-use replguard::policy::Thresholds;
-use replguard::snapshot::Snapshot;
-use replguard::{poller, probe, report, serve};
+use replguard::{report, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -101,6 +97,25 @@ enum Format {
     Json,
 }
 
+/// Why a command failed, printed once by `main`: a usage or configuration error (exit 2) or a
+/// failure at run time (exit 1).
+enum Failure {
+    Usage(String),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::Runtime(e)
+    }
+}
+
+impl From<replguard::check::CheckError> for Failure {
+    fn from(e: replguard::check::CheckError) -> Failure {
+        Failure::Usage(e.to_string())
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -113,21 +128,29 @@ fn main() -> ExitCode {
         // Event fields at the top level of each object, where shippers look for them.
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
-    let config_path = match &cli.command {
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(Failure::Usage(message)) => {
+            eprintln!("replguard: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("replguard: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, Failure> {
+    let config_path = match &command {
         Command::Serve { config }
         | Command::Validate { config }
         | Command::Check { config, .. }
         | Command::Checklist { config, .. }
         | Command::Maintenance { config, .. } => config.clone(),
     };
-    let config = match Config::load(&config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("replguard: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Command::Validate { .. } = cli.command {
+    let config = Config::load(&config_path).map_err(|e| Failure::Usage(e.to_string()))?;
+    if let Command::Validate { .. } = command {
         // Everything a config can get wrong was checked by the load above.
         println!(
             "{}: valid ({} instance(s), HTTP on {}{})",
@@ -139,17 +162,11 @@ fn main() -> ExitCode {
                 .map(|a| format!(", agent on {a}"))
                 .unwrap_or_default()
         );
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("replguard: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let result = runtime.block_on(async {
-        match cli.command {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        match command {
             Command::Serve { .. } => run_serve(config).await,
             Command::Validate { .. } => unreachable!("answered before the runtime starts"),
             Command::Check {
@@ -157,10 +174,10 @@ fn main() -> ExitCode {
                 policy,
                 format,
                 ..
-            } => run_check(config, instance, policy, format).await,
+            } => run_check(&config, instance.as_deref(), policy.as_deref(), format).await,
             Command::Checklist {
                 instance, format, ..
-            } => run_check(config, instance, Some("promotion".to_string()), format).await,
+            } => run_check(&config, instance.as_deref(), Some("promotion"), format).await,
             Command::Maintenance {
                 switch,
                 instance,
@@ -168,41 +185,28 @@ fn main() -> ExitCode {
                 ..
             } => run_maintenance(&config, &instance, switch, &reason),
         }
-    });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("replguard: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    })
 }
 
-async fn run_serve(mut config: Config) -> anyhow::Result<ExitCode> {
+async fn run_serve(mut config: Config) -> Result<ExitCode, Failure> {
     fit_descriptors(&mut config);
     // A port in use or not ours to bind is a configuration error (exit 2), like a bad key.
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "replguard: {}: listen: cannot listen on {}: {e}",
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            Failure::Usage(format!(
+                "{}: listen: cannot listen on {}: {e}",
                 config.path.display(),
                 config.listen
-            );
-            return Ok(ExitCode::from(2));
-        }
-    };
+            ))
+        })?;
     let agent = match config.agent_listen {
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!(
-                    "replguard: {}: agent_listen: cannot listen on {addr}: {e}",
-                    config.path.display()
-                );
-                return Ok(ExitCode::from(2));
-            }
-        },
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Failure::Usage(format!(
+                "{}: agent_listen: cannot listen on {addr}: {e}",
+                config.path.display()
+            ))
+        })?),
         None => None,
     };
     ignore_other_signals();
@@ -244,7 +248,9 @@ async fn run_serve(mut config: Config) -> anyhow::Result<ExitCode> {
         }
         on_signal.cancel();
     });
-    serve::serve_reloading(config, listener, agent, shutdown, Some(reload_rx)).await?;
+    serve::serve_reloading(config, listener, agent, shutdown, Some(reload_rx))
+        .await
+        .map_err(anyhow::Error::from)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -298,21 +304,19 @@ fn run_maintenance(
     instance: &str,
     switch: Switch,
     reason: &str,
-) -> anyhow::Result<ExitCode> {
+) -> Result<ExitCode, Failure> {
     let Some(inst) = config.instance(instance) else {
-        eprintln!(
-            "replguard: {}: no instance named {instance:?}",
+        return Err(Failure::Usage(format!(
+            "{}: no instance named {instance:?}",
             config.path.display()
-        );
-        return Ok(ExitCode::from(2));
+        )));
     };
     let Some(path) = &inst.maintenance_file else {
-        eprintln!(
-            "replguard: {}: instance[{instance}] has no maintenance_file (set it in the \
-             instance block, or maintenance_file at the top level)",
+        return Err(Failure::Usage(format!(
+            "{}: instance[{instance}] has no maintenance_file (set it in the instance block, \
+             or maintenance_file at the top level)",
             config.path.display()
-        );
-        return Ok(ExitCode::from(2));
+        )));
     };
     match switch {
         Switch::On => {
@@ -326,87 +330,27 @@ fn run_maintenance(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 println!("{instance}: was not in maintenance")
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+            Err(e) => {
+                return Err(anyhow::Error::from(e)
+                    .context(format!("cannot remove {}", path.display()))
+                    .into())
+            }
         },
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_check(
-    config: Config,
-    instance: Option<String>,
-    policy: Option<String>,
+    config: &Config,
+    instance: Option<&str>,
+    policy: Option<&str>,
     format: Format,
-) -> anyhow::Result<ExitCode> {
-    let selector = instance.map(Selector::Name).unwrap_or(Selector::Only);
-    let inst = match &selector {
-        Selector::Name(n) => config.instance(n),
-        _ if config.instances.len() == 1 => config.instances.first(),
-        _ => None,
-    };
-    let Some(inst) = inst.cloned() else {
-        let names: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
-        eprintln!(
-            "replguard: {}: name an instance with --instance (configured: {})",
-            config.path.display(),
-            names.join(", ")
-        );
-        return Ok(ExitCode::from(2));
-    };
-    if let Some(p) = &policy {
-        if config.policies.get(p).is_none() {
-            let known: Vec<&str> = config.policies.names().collect();
-            eprintln!(
-                "replguard: no policy named {p:?} (known: {})",
-                known.join(", ")
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
-    let mut probe = probe::Probe::new(&inst.target, config.timeout, config.interval);
-    let mut source = poller::SourceWatch::new(
-        inst.source.clone(),
-        inst.target.clone(),
-        config.timeout,
-        config.interval,
-        poller::SourceReads::default(),
-    );
-    let sample = poller::poll_once(&mut probe, &mut source, inst.maintenance_file.as_deref()).await;
-    probe.close().await;
-    source.close().await;
-    let one_shot = Snapshot {
-        one_shot: true,
-        ..Snapshot::default()
-    };
-    let mut snapshot = one_shot.next(sample);
-    // With a state_dir, the daemon's memory (last caught-up observation, last source read) is
-    // evidence too; read it, never write it: the daemon owns the file.
-    if let Some(dir) = &config.state_dir {
-        if let (Ok(Some(p)), Some(sample)) = (
-            replguard::store::load(&replguard::store::file_for(dir, &inst.name)),
-            snapshot.sample.clone(),
-        ) {
-            if let Ok(state) = &sample.outcome {
-                let _ = p.restore_into(&mut snapshot.memory, &sample, state);
-            }
-        }
-    }
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
-    let hub = Hub {
-        instances: vec![Watched::new(inst, rx)],
-        policies: Arc::new(config.policies),
-        max_sample_age: config.max_sample_age,
-        events: Default::default(),
-        metrics: Default::default(),
-    };
-    let watched = &hub.instances[0];
-    let now = tokio::time::Instant::now().into_std();
-    let verdict = hub
-        .evaluate(watched, policy.as_deref(), &Thresholds::default(), now)
-        .context("policy vanished after validation")?;
+) -> Result<ExitCode, Failure> {
+    let outcome = replguard::check::once(config, instance, policy).await?;
+    let verdict = &outcome.verdict;
     match format {
-        Format::Text => print!("{}", report::text(&verdict)),
-        Format::Json => println!("{}", report::json(&watched.config.name, &verdict)),
+        Format::Text => print!("{}", report::text(verdict)),
+        Format::Json => println!("{}", report::json(&outcome.instance, verdict)),
     }
     Ok(if verdict.healthy {
         ExitCode::SUCCESS

@@ -7,9 +7,8 @@
 //! and source, memory and maintenance transitions, into the [`Events`] log.
 
 use crate::config::{Addr, Target};
-use crate::events::{Event, Events, Observer};
-use crate::metrics::Metrics;
-use crate::policy::{PolicySet, Thresholds};
+use crate::events::{Event, Observer};
+use crate::hub::{Hub, Watched};
 use crate::probe::Probe;
 use crate::sample::{Sample, ServerState, SourceSample};
 use crate::snapshot::Snapshot;
@@ -231,65 +230,132 @@ impl SourceWatch {
     }
 }
 
-/// What the poller needs to follow verdict transitions (its instance's own policy is `policy`).
-pub struct Judge {
-    pub policies: Arc<PolicySet>,
-    pub policy: String,
-    pub thresholds: Thresholds,
-    pub max_sample_age: Duration,
-}
-
 /// Everything one instance's poller owns.
 pub struct Poller {
-    pub instance: String,
+    /// The readers' view, for this instance's verdicts (`index` among its instances), the
+    /// event log and the poll metrics.
+    pub hub: Arc<Hub>,
+    pub index: usize,
     pub probe: Probe,
     pub source: SourceWatch,
     pub interval: Duration,
     /// The only sender of this instance's snapshots.
     pub tx: watch::Sender<Arc<Snapshot>>,
-    pub judge: Judge,
     /// Where the memory is kept across restarts (`state_dir`), if anywhere.
     pub state_file: Option<PathBuf>,
     /// The instance's maintenance switch, if it has one.
     pub maintenance_file: Option<PathBuf>,
-    /// Where transitions are recorded (and logged) for `/events`.
-    pub events: Arc<Events>,
-    /// Poll durations and errors for `/metrics`.
-    pub metrics: Arc<Metrics>,
 }
 
-/// Samples every `interval` until `shutdown`, then closes the connections. With a state file,
-/// memory from an earlier run is restored at the first successful poll (if the server's
-/// executed position has not moved) and the memory is written back whenever it changes.
+/// What a poll changes, computed without I/O by [`step`].
+pub struct Step {
+    /// The snapshot to publish.
+    pub snapshot: Snapshot,
+    /// Transitions for `/events`, in order; `quiet` ones are not logged.
+    pub events: Vec<Recorded>,
+}
+
+/// One transition and whether it is also a log line.
+pub struct Recorded {
+    pub event: Event,
+    pub quiet: bool,
+}
+
+/// What a poller carries from poll to poll besides its published snapshot: the transition
+/// detector and the state file's memory not yet restored.
+#[derive(Default)]
+pub struct Carry {
+    pub observer: Observer,
+    /// Read from the state file at start; restored at the first successful poll.
+    pub pending: Option<Persisted>,
+}
+
+/// The pure step of a poll: the next snapshot from `previous` and `sample`, the memory of an
+/// earlier run restored into it, and every transition (source, maintenance, restore, each
+/// policy's verdict on the new snapshot at `now`).
+pub fn step(
+    hub: &Hub,
+    watched: &Watched,
+    previous: &Snapshot,
+    sample: Sample,
+    carry: &mut Carry,
+    now: std::time::Instant,
+) -> Step {
+    let instance = &watched.config.name;
+    let at = sample.taken_at_wall;
+    let mut events: Vec<Recorded> = carry
+        .observer
+        .observe(instance, &sample)
+        .into_iter()
+        .map(|event| Recorded {
+            event,
+            quiet: false,
+        })
+        .collect();
+    let mut snapshot = previous.next(sample);
+    if let Some(sample) = snapshot.sample.clone() {
+        if let (Ok(state), Some(Ok(src))) = (
+            &sample.outcome,
+            sample.source.as_ref().map(|s| s.outcome.as_ref()),
+        ) {
+            snapshot.memory.errant_at_last_source =
+                crate::policy::promotion::errant_against(state, src);
+        }
+        if let (Ok(state), Some(p)) = (&sample.outcome, carry.pending.as_ref()) {
+            let outcome = p.restore_into(&mut snapshot.memory, &sample, state);
+            carry.pending = None;
+            events.push(Recorded {
+                event: Event::restore(at, instance, outcome),
+                quiet: false,
+            });
+        }
+    }
+    // Every policy's verdict changes go to /events ("when did the backup stop being safe?");
+    // those of the instance's own policy are also the warn/info log lines.
+    let verdicts: Vec<_> = hub.verdicts(watched, &snapshot, now).collect();
+    events.extend(
+        carry
+            .observer
+            .verdicts(instance, &watched.config.policy, at, &verdicts)
+            .into_iter()
+            .map(|(event, quiet)| Recorded { event, quiet }),
+    );
+    Step { snapshot, events }
+}
+
+/// Samples every `interval` until `shutdown`, then closes the connections: the I/O and timing
+/// around [`step`]. With a state file, memory from an earlier run is restored at the first
+/// successful poll (if the server's executed position has not moved) and the memory is
+/// written back whenever it changes.
 pub async fn run(poller: Poller, shutdown: CancellationToken) {
     let Poller {
-        instance,
+        hub,
+        index,
         mut probe,
         mut source,
         interval,
         tx,
-        judge,
         state_file,
         maintenance_file,
-        events,
-        metrics,
     } = poller;
-    let mut observer = Observer::default();
-    let mut pending = state_file
-        .as_deref()
-        .and_then(|path| match store::load(path) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(instance = %instance, error = %e, "state file ignored");
-                None
-            }
-        });
+    let watched = &hub.instances()[index];
+    let instance = watched.config.name.clone();
+    let mut carry = Carry {
+        observer: Observer::default(),
+        pending: state_file
+            .as_deref()
+            .and_then(|path| match store::load(path) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(instance = %instance, error = %e, "state file ignored");
+                    None
+                }
+            }),
+    };
     let mut written: Option<Persisted> = None;
     let mut ticker = tokio::time::interval(interval);
     // After a slow poll, keep the spacing rather than firing a burst to catch up.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // Per policy: the cause of its last verdict (`None`: healthy).
-    let mut was: HashMap<String, Option<String>> = Default::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -309,70 +375,233 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             ),
             Err(err) => tracing::debug!(instance = %instance, error = %err, "poll failed"),
         }
-        metrics.observe_poll(&instance, &sample);
-        let at = sample.taken_at_wall;
-        for event in observer.observe(&instance, &sample) {
-            events.record(event);
-        }
-        let mut snapshot = tx.borrow().next(sample);
-        if let Some(sample) = snapshot.sample.clone() {
-            if let (Ok(state), Some(Ok(src))) = (
-                &sample.outcome,
-                sample.source.as_ref().map(|s| s.outcome.as_ref()),
-            ) {
-                snapshot.memory.errant_at_last_source =
-                    crate::policy::promotion::errant_against(state, src);
-            }
-            if let Ok(state) = &sample.outcome {
-                if let Some(p) = pending.take() {
-                    let outcome = p.restore_into(&mut snapshot.memory, &sample, state);
-                    events.record(Event::restore(at, &instance, outcome));
-                }
-                if let Some(path) = &state_file {
-                    let p = Persisted::new(&snapshot.memory, state);
-                    if written.as_ref() != Some(&p) {
-                        match store::save(path, &p).await {
-                            Ok(()) => written = Some(p),
-                            Err(e) => {
-                                tracing::warn!(instance = %instance, error = %e, path = %path.display(), "cannot write state file")
-                            }
-                        }
+        hub.metrics().observe_poll(&instance, &sample);
+        let previous = tx.borrow().clone();
+        let now = Instant::now().into_std();
+        let Step { snapshot, events } = step(&hub, watched, &previous, sample, &mut carry, now);
+        if let (Some(path), Some(Ok(state))) = (
+            &state_file,
+            snapshot.sample.as_ref().map(|s| s.outcome.as_ref()),
+        ) {
+            let p = Persisted::new(&snapshot.memory, state);
+            if written.as_ref() != Some(&p) {
+                match store::save(path, &p).await {
+                    Ok(()) => written = Some(p),
+                    Err(e) => {
+                        tracing::warn!(instance = %instance, error = %e, path = %path.display(), "cannot write state file")
                     }
                 }
             }
         }
-        // Every policy's verdict changes go to /events ("when did the backup stop being safe?");
-        // those of the instance's own policy are also the warn/info log lines.
-        let input = crate::policy::Input {
-            snapshot: &snapshot,
-            max_sample_age: judge.max_sample_age,
-            overrides: &judge.thresholds,
-            now: Instant::now().into_std(),
-        };
-        let verdicts: Vec<_> = judge
-            .policies
-            .names()
-            .filter_map(|name| judge.policies.evaluate(name, &input))
-            .collect();
         tx.send_replace(Arc::new(snapshot));
-        for v in verdicts {
-            let cause = v.cause_key();
-            let before = was.get(&v.policy);
-            let event = match before {
-                Some(before) if *before == cause => continue,
-                Some(Some(_)) if cause.is_some() => Event::cause_changed(at, &instance, &v),
-                _ => Event::verdict(at, &instance, &v, before.is_none()),
-            };
-            if v.policy == judge.policy {
-                events.record(event);
-            } else if before.is_some() {
-                // Other policies: changes only; a replica's first "fails primary" is noise.
-                events.record_quietly(event);
+        for Recorded { event, quiet } in events {
+            if quiet {
+                hub.events().record_quietly(event);
+            } else {
+                hub.events().record(event);
             }
-            was.insert(v.policy.clone(), cause);
         }
     }
     probe.close().await;
     source.close().await;
     tracing::debug!(instance = %instance, "poller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Kind;
+    use crate::sample::fixtures::{primary, replica};
+    use crate::sample::{ServerState, ThreadState};
+
+    fn sample(state: ServerState, at: std::time::Instant) -> Sample {
+        Sample {
+            taken_at: at,
+            taken_at_wall: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_millis(2),
+            outcome: Ok(state),
+            source: None,
+            maintenance: None,
+            maintenance_error: None,
+        }
+    }
+
+    fn hub() -> Hub {
+        Hub::with_snapshots(vec![(
+            crate::config::fixtures::instance("db2", 3307, "replica"),
+            Snapshot::default(),
+        )])
+    }
+
+    /// (kind, policy, quiet) of each verdict event.
+    fn verdict_events(step: &Step) -> Vec<(Kind, String, bool)> {
+        step.events
+            .iter()
+            .filter_map(|r| {
+                let policy = r.event.policy.clone()?;
+                Some((r.event.kind, policy, r.quiet))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_step_reports_its_own_policy_loudly_and_others_only_when_they_change() {
+        let hub = hub();
+        let w = &hub.instances()[0];
+        let mut carry = Carry::default();
+        let t0 = std::time::Instant::now();
+        let first = step(
+            &hub,
+            w,
+            &Snapshot::default(),
+            sample(replica(), t0),
+            &mut carry,
+            t0,
+        );
+        assert_eq!(first.snapshot.polls, 1);
+        assert_eq!(
+            verdict_events(&first),
+            vec![(Kind::Healthy, "replica".into(), false)],
+            "the own policy's first verdict is news; another's first is not"
+        );
+        let mut stopped = replica();
+        stopped.channels[0].sql_thread = ThreadState::No;
+        stopped.channels[0].lag = None;
+        let t1 = t0 + Duration::from_secs(1);
+        let second = step(
+            &hub,
+            w,
+            &first.snapshot,
+            sample(stopped.clone(), t1),
+            &mut carry,
+            t1,
+        );
+        let events = verdict_events(&second);
+        assert!(
+            events.contains(&(Kind::Unhealthy, "replica".into(), false)),
+            "{events:?}"
+        );
+        assert!(
+            events.contains(&(Kind::Unhealthy, "backup".into(), true)),
+            "other policies' changes are recorded quietly: {events:?}"
+        );
+        let t2 = t1 + Duration::from_secs(1);
+        let third = step(
+            &hub,
+            w,
+            &second.snapshot,
+            sample(stopped, t2),
+            &mut carry,
+            t2,
+        );
+        assert_eq!(verdict_events(&third), vec![], "same cause, no event");
+        assert_eq!(third.snapshot.polls, 3);
+    }
+
+    #[test]
+    fn a_step_restores_the_state_file_once_at_the_first_successful_poll() {
+        let hub = hub();
+        let w = &hub.instances()[0];
+        let t0 = std::time::Instant::now();
+        // What an earlier run saw: the channel connected, lag 0.
+        let earlier = Snapshot::default().next(sample(replica(), t0));
+        let persisted = Persisted::new(&earlier.memory, &replica());
+        let mut carry = Carry {
+            pending: Some(persisted),
+            ..Carry::default()
+        };
+        let mut lost = replica();
+        lost.channels[0].io_thread = ThreadState::Connecting;
+        lost.channels[0].last_io_errno = 2003;
+        let t1 = t0 + Duration::from_secs(1);
+        let s = step(
+            &hub,
+            w,
+            &Snapshot::default(),
+            sample(lost.clone(), t1),
+            &mut carry,
+            t1,
+        );
+        assert!(carry.pending.is_none(), "restored once");
+        assert!(s.snapshot.memory.restored);
+        assert!(s.snapshot.memory.io_last_connected.contains_key(""));
+        let restores = |st: &Step| {
+            st.events
+                .iter()
+                .filter(|r| r.event.kind == Kind::MemoryRestored)
+                .count()
+        };
+        assert_eq!(restores(&s), 1);
+        let t2 = t1 + Duration::from_secs(1);
+        let again = step(&hub, w, &s.snapshot, sample(lost, t2), &mut carry, t2);
+        assert_eq!(restores(&again), 0);
+        // A primary's snapshot never carries a replica's memory it did not see.
+        let p = step(
+            &hub,
+            w,
+            &Snapshot::default(),
+            sample(primary(), t2),
+            &mut Carry::default(),
+            t2,
+        );
+        assert!(p.snapshot.memory.io_last_connected.is_empty());
+    }
+
+    /// The loop only does timing and I/O: with time paused, a server that refuses connections
+    /// is polled once per interval, each poll published and counted.
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_polls_once_per_interval_and_publishes_each_poll() {
+        // A port nothing listens on: every poll fails fast with "refused".
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let config = crate::config::fixtures::instance("db2", port, "replica");
+        let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+        let hub = Arc::new(Hub::new(
+            vec![(config.clone(), rx.clone())],
+            Arc::new(crate::policy::PolicySet::builtin()),
+            Duration::from_secs(3),
+            Default::default(),
+            Default::default(),
+        ));
+        let interval = Duration::from_secs(1);
+        let timeout = Duration::from_millis(500);
+        let poller = Poller {
+            hub: hub.clone(),
+            index: 0,
+            probe: Probe::new(&config.target, timeout, interval),
+            source: SourceWatch::new(
+                None,
+                config.target.clone(),
+                timeout,
+                interval,
+                SourceReads::default(),
+            ),
+            interval,
+            tx,
+            state_file: None,
+            maintenance_file: None,
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(poller, shutdown.clone()));
+        let mut polls = Vec::new();
+        let mut rx = rx;
+        for _ in 0..3 {
+            rx.changed().await.unwrap();
+            let s = rx.borrow_and_update().clone();
+            assert!(s.sample.as_ref().unwrap().outcome.is_err(), "refused");
+            polls.push((s.polls, Instant::now()));
+        }
+        assert_eq!(polls.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+        // Paused time moves only by the ticker: the polls are one interval apart.
+        assert_eq!(polls[2].1 - polls[1].1, interval);
+        let unhealthy = hub.events().recent(Some("db2"));
+        assert!(
+            !unhealthy.is_empty(),
+            "the first verdict of its own policy is an event"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
 }

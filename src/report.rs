@@ -2,8 +2,8 @@
 //! check), the JSON body, the one-line reason for HAProxy's log, and the `/status` document.
 //! Shared by the HTTP handlers and `replguard check`, so both say exactly the same thing.
 
-use crate::hub::Watched;
-use crate::policy::{PolicySet, Verdict};
+use crate::hub::Hub;
+use crate::policy::Verdict;
 use crate::sample::{ProbeError, ServerState};
 use serde::Serialize;
 use std::time::{Duration, Instant, SystemTime};
@@ -123,35 +123,20 @@ pub struct PolicyVerdict {
 }
 
 /// The `/status` document for all instances.
-pub fn status(
-    instances: &[Watched],
-    policies: &PolicySet,
-    max_sample_age: Duration,
-    now: Instant,
-) -> String {
+pub fn status(hub: &Hub, now: Instant) -> String {
+    let instances = hub.instances();
     let snapshots: Vec<_> = instances.iter().map(|w| w.latest()).collect();
     let entries: Vec<InstanceStatus<'_>> = instances
         .iter()
         .zip(&snapshots)
         .map(|(w, snap)| {
             let sample = snap.sample.as_deref();
-            let verdicts = policies
-                .names()
-                .filter_map(|name| {
-                    let v = policies.evaluate(
-                        name,
-                        &crate::policy::Input {
-                            snapshot: snap,
-                            max_sample_age,
-                            overrides: &w.config.thresholds,
-                            now,
-                        },
-                    )?;
-                    Some(PolicyVerdict {
-                        policy: name.to_string(),
-                        healthy: v.healthy,
-                        reason: reason(&v),
-                    })
+            let verdicts = hub
+                .verdicts(w, snap, now)
+                .map(|v| PolicyVerdict {
+                    reason: reason(&v),
+                    healthy: v.healthy,
+                    policy: v.policy,
                 })
                 .collect();
             InstanceStatus {

@@ -110,20 +110,6 @@ pub struct Thresholds {
     pub allow_errant: Option<bool>,
 }
 
-/// Defaults of the read-farm thresholds, derived from `max_lag`.
-pub const DEFAULT_RECOVER_FOR: u32 = 3;
-
-impl Thresholds {
-    /// `recover_lag`, or half of `max_lag`.
-    pub fn recover_lag_or_default(&self, max_lag: Duration) -> Duration {
-        self.recover_lag.unwrap_or(max_lag / 2)
-    }
-    /// `soft_lag`, or a quarter of `max_lag`.
-    pub fn soft_lag_or_default(&self, max_lag: Duration) -> Duration {
-        self.soft_lag.unwrap_or(max_lag / 4)
-    }
-}
-
 impl Thresholds {
     /// `self` with every threshold that `over` sets replaced by `over`'s value.
     pub fn overlay(&self, over: &Thresholds) -> Thresholds {

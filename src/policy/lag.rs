@@ -1,6 +1,6 @@
 //! Lag over time: the heartbeat reading, lag hysteresis (`lag_stable`) and stall detection.
 
-use super::file::{Thresholds, DEFAULT_RECOVER_FOR};
+use super::limits::Limits;
 use super::rules::applied;
 use super::verdict::{Check, Input, Level};
 use crate::sample::{Channel, ServerState, ThreadState};
@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 pub(super) fn heartbeat_check(
     hb: &Result<i64, String>,
     state: &ServerState,
-    thresholds: &Thresholds,
+    limits: &Limits,
 ) -> Check {
-    let max = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    let max = limits.max_lag;
     let sbm = state
         .channels
         .iter()
@@ -73,13 +73,10 @@ pub(super) fn heartbeat_check(
     c
 }
 
-/// Default `max_stall` when a policy uses the stall rule without setting it.
-pub const DEFAULT_MAX_STALL: Duration = Duration::from_secs(30);
-
 /// The stall rule for one channel (see [`Rule::Stall`]).
-pub(super) fn stall_check(ch: &Channel, thresholds: &Thresholds, input: &Input<'_>) -> Check {
+pub(super) fn stall_check(ch: &Channel, limits: &Limits, input: &Input<'_>) -> Check {
     let name = ch.label("stall");
-    let max = thresholds.max_stall.unwrap_or(DEFAULT_MAX_STALL);
+    let max = limits.max_stall;
     let memory = &input.snapshot.memory;
     if ch.io_thread != ThreadState::Yes {
         return Check::fact(
@@ -223,10 +220,10 @@ pub fn lag_recovery(
 }
 
 /// The `lag_stable` line that follows the `lag` lines: hysteresis over the recent polls.
-pub(super) fn lag_stable_check(thresholds: &Thresholds, input: &Input<'_>) -> Check {
-    let max = thresholds.max_lag.unwrap_or(Duration::ZERO);
-    let recover_lag = thresholds.recover_lag_or_default(max);
-    let recover_for = thresholds.recover_for.unwrap_or(DEFAULT_RECOVER_FOR);
+pub(super) fn lag_stable_check(limits: &Limits, input: &Input<'_>) -> Check {
+    let max = limits.max_lag;
+    let recover_lag = limits.recover_lag;
+    let recover_for = limits.recover_for;
     if recover_for == 0 {
         return Check::fact("lag_stable", true, "hysteresis off (recover_for 0)".into());
     }
@@ -235,7 +232,7 @@ pub(super) fn lag_stable_check(thresholds: &Thresholds, input: &Input<'_>) -> Ch
     }
     let history = &input.snapshot.memory.lag_history;
     let net: VecDeque<LagPoint>;
-    let history = if thresholds.allow_delay == Some(true) {
+    let history = if limits.allow_delay {
         net = history
             .iter()
             .map(|p| LagPoint {

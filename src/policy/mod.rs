@@ -6,6 +6,7 @@
 //!
 //! - [`verdict`]: the vocabulary (`Input`, `Verdict`, `Check`, `Level`), the leaf the rest imports;
 //! - [`file`]: the file format (`Rule`, `Thresholds`, `Policy`) and the built-ins;
+//! - [`limits`]: `Limits`, the thresholds of one evaluation, resolved once;
 //! - [`set`]: `PolicySet`, evaluation by name, maintenance and picking by role;
 //! - `rules`: the per-rule dispatch, the root cause, per-channel checks;
 //! - `source`: `source`, `peer` and the memory they fall back on;
@@ -14,16 +15,16 @@
 
 pub mod file;
 mod lag;
+pub mod limits;
 pub mod promotion;
 mod rules;
 pub mod set;
 mod source;
 pub mod verdict;
 
-pub use file::{
-    line_of, Body, Policy, PolicyError, Rule, Thresholds, BUILTIN, DEFAULT_RECOVER_FOR,
-};
-pub use lag::{lag_recovery, Recovery, DEFAULT_MAX_STALL};
+pub use file::{line_of, Body, Policy, PolicyError, Rule, Thresholds, BUILTIN};
+pub use lag::{lag_recovery, Recovery};
+pub use limits::{Limits, DEFAULT_MAX_STALL, DEFAULT_RECOVER_FOR};
 pub use set::PolicySet;
 pub use verdict::{Check, Input, Level, Verdict};
 

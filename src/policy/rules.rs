@@ -2,8 +2,9 @@
 //! on an unreadable server always carries, and the per-channel checks (threads, errors, lag,
 //! relay log applied).
 
-use super::file::{rule_name, Rule, Thresholds};
+use super::file::{rule_name, Rule};
 use super::lag::{heartbeat_check, lag_stable_check, stall_check};
+use super::limits::Limits;
 use super::promotion;
 use super::source::{peer_check, source_check};
 use super::verdict::{on_off, Check, Input, Level};
@@ -11,13 +12,13 @@ use crate::sample::{Channel, ThreadState};
 use crate::units::fmt_duration;
 use std::time::Duration;
 
-pub(super) fn run_rules(rules: &[Rule], thresholds: &Thresholds, input: &Input<'_>) -> Vec<Check> {
+pub(super) fn run_rules(rules: &[Rule], limits: &Limits, input: &Input<'_>) -> Vec<Check> {
     let mut out = Vec::new();
     for rule in rules {
-        run_rule(*rule, thresholds, input, &mut out);
+        run_rule(*rule, limits, input, &mut out);
     }
-    if thresholds.require_writable == Some(true) && !rules.contains(&Rule::Writable) {
-        run_rule(Rule::Writable, thresholds, input, &mut out);
+    if limits.require_writable && !rules.contains(&Rule::Writable) {
+        run_rule(Rule::Writable, limits, input, &mut out);
     }
     // One root cause, reported once: the checks that depend on it say "not judged". Fail
     // closed when the policy does not list the check that names the cause: it leads then.
@@ -57,7 +58,7 @@ fn default_fix(name: &str) -> Option<&'static str> {
     })
 }
 
-fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Vec<Check>) {
+fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>) {
     let name = rule_name(rule);
     if rule == Rule::Sample {
         out.push(match input.snapshot.age(input.now) {
@@ -114,7 +115,7 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
             if state.channels.is_empty() {
                 out.push(not_judged(name, "no replica status"));
             }
-            let allowed = thresholds.allow_delay == Some(true);
+            let allowed = limits.allow_delay;
             out.extend(promotion::not_delayed(state).into_iter().map(|c| {
                 if allowed && !c.ok && c.level == Level::Fail {
                     Check::fact(
@@ -129,7 +130,7 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
         }
         Rule::Stall => {
             for ch in &state.channels {
-                out.push(stall_check(ch, thresholds, input));
+                out.push(stall_check(ch, limits, input));
             }
         }
         Rule::Binlog => out.push(promotion::binlog(state)),
@@ -141,11 +142,9 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
             }
         }
         Rule::CompareSource => out.extend(promotion::source_checks(state, input)),
-        Rule::ErrantTransactions => out.push(promotion::errant_check(
-            state,
-            input,
-            thresholds.allow_errant == Some(true),
-        )),
+        Rule::ErrantTransactions => {
+            out.push(promotion::errant_check(state, input, limits.allow_errant))
+        }
         Rule::Peer => {
             if state.channels.is_empty() {
                 out.push(Check::fact(
@@ -155,7 +154,7 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
                 ));
             }
             for ch in &state.channels {
-                out.push(peer_check(ch, state, thresholds, input));
+                out.push(peer_check(ch, state, limits, input));
             }
         }
         Rule::IoThread
@@ -171,19 +170,19 @@ fn run_rule(rule: Rule, thresholds: &Thresholds, input: &Input<'_>, out: &mut Ve
             match (&state.heartbeat, rule) {
                 // With a heartbeat table, that is the lag the policy judges (one line).
                 (Some(hb), Rule::Lag) if !state.channels.is_empty() => {
-                    out.push(heartbeat_check(hb, state, thresholds))
+                    out.push(heartbeat_check(hb, state, limits))
                 }
                 _ => {
                     for ch in &state.channels {
                         out.push(match rule {
-                            Rule::Source => source_check(ch, state, thresholds, input),
-                            _ => channel_check(rule, ch, thresholds),
+                            Rule::Source => source_check(ch, state, limits, input),
+                            _ => channel_check(rule, ch, limits),
                         });
                     }
                 }
             }
             if rule == Rule::Lag && !state.channels.is_empty() {
-                out.push(lag_stable_check(thresholds, input));
+                out.push(lag_stable_check(limits, input));
             }
         }
     }
@@ -218,7 +217,7 @@ pub(super) fn root_cause(input: &Input<'_>) -> Check {
     }
 }
 
-pub(super) fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -> Check {
+pub(super) fn channel_check(rule: Rule, ch: &Channel, limits: &Limits) -> Check {
     let name = ch.label(rule_name(rule));
     match rule {
         Rule::IoThread => {
@@ -263,11 +262,10 @@ pub(super) fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -
             }
         }
         Rule::Lag => {
-            // Policy::parse refuses a lag rule without max_lag and overrides only replace it.
-            let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+            let limit = limits.max_lag;
             // With allow_delay, a delayed replica's lag is judged net of its SQL_Delay.
-            let delay = match (thresholds.allow_delay, ch.sql_delay) {
-                (Some(true), Some(d)) => d,
+            let delay = match (limits.allow_delay, ch.sql_delay) {
+                (true, Some(d)) => d,
                 _ => Duration::ZERO,
             };
             match ch.lag {
@@ -328,7 +326,7 @@ pub(super) fn channel_check(rule: Rule, ch: &Channel, thresholds: &Thresholds) -
             }
         }
         Rule::Applied => {
-            let backlog = thresholds.max_apply_backlog.unwrap_or(0);
+            let backlog = limits.max_apply_backlog;
             let (ok, detail) = applied(ch, backlog);
             Check::fact(name, ok, detail)
         }

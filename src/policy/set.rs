@@ -1,7 +1,8 @@
 //! `PolicySet`: every policy one process knows, and the evaluation of a policy by name (an
 //! instance in maintenance fails every policy; `ByRole` picks a policy by the server's role).
 
-use super::file::{Body, Policy, PolicyError, BUILTIN};
+use super::file::{Body, Policy, PolicyError, Thresholds, BUILTIN};
+use super::limits::Limits;
 use super::rules::{not_judged, root_cause, run_rules};
 use super::verdict::{Check, Input, Level, Verdict};
 
@@ -83,6 +84,20 @@ impl PolicySet {
         self.search(name).ok()
     }
 
+    /// The limits policy `name` judges by for an instance's and a request's thresholds;
+    /// `None` unless it is a policy with checks.
+    pub fn limits(
+        &self,
+        name: &str,
+        instance: &Thresholds,
+        request: &Thresholds,
+    ) -> Option<Limits> {
+        match &self.get(name)?.body {
+            Body::Checks { thresholds, .. } => Some(Limits::resolve(thresholds, instance, request)),
+            Body::ByRole { .. } => None,
+        }
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.policies.iter().map(|p| p.name.as_str())
     }
@@ -135,8 +150,7 @@ impl PolicySet {
                 thresholds,
                 promotion_steps,
             } => {
-                let thresholds = thresholds.overlay(input.overrides);
-                let checks = run_rules(rules, &thresholds, input);
+                let checks = run_rules(rules, &input.limits(thresholds), input);
                 let mut v = Verdict::new(name, name, checks, input);
                 if *promotion_steps {
                     // Steps only for a replica: a primary has nothing to be promoted to.
@@ -178,7 +192,7 @@ impl PolicySet {
                 let mut checks = match self.get(target).map(|p| &p.body) {
                     Some(Body::Checks {
                         rules, thresholds, ..
-                    }) => run_rules(rules, &thresholds.overlay(input.overrides), input),
+                    }) => run_rules(rules, &input.limits(thresholds), input),
                     // validate() rules this out; fail closed if it was skipped.
                     _ => vec![Check::fact("policy", false, format!("{target:?} unusable"))],
                 };

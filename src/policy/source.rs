@@ -3,8 +3,8 @@
 //! source readings beat it).
 
 use super::file::Rule;
-use super::file::Thresholds;
 use super::lag::{heartbeat_check, round_secs};
+use super::limits::Limits;
 use super::promotion;
 use super::rules::{applied, channel_check};
 use super::verdict::{Check, Input};
@@ -16,19 +16,19 @@ use std::time::Duration;
 pub(super) fn source_check(
     ch: &Channel,
     state: &ServerState,
-    thresholds: &Thresholds,
+    limits: &Limits,
     input: &Input<'_>,
 ) -> Check {
     if ch.io_thread == ThreadState::Yes {
         return match &state.heartbeat {
-            Some(hb) => heartbeat_check(hb, state, thresholds),
-            None => channel_check(Rule::Lag, ch, thresholds),
+            Some(hb) => heartbeat_check(hb, state, limits),
+            None => channel_check(Rule::Lag, ch, limits),
         };
     }
     if !source_unreachable(ch) {
         return broken_io(ch, "");
     }
-    let (ok, detail) = match remembered(ch, state, thresholds, input) {
+    let (ok, detail) = match remembered(ch, state, limits, input) {
         Ok(detail) => (true, detail),
         Err(detail) => (false, detail),
     };
@@ -40,15 +40,14 @@ pub(super) fn source_check(
 pub(super) fn peer_check(
     ch: &Channel,
     state: &ServerState,
-    thresholds: &Thresholds,
+    limits: &Limits,
     input: &Input<'_>,
 ) -> Check {
     let name = ch.label("peer");
     let peer = format!("{}:{}", ch.source_host, ch.source_port);
-    // Policy::parse refuses a peer rule without max_lag and overrides only replace it.
-    let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    let limit = limits.max_lag;
     if ch.io_thread == ThreadState::Yes {
-        let (applied_ok, applied_detail) = applied(ch, thresholds.max_apply_backlog.unwrap_or(0));
+        let (applied_ok, applied_detail) = applied(ch, limits.max_apply_backlog);
         let (ok, detail) = match state.effective_lag(ch) {
             _ if ch.sql_thread != ThreadState::Yes => (
                 false,
@@ -89,7 +88,7 @@ pub(super) fn peer_check(
     }
     if !source_unreachable(ch) {
         let broken = broken_io(ch, &format!(" (peer {peer})"));
-        return if thresholds.allow_isolated == Some(true) {
+        return if limits.allow_isolated {
             Check::fact(
                 name,
                 true,
@@ -103,9 +102,9 @@ pub(super) fn peer_check(
             broken
         };
     }
-    match remembered(ch, state, thresholds, input) {
+    match remembered(ch, state, limits, input) {
         Ok(detail) => Check::fact(name, true, format!("{peer} lost {detail}")),
-        Err(detail) if thresholds.allow_isolated == Some(true) => Check::fact(
+        Err(detail) if limits.allow_isolated => Check::fact(
             name,
             true,
             format!(
@@ -153,10 +152,10 @@ fn broken_io(ch: &Channel, whose: &str) -> Check {
 fn remembered(
     ch: &Channel,
     state: &ServerState,
-    thresholds: &Thresholds,
+    limits: &Limits,
     input: &Input<'_>,
 ) -> Result<String, String> {
-    let limit = thresholds.max_lag.unwrap_or(Duration::ZERO);
+    let limit = limits.max_lag;
     let Some(seen) = input.snapshot.memory.io_last_connected.get(&ch.name) else {
         return Err(format!(
             "IO thread {} and never seen connected: no caught-up observation to trust",
@@ -210,7 +209,7 @@ fn remembered(
         }
         None => return Err(format!("{since}, last lag NULL (unknown)")),
     };
-    if let Some(max) = thresholds.max_source_lost {
+    if let Some(max) = limits.max_source_lost {
         let lost_for = input.now.saturating_duration_since(seen.at);
         if lost_for > max {
             return Err(format!(
@@ -219,7 +218,7 @@ fn remembered(
             ));
         }
     }
-    let (applied, detail) = applied(ch, thresholds.max_apply_backlog.unwrap_or(0));
+    let (applied, detail) = applied(ch, limits.max_apply_backlog);
     if !applied {
         return Err(format!("{since}, {last}, {detail}"));
     }

@@ -36,7 +36,8 @@ fn eval_with(
         &Input {
             snapshot,
             max_sample_age: Duration::from_secs(3),
-            overrides,
+            instance: overrides,
+            request: &Thresholds::default(),
             now,
         },
     )

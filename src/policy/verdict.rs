@@ -3,6 +3,7 @@
 //! [`Level`]). A leaf: it imports nothing else of the package.
 
 use super::file::Thresholds;
+use super::limits::Limits;
 use crate::sample::ServerState;
 use crate::snapshot::Snapshot;
 use crate::units::fmt_duration;
@@ -15,13 +16,20 @@ pub struct Input<'a> {
     pub snapshot: &'a Snapshot,
     /// A sample older than this fails the `sample` check.
     pub max_sample_age: Duration,
-    /// Thresholds from the instance's config and the request, already overlaid in that order.
-    pub overrides: &'a Thresholds,
+    /// The instance's thresholds (its config), laid over the policy file's ...
+    pub instance: &'a Thresholds,
+    /// ... and the request's, laid over both.
+    pub request: &'a Thresholds,
     /// The moment of evaluation; the only notion of time evaluation has.
     pub now: Instant,
 }
 
 impl Input<'_> {
+    /// The limits a policy file's `thresholds` give with this input's instance and request.
+    pub(crate) fn limits(&self, policy: &Thresholds) -> Limits {
+        Limits::resolve(policy, self.instance, self.request)
+    }
+
     /// When the latest sample was taken (`now` without one): the moment observations are
     /// compared against.
     pub(crate) fn taken_at(&self) -> Instant {

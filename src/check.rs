@@ -1,0 +1,91 @@
+//! One-shot evaluation for `replguard check` and `replguard checklist`: one poll with the
+//! daemon's own connection setup, the daemon's remembered evidence (its state file, read and
+//! never written: the daemon owns it) restored as the poller restores it, and the verdict from
+//! the hub, as HTTP would answer it.
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::policy::{Thresholds, Verdict};
+use crate::poller::{self, Carry, SourceReads};
+use crate::snapshot::Snapshot;
+use std::sync::Arc;
+
+/// A one-shot check that cannot run as asked: a usage error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("{config}: name an instance with --instance (configured: {configured})")]
+    NoInstance { config: String, configured: String },
+    #[error("no policy named {name:?} (known: {known})")]
+    NoPolicy { name: String, known: String },
+}
+
+/// What one check found: the instance's name and its verdict.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub instance: String,
+    pub verdict: Verdict,
+}
+
+/// Polls `instance` (or the only one) once and evaluates `policy` (or its own) on it.
+pub async fn once(
+    config: &Config,
+    instance: Option<&str>,
+    policy: Option<&str>,
+) -> Result<Outcome, CheckError> {
+    let inst = match instance {
+        Some(name) => config.instance(name),
+        None if config.instances.len() == 1 => config.instances.first(),
+        None => None,
+    };
+    let Some(inst) = inst else {
+        let names: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+        return Err(CheckError::NoInstance {
+            config: config.path.display().to_string(),
+            configured: names.join(", "),
+        });
+    };
+    if let Some(p) = policy {
+        if config.policies.get(p).is_none() {
+            let known: Vec<&str> = config.policies.names().collect();
+            return Err(CheckError::NoPolicy {
+                name: p.to_string(),
+                known: known.join(", "),
+            });
+        }
+    }
+    let (mut probe, mut source) = crate::serve::connections(config, inst, SourceReads::default());
+    let sample = poller::poll_once(&mut probe, &mut source, inst.maintenance_file.as_deref()).await;
+    probe.close().await;
+    source.close().await;
+    let pending = config.state_dir.as_deref().and_then(|dir| {
+        crate::store::load(&crate::store::file_for(dir, &inst.name))
+            .ok()
+            .flatten()
+    });
+    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
+    let hub = Hub::new(
+        vec![(inst.clone(), rx)],
+        Arc::new(config.policies.clone()),
+        config.max_sample_age,
+        Default::default(),
+        Default::default(),
+    );
+    let watched = &hub.instances()[0];
+    let one_shot = Snapshot {
+        one_shot: true,
+        ..Snapshot::default()
+    };
+    let mut carry = Carry {
+        pending,
+        ..Carry::default()
+    };
+    let now = tokio::time::Instant::now().into_std();
+    let step = poller::step(&hub, watched, &one_shot, sample, &mut carry, now);
+    let verdict = hub
+        .evaluate_snapshot(watched, &step.snapshot, policy, &Thresholds::default(), now)
+        .expect("the policy was looked up above and the instance's own is validated");
+    Ok(Outcome {
+        instance: inst.name.clone(),
+        verdict,
+    })
+}
