@@ -1,7 +1,7 @@
 //! Lag over time: the heartbeat reading, lag hysteresis (`lag_stable`) and stall detection.
 
+use super::channel::applied;
 use super::limits::Limits;
-use super::rules::applied;
 use super::verdict::{Check, Input, Level};
 use crate::sample::{Channel, ServerState, ThreadState};
 use crate::snapshot::LagPoint;

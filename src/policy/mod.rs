@@ -8,11 +8,13 @@
 //! - [`file`]: the file format (`Rule`, `Thresholds`, `Policy`) and the built-ins;
 //! - [`limits`]: `Limits`, the thresholds of one evaluation, resolved once;
 //! - [`set`]: `PolicySet`, evaluation by name, maintenance and picking by role;
-//! - `rules`: the per-rule dispatch, the root cause, per-channel checks;
+//! - `rules`: the per-rule dispatch and the root cause;
+//! - `channel`: per-channel checks (threads, errors, lag, relay log applied);
 //! - `source`: `source`, `peer` and the memory they fall back on;
 //! - `lag`: heartbeat, hysteresis and stall;
 //! - [`promotion`]: the promotion checklist's checks and the backup gate's errant check.
 
+mod channel;
 pub mod file;
 mod lag;
 pub mod limits;

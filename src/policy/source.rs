@@ -2,11 +2,11 @@
 //! `peer` rule (failback), and the memory both fall back on when the source is lost (newer
 //! source readings beat it).
 
+use super::channel::{applied, channel_check};
 use super::file::Rule;
 use super::lag::{heartbeat_check, round_secs};
 use super::limits::Limits;
 use super::promotion;
-use super::rules::{applied, channel_check};
 use super::verdict::{Check, Input};
 use crate::sample::{Channel, ServerState, ThreadState};
 use crate::units::{clock_time, fmt_duration};
