@@ -6,7 +6,8 @@
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::policy::{Thresholds, Verdict};
-use crate::poller::{self, Carry, SourceReads};
+use crate::poller::{self, Carry};
+use crate::probe::SourceReads;
 use crate::snapshot::Snapshot;
 use std::sync::Arc;
 

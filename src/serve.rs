@@ -6,8 +6,9 @@
 
 use crate::config::{Config, InstanceConfig};
 use crate::hub::Hub;
-use crate::poller::{self, SourceReads, SourceWatch};
+use crate::poller;
 use crate::probe::Probe;
+use crate::probe::{SourceReads, SourceWatch};
 use crate::snapshot::Snapshot;
 use std::sync::Arc;
 use std::time::Duration;

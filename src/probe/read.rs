@@ -1,0 +1,276 @@
+//! The queries of a poll and the mapping of their columns, by flavour: server variables,
+//! replica status channels, the heartbeat table, the source's positions.
+
+use super::conn::{bounded, protocol};
+use super::*;
+
+/// `8.0.36-log` → (8, 0, 36); unknown parts are 0.
+pub(super) fn parse_version(v: &str) -> (u32, u32, u32) {
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    )
+}
+
+pub(super) async fn read_state(
+    conn: &mut Conn,
+    kind: &ServerKind,
+    timeout: Duration,
+) -> Result<ServerState, ProbeError> {
+    let vars: Row = bounded(
+        timeout,
+        "variables",
+        conn.query_first::<Row, _>(kind.vars_sql),
+    )
+    .await?
+    .ok_or_else(|| protocol("variables query returned no row"))?;
+    let var = |i: usize| vars.as_ref(i).and_then(text);
+    let flag = |i: usize| var(i).map(|v| !matches!(v.as_str(), "0" | "OFF"));
+    let server_id = var(0)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| protocol("@@server_id is not a number"))?;
+
+    // Read once per connection: while this session lives, the server has not restarted.
+    let uptime = kind
+        .uptime
+        .map(|(then, at)| then + Instant::now().saturating_duration_since(at));
+
+    let rows: Vec<Row> = bounded(
+        timeout,
+        kind.replica_status_sql,
+        conn.query::<Row, _>(kind.replica_status_sql),
+    )
+    .await?;
+    let channels = rows
+        .iter()
+        .map(parse_channel)
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(ServerState {
+        flavor: kind.flavor,
+        version: kind.version.clone(),
+        server_id,
+        read_only: flag(1).ok_or_else(|| protocol("@@read_only is NULL"))?,
+        super_read_only: flag(2),
+        innodb_read_only: flag(3).unwrap_or(false),
+        uptime,
+        heartbeat: None,
+        heartbeat_written: None,
+        log_bin: flag(9),
+        log_replica_updates: flag(10),
+        gtid: GtidState {
+            mode: var(4),
+            executed: var(5),
+            binlog_pos: var(6),
+            slave_pos: var(7),
+            current_pos: var(8),
+            // MariaDB only; the MySQL statements have no column 11.
+            binlog_state: var(11),
+        },
+        channels,
+    })
+}
+
+/// The worst heartbeat lag over the source rows, in microseconds, computed by the server
+/// (`NOW(6)` or `UTC_TIMESTAMP(6)` minus `ts`, as pt-heartbeat --check does), or why not.
+pub(super) async fn read_heartbeat(
+    conn: &mut Conn,
+    hb: &Heartbeat,
+    own_server_id: u32,
+    timeout: Duration,
+) -> Result<i64, String> {
+    let now = if hb.utc { "UTC_TIMESTAMP(6)" } else { "NOW(6)" };
+    let (db, table) = hb.table.split_once('.').unwrap_or(("", &hb.table));
+    // The table name was validated to [A-Za-z0-9_] parts at config load: safe to splice.
+    let sql =
+        format!("SELECT server_id, TIMESTAMPDIFF(MICROSECOND, ts, {now}) FROM `{db}`.`{table}`");
+    let rows: Vec<(u32, Option<i64>)> = bounded(timeout, "heartbeat", conn.query(sql))
+        .await
+        .map_err(|e| match e.errno {
+            Some(1146) => format!("table {} does not exist (1146)", hb.table),
+            Some(1142) => format!(
+                "the check user may not read {} (1142): GRANT SELECT ON {} TO it",
+                hb.table, hb.table
+            ),
+            _ => e.to_string(),
+        })?;
+    let mut worst: Option<i64> = None;
+    for (server_id, lag) in rows {
+        let ours = match hb.server_id {
+            Some(id) => server_id == id,
+            None => server_id != own_server_id,
+        };
+        if !ours {
+            continue;
+        }
+        let lag =
+            lag.ok_or_else(|| format!("row of server_id {server_id} has an unreadable ts"))?;
+        worst = Some(worst.map_or(lag, |w| w.max(lag)));
+    }
+    worst.ok_or_else(|| match hb.server_id {
+        Some(id) => format!("no heartbeat row from server_id {id} in {}", hb.table),
+        None => format!("no heartbeat row from another server in {}", hb.table),
+    })
+}
+
+/// Updates this server's heartbeat row, pt-heartbeat compatible (`ts` as
+/// `YYYY-MM-DDTHH:MM:SS.ffffff`). The one statement replguard ever writes.
+pub(super) async fn write_heartbeat(
+    conn: &mut Conn,
+    hb: &Heartbeat,
+    timeout: Duration,
+) -> Result<(), String> {
+    let now = if hb.utc { "UTC_TIMESTAMP(6)" } else { "NOW(6)" };
+    let (db, table) = hb.table.split_once('.').unwrap_or(("", &hb.table));
+    let sql = format!(
+        "REPLACE INTO `{db}`.`{table}` (ts, server_id) \
+         VALUES (DATE_FORMAT({now}, '%Y-%m-%dT%H:%i:%s.%f'), @@server_id)"
+    );
+    bounded(timeout, "heartbeat write", conn.query_drop(sql))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+pub(super) async fn read_source(
+    conn: &mut Conn,
+    kind: &ServerKind,
+    timeout: Duration,
+) -> Result<SourceState, ProbeError> {
+    let row: Row = bounded(
+        timeout,
+        "source variables",
+        conn.query_first::<Row, _>(kind.source_sql),
+    )
+    .await?
+    .ok_or_else(|| protocol("source query returned no row"))?;
+    let var = |i: usize| row.as_ref(i).and_then(text);
+    let gtid_executed = var(2).ok_or_else(|| protocol("the source's executed GTIDs are NULL"))?;
+    // Without GTIDs (MySQL gtid_mode OFF) the binary log position is the only measure of what
+    // the source has; MariaDB always has GTIDs in its binary log. No binary log: nothing to
+    // compare (`None`).
+    let binlog_position = if kind.flavor == Flavor::MySql && gtid_executed.trim().is_empty() {
+        let status: Option<Row> = bounded(
+            timeout,
+            kind.binlog_status_sql,
+            conn.query_first::<Row, _>(kind.binlog_status_sql),
+        )
+        .await?;
+        match status {
+            None => None,
+            Some(status) => {
+                let file = status.get_opt::<String, _>("File").and_then(Result::ok);
+                let pos = status.get_opt::<u64, _>("Position").and_then(Result::ok);
+                match (file, pos) {
+                    (Some(file), Some(pos)) => Some((file, pos)),
+                    _ => return Err(protocol("binary log status without File and Position")),
+                }
+            }
+        }
+    } else {
+        None
+    };
+    Ok(SourceState {
+        flavor: kind.flavor,
+        server_id: var(0)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| protocol("source @@server_id is not a number"))?,
+        version: var(1).unwrap_or_default(),
+        // NULL would read as an empty set and make every comparison pass: refuse it.
+        gtid_executed,
+        server_uuid: var(3),
+        // MariaDB only; the MySQL statement has no column 4.
+        gtid_binlog_state: var(4),
+        binlog_position,
+    })
+}
+
+/// Maps one replica status row, whichever spelling its columns use, into a [`Channel`].
+pub(super) fn parse_channel(row: &Row) -> Result<Channel, ProbeError> {
+    // Borrowed from the row: names and values are copied only for the fields a Channel keeps.
+    let columns: Vec<(Cow<str>, Option<Cow<str>>)> = row
+        .columns_ref()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name_str(), row.as_ref(i).and_then(text_ref)))
+        .collect();
+    channel_from_columns(&columns)
+}
+
+/// The column mapping itself, on (name, value) pairs. A column the probe needs but cannot find
+/// under any known spelling is an error: a guessed default could pass a check.
+pub(super) fn channel_from_columns<N: AsRef<str>, V: AsRef<str>>(
+    columns: &[(N, Option<V>)],
+) -> Result<Channel, ProbeError> {
+    let get = |names: &[&str]| -> Result<Option<&str>, ProbeError> {
+        for n in names {
+            if let Some((_, v)) = columns.iter().find(|(c, _)| c.as_ref() == *n) {
+                return Ok(v.as_ref().map(AsRef::as_ref));
+            }
+        }
+        Err(protocol(&format!(
+            "replica status has no column {}",
+            names.join(" or ")
+        )))
+    };
+    let optional = |names: &[&str]| get(names).ok().flatten().map(String::from);
+    let string = |names: &[&str]| get(names).map(|v| v.unwrap_or_default().to_string());
+    let number = |names: &[&str]| -> Result<u64, ProbeError> {
+        let v = get(names)?.unwrap_or_default();
+        if v.is_empty() {
+            return Ok(0);
+        }
+        v.parse()
+            .map_err(|_| protocol(&format!("{} is not a number: {v:?}", names[0])))
+    };
+    let lag = get(&["Seconds_Behind_Source", "Seconds_Behind_Master"])?
+        .map(|v| {
+            v.parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| protocol(&format!("Seconds_Behind is not a number: {v:?}")))
+        })
+        .transpose()?;
+    Ok(Channel {
+        name: optional(&["Channel_Name", "Connection_name"]).unwrap_or_default(),
+        io_thread: ThreadState::parse(&string(&["Replica_IO_Running", "Slave_IO_Running"])?),
+        sql_thread: ThreadState::parse(&string(&["Replica_SQL_Running", "Slave_SQL_Running"])?),
+        lag,
+        last_io_errno: number(&["Last_IO_Errno"])? as u32,
+        last_io_error: string(&["Last_IO_Error"])?,
+        last_sql_errno: number(&["Last_SQL_Errno"])? as u32,
+        last_sql_error: string(&["Last_SQL_Error"])?,
+        source_host: string(&["Source_Host", "Master_Host"])?,
+        source_port: number(&["Source_Port", "Master_Port"])? as u16,
+        read_log_file: string(&["Source_Log_File", "Master_Log_File"])?,
+        read_log_pos: number(&["Read_Source_Log_Pos", "Read_Master_Log_Pos"])?,
+        exec_log_file: string(&["Relay_Source_Log_File", "Relay_Master_Log_File"])?,
+        exec_log_pos: number(&["Exec_Source_Log_Pos", "Exec_Master_Log_Pos"])?,
+        relay_log_space: number(&["Relay_Log_Space"])?,
+        sql_delay: optional(&["SQL_Delay"])
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs),
+        retrieved_gtid_set: optional(&["Retrieved_Gtid_Set"]),
+        executed_gtid_set: optional(&["Executed_Gtid_Set"]),
+        using_gtid: optional(&["Using_Gtid"]),
+        gtid_io_pos: optional(&["Gtid_IO_Pos"]),
+    })
+}
+
+/// A column value as text; `None` for SQL NULL (kept distinct from any value).
+pub(super) fn text(v: &Value) -> Option<String> {
+    text_ref(v).map(Cow::into_owned)
+}
+
+/// [`text`], borrowing the value's bytes when they are UTF-8 (as text-protocol values are).
+pub(super) fn text_ref(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b)),
+        Value::Int(i) => Some(i.to_string().into()),
+        Value::UInt(u) => Some(u.to_string().into()),
+        other => Some(other.as_sql(true).into()),
+    }
+}
