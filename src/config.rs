@@ -1127,11 +1127,7 @@ fn load_policy_dir(dir: &Path, set: &mut PolicySet) -> Result<(), ConfigError> {
             .ok_or_else(|| fail(&file, None, "policy file name is not UTF-8".into()))?
             .to_string();
         // These paths are endpoints of their own: /check/{name} would work, /{name} would not.
-        if [
-            "status", "healthz", "check", "mysqlchk", "metrics", "ui", "events",
-        ]
-        .contains(&name.as_str())
-        {
+        if crate::paths::RESERVED.contains(&name.as_str()) {
             return Err(fail(
                 &file,
                 None,

@@ -240,7 +240,7 @@ impl Observer {
         for ch in &state.channels {
             let connected = ch.io_thread == ThreadState::Yes;
             let before = self.io_connected.get(&ch.name).copied();
-            let source = format!("{}:{}", ch.source_host, ch.source_port);
+            let source = ch.source_addr();
             if connected && before == Some(false) {
                 let lag = ch
                     .lag

@@ -248,6 +248,11 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// The source this channel replicates from, as `host:port`.
+    pub fn source_addr(&self) -> String {
+        format!("{}:{}", self.source_host, self.source_port)
+    }
+
     /// The name used in check lines: `sql_thread` for the default channel, `sql_thread[ch2]` else.
     pub fn label(&self, check: &str) -> String {
         if self.name.is_empty() {

@@ -158,7 +158,7 @@ impl Snapshot {
                                 at_wall: sample.taken_at_wall,
                                 lag: state.effective_lag(ch),
                                 uptime: state.uptime,
-                                source: format!("{}:{}", ch.source_host, ch.source_port),
+                                source: ch.source_addr(),
                             },
                         );
                     }

@@ -44,7 +44,7 @@ pub(super) fn peer_check(
     input: &Input<'_>,
 ) -> Check {
     let name = ch.label("peer");
-    let peer = format!("{}:{}", ch.source_host, ch.source_port);
+    let peer = ch.source_addr();
     let limit = limits.max_lag;
     if ch.io_thread == ThreadState::Yes {
         let (applied_ok, applied_detail) = applied(ch, limits.max_apply_backlog);
@@ -162,7 +162,7 @@ fn remembered(
             ch.io_thread
         ));
     };
-    let source_now = format!("{}:{}", ch.source_host, ch.source_port);
+    let source_now = ch.source_addr();
     if seen.source != source_now {
         return Err(format!(
             "the channel now replicates from {source_now}, last seen connected to {}: no \

@@ -38,12 +38,7 @@ pub fn haproxy_path() -> PathBuf {
     panic!("haproxy not found: apt-get install haproxy (deploy/sandbox/install-deps.sh does it)");
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+pub use super::free_port;
 
 impl Haproxy {
     /// Starts haproxy with `sections` (listen/frontend/backend text) after common defaults and

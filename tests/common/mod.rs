@@ -11,3 +11,11 @@ pub mod guard;
 pub mod haproxy;
 pub mod mariadb;
 pub mod relay;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
+}
