@@ -30,7 +30,6 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
-pub mod answers;
 pub mod check;
 pub mod config;
 pub mod events;

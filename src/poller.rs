@@ -157,7 +157,7 @@ pub fn step(
             sample.source.as_ref().map(|s| s.outcome.as_ref()),
         ) {
             snapshot.memory.errant_at_last_source =
-                crate::policy::promotion::errant_against(state, src);
+                crate::policy::evidence::errant_against(state, src);
         }
         if let (Ok(state), Some(p)) = (&sample.outcome, carry.pending.as_ref()) {
             let outcome = p.restore_into(&mut snapshot.memory, &sample, state);

@@ -12,9 +12,12 @@
 //! - `channel`: per-channel checks (threads, errors, lag, relay log applied);
 //! - `source`: `source`, `peer` and the memory they fall back on;
 //! - `lag`: heartbeat, hysteresis and stall;
-//! - [`promotion`]: the promotion checklist's checks and the backup gate's errant check.
+//! - [`evidence`]: the source comparison (missing and errant transactions) behind the
+//!   checklist, the backup gate's errant check and the memory newer readings void;
+//! - [`promotion`]: the checklist's prerequisites and printed steps.
 
 mod channel;
+pub mod evidence;
 pub mod file;
 mod lag;
 pub mod limits;

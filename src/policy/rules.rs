@@ -2,6 +2,7 @@
 //! verdict on an unreadable server always carries.
 
 use super::channel::channel_check;
+use super::evidence;
 use super::file::{rule_name, Rule};
 use super::lag::{heartbeat_check, lag_stable_check, stall_check};
 use super::limits::Limits;
@@ -138,9 +139,9 @@ fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>
                 out.push(not_judged(name, "no replica status"));
             }
         }
-        Rule::CompareSource => out.extend(promotion::source_checks(state, input)),
+        Rule::CompareSource => out.extend(evidence::source_checks(state, input)),
         Rule::ErrantTransactions => {
-            out.push(promotion::errant_check(state, input, limits.allow_errant))
+            out.push(evidence::errant_check(state, input, limits.allow_errant))
         }
         Rule::Peer => {
             if state.channels.is_empty() {

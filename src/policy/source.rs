@@ -3,10 +3,10 @@
 //! source readings beat it).
 
 use super::channel::{applied, channel_check};
+use super::evidence;
 use super::file::Rule;
 use super::lag::{heartbeat_check, round_secs};
 use super::limits::Limits;
-use super::promotion;
 use super::verdict::{Check, Input};
 use crate::sample::{Channel, ServerState, ThreadState};
 use crate::units::{clock_time, fmt_duration};
@@ -179,7 +179,7 @@ fn remembered(
     // Newer evidence beats memory. The guard may still reach the source the replica lost (a
     // partition between the two), or have read it after the replica lost it: what the source
     // had then decides, not the older caught-up observation.
-    if let Some(missing) = promotion::missing_from_source(state, ch, input) {
+    if let Some(missing) = evidence::missing_from_source(state, ch, input) {
         return Err(format!("{since}, {missing}"));
     }
     // A server that restarted after the observation may have missed writes while it was down:

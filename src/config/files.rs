@@ -1,0 +1,183 @@
+//! The files a config refers to: password files (private, bounded), MySQL option files
+//! (`defaults_file`), and the policies directory.
+
+use super::*;
+
+/// Reads a password file: private to its owner, not empty, one trailing newline ignored.
+pub(super) fn read_password_file(p: &Path) -> Result<Secret, String> {
+    check_private(p)?;
+    let text =
+        std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+    let password = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if password.is_empty() {
+        return Err(format!("{} is empty", p.display()));
+    }
+    Ok(Secret::new(password.to_string()))
+}
+
+/// Refuses a credentials file that others may read or write (a writable one lets them swap
+/// the password, and so the server the guard trusts), or that is not a regular file.
+pub(super) fn check_private(path: &Path) -> Result<(), String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o044 != 0 {
+        return Err(format!(
+            "{} is readable by group or others (mode {mode:04o}); chmod 600 it",
+            path.display()
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by group or others (mode {mode:04o}); chmod 600 it",
+            path.display()
+        ));
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(format!(
+            "{} is larger than {MAX_SECRET_FILE} bytes: not a password or option file",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The largest config file read.
+pub(super) const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+
+/// The largest password or option file read (they hold a few lines).
+pub(super) const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// The `[client]` options replguard takes from a MySQL option file.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct ClientOptions {
+    pub(super) user: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) host: Option<String>,
+    pub(super) port: Option<u16>,
+    pub(super) socket: Option<String>,
+    pub(super) ssl_mode: Option<String>,
+    pub(super) ssl_ca: Option<String>,
+    pub(super) ssl_cert: Option<String>,
+    pub(super) ssl_key: Option<String>,
+}
+
+pub(super) fn read_option_file(path: &Path) -> Result<ClientOptions, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let opts = parse_option_file(&text).map_err(|m| format!("{}: {m}", path.display()))?;
+    if opts.password.is_some() {
+        check_private(path)?;
+    }
+    Ok(opts)
+}
+
+/// Parses the `[client]` group of a MySQL option file as `mysql --defaults-file` reads it:
+/// `key=value` or bare keys, `#`/`;` comments, optional quotes, `-` and `_` alike in names.
+/// Later values win, as in MySQL. `!include` is refused rather than half-supported.
+pub(super) fn parse_option_file(text: &str) -> Result<ClientOptions, String> {
+    let mut opts = ClientOptions::default();
+    let mut in_client = false;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if line.starts_with('!') {
+            return Err(format!(
+                "line {}: !include directives are not supported; put [client] in this file",
+                n + 1
+            ));
+        }
+        if let Some(group) = line.strip_prefix('[') {
+            in_client = group.trim_end_matches(']').trim() == "client";
+            continue;
+        }
+        if !in_client {
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k.trim(), unquote(v.trim())),
+            None => (line, String::new()),
+        };
+        match key.replace('-', "_").as_str() {
+            "user" => opts.user = Some(value),
+            "password" => opts.password = Some(value),
+            "host" => opts.host = Some(value),
+            "socket" => opts.socket = Some(value),
+            "ssl_mode" => opts.ssl_mode = Some(value),
+            "ssl_ca" => opts.ssl_ca = Some(value),
+            "ssl_cert" => opts.ssl_cert = Some(value),
+            "ssl_key" => opts.ssl_key = Some(value),
+            "port" => {
+                opts.port = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("line {}: port is not a number", n + 1))?,
+                )
+            }
+            _ => {} // other client options (charset, ...) do not concern the guard
+        }
+    }
+    Ok(opts)
+}
+
+pub(super) fn unquote(v: &str) -> String {
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return v[1..v.len() - 1].to_string();
+        }
+    }
+    // An unquoted value ends at a comment.
+    match v.find(" #") {
+        Some(i) => v[..i].trim_end().to_string(),
+        None => v.to_string(),
+    }
+}
+
+pub(super) fn load_policy_dir(dir: &Path, set: &mut PolicySet) -> Result<(), ConfigError> {
+    let fail = |file: &Path, line, message: String| ConfigError {
+        file: file.to_path_buf(),
+        line,
+        key: String::new(),
+        message,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        fail(
+            Path::new(""),
+            None,
+            format!("policies_dir {}: {e}", dir.display()),
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| fail(&file, None, "policy file name is not UTF-8".into()))?
+            .to_string();
+        // These paths are endpoints of their own: /check/{name} would work, /{name} would not.
+        if crate::paths::RESERVED.contains(&name.as_str()) {
+            return Err(fail(
+                &file,
+                None,
+                format!("{name:?} is an endpoint name; call the policy something else"),
+            ));
+        }
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| fail(&file, None, format!("cannot read: {e}")))?;
+        let policy = Policy::parse(&name, &text).map_err(|e| fail(&file, e.line, e.message))?;
+        set.insert(policy);
+    }
+    Ok(())
+}
