@@ -117,13 +117,7 @@ pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
         .as_ref()
         .and_then(|s| s.outcome.as_ref().ok())
         // The lag the verdict judged: the heartbeat's when configured, else Seconds_Behind.
-        .and_then(|s| {
-            s.channels
-                .iter()
-                .map(|c| s.effective_lag(c))
-                .max()
-                .flatten()
-        });
+        .and_then(|s| s.judged_lag());
     let Some(limits) = hub.limits(w, "replica") else {
         return "down #no replica policy".to_string();
     };

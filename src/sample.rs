@@ -144,6 +144,24 @@ impl ServerState {
         }
     }
 
+    /// The lag policies judge for the whole server, the one place that decides it: the
+    /// heartbeat's when a table is configured (as [`ServerState::effective_lag`]), else the
+    /// worst `Seconds_Behind` over the channels; unknown when any channel's is NULL, the
+    /// heartbeat is unreadable, or there is no channel.
+    pub fn judged_lag(&self) -> Option<Duration> {
+        match &self.heartbeat {
+            Some(_) => self.channels.first().and_then(|c| self.effective_lag(c)),
+            None => self
+                .channels
+                .iter()
+                .map(|c| c.lag)
+                .try_fold(None::<Duration>, |acc, l| {
+                    l.map(|l| Some(acc.map_or(l, |a| a.max(l))))
+                })
+                .flatten(),
+        }
+    }
+
     /// True when the server takes writes from ordinary clients: every read-only flag is off.
     pub fn writable(&self) -> bool {
         !self.read_only && self.super_read_only != Some(true) && !self.innodb_read_only
@@ -408,5 +426,39 @@ pub mod fixtures {
             maintenance: None,
             maintenance_error: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{primary, replica};
+    use std::time::Duration;
+
+    #[test]
+    fn the_judged_lag_is_the_heartbeats_or_the_worst_channel_and_null_stays_unknown() {
+        let secs = Duration::from_secs;
+        let mut two = replica();
+        let mut second = two.channels[0].clone();
+        second.name = "b".into();
+        second.lag = Some(secs(7));
+        two.channels.push(second);
+        assert_eq!(two.judged_lag(), Some(secs(7)), "the worst channel");
+        two.channels[0].lag = None;
+        assert_eq!(two.judged_lag(), None, "one NULL makes it unknown, never 0");
+        two.heartbeat = Some(Ok(2_500_000));
+        assert_eq!(
+            two.judged_lag(),
+            Some(Duration::from_millis(2500)),
+            "heartbeat wins"
+        );
+        two.heartbeat = Some(Ok(-1_000_000));
+        assert_eq!(
+            two.judged_lag(),
+            Some(Duration::ZERO),
+            "clock skew reads as 0"
+        );
+        two.heartbeat = Some(Err("no row".into()));
+        assert_eq!(two.judged_lag(), None);
+        assert_eq!(primary().judged_lag(), None, "no channel, no lag");
     }
 }

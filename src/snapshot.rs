@@ -107,20 +107,7 @@ impl Snapshot {
         let mut memory = self.memory.clone();
         match &sample.outcome {
             Ok(state) => {
-                let by_channels = state
-                    .channels
-                    .iter()
-                    .map(|c| c.lag)
-                    .try_fold(None::<Duration>, |acc, l| {
-                        l.map(|l| Some(acc.map_or(l, |a| a.max(l))))
-                    })
-                    .flatten();
-                // With a heartbeat table, its lag is the one the policies judge.
-                let worst = match &state.heartbeat {
-                    Some(Ok(us)) => Some(Duration::from_micros((*us).max(0) as u64)),
-                    Some(Err(_)) => None,
-                    None => by_channels,
-                };
+                let worst = state.judged_lag();
                 if memory.lag_history.len() == LAG_HISTORY {
                     memory.lag_history.pop_front();
                 }

@@ -1,6 +1,7 @@
 //! Lag over time: the heartbeat reading, lag hysteresis (`lag_stable`) and stall detection.
 
-use super::channel::applied;
+use super::channel::{applied, channel_check};
+use super::file::Rule;
 use super::limits::Limits;
 use super::verdict::{Check, Input, Level};
 use crate::sample::{Channel, ServerState, ThreadState};
@@ -8,6 +9,15 @@ use crate::snapshot::LagPoint;
 use crate::units::fmt_duration;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// The `lag` line for channel `ch`: from the heartbeat table when one is configured, else from
+/// the channel's `Seconds_Behind`.
+pub(super) fn lag_line(ch: &Channel, state: &ServerState, limits: &Limits) -> Check {
+    match &state.heartbeat {
+        Some(hb) => heartbeat_check(hb, state, limits),
+        None => channel_check(Rule::Lag, ch, limits),
+    }
+}
 
 /// The `lag` line from a heartbeat reading (microseconds; negative: the source's clock is
 /// ahead). Seconds_Behind_Master is still shown. A stale heartbeat with everything applied most

@@ -2,10 +2,9 @@
 //! `peer` rule (failback), and the memory both fall back on when the source is lost (newer
 //! source readings beat it).
 
-use super::channel::{applied, channel_check};
+use super::channel::applied;
 use super::evidence;
-use super::file::Rule;
-use super::lag::{heartbeat_check, round_secs};
+use super::lag::{lag_line, round_secs};
 use super::limits::Limits;
 use super::verdict::{Check, Input};
 use crate::sample::{Channel, ServerState, ThreadState};
@@ -20,10 +19,7 @@ pub(super) fn source_check(
     input: &Input<'_>,
 ) -> Check {
     if ch.io_thread == ThreadState::Yes {
-        return match &state.heartbeat {
-            Some(hb) => heartbeat_check(hb, state, limits),
-            None => channel_check(Rule::Lag, ch, limits),
-        };
+        return lag_line(ch, state, limits);
     }
     if !source_unreachable(ch) {
         return broken_io(ch, "");
