@@ -97,10 +97,10 @@ pub struct ServerState {
     /// Lag read from the heartbeat table, when one is configured: the worst over the source
     /// rows, in microseconds (negative: the source's clock is ahead), or why it is unknown.
     #[serde(serialize_with = "ser_heartbeat")]
-    pub heartbeat: Option<Result<i64, String>>,
+    pub heartbeat: Option<Result<i64, HeartbeatError>>,
     /// The outcome of this poll's heartbeat write, on a writer with `heartbeat_write`.
     #[serde(serialize_with = "ser_heartbeat_write")]
-    pub heartbeat_written: Option<Result<(), String>>,
+    pub heartbeat_written: Option<Result<(), HeartbeatError>>,
     /// `@@log_bin`: a promoted replica needs its binary log to feed others.
     pub log_bin: Option<bool>,
     /// `@@log_replica_updates` / `@@log_slave_updates`: replicated events go to its binary log.
@@ -111,25 +111,42 @@ pub struct ServerState {
     pub channels: Vec<Channel>,
 }
 
+/// Why the heartbeat table gave no lag, or why a heartbeat write failed, in the server's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HeartbeatError(pub String);
+
+impl From<String> for HeartbeatError {
+    fn from(message: String) -> HeartbeatError {
+        HeartbeatError(message)
+    }
+}
+
+impl From<&str> for HeartbeatError {
+    fn from(message: &str) -> HeartbeatError {
+        HeartbeatError(message.to_string())
+    }
+}
+
 fn ser_heartbeat<S: serde::Serializer>(
-    h: &Option<Result<i64, String>>,
+    h: &Option<Result<i64, HeartbeatError>>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
     match h {
         None => s.serialize_none(),
         Some(Ok(us)) => s.serialize_some(&serde_json::json!({ "lag_s": *us as f64 / 1e6 })),
-        Some(Err(e)) => s.serialize_some(&serde_json::json!({ "error": e })),
+        Some(Err(e)) => s.serialize_some(&serde_json::json!({ "error": e.0 })),
     }
 }
 
 fn ser_heartbeat_write<S: serde::Serializer>(
-    h: &Option<Result<(), String>>,
+    h: &Option<Result<(), HeartbeatError>>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
     match h {
         None => s.serialize_none(),
         Some(Ok(())) => s.serialize_some("ok"),
-        Some(Err(e)) => s.serialize_some(e),
+        Some(Err(e)) => s.serialize_some(&e.0),
     }
 }
 

@@ -5,6 +5,11 @@ use crate::hub::Selector;
 use crate::policy::Thresholds;
 use std::borrow::Cow;
 
+/// Why a check request's query was refused (a 400), in words for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParamError(pub String);
+
 /// A check request's parameters, parsed strictly.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Params {
@@ -16,13 +21,13 @@ pub struct Params {
 
 /// Parses a raw query string. Unknown, repeated, empty or malformed parameters are errors: a
 /// threshold that silently fell back to a default would pass a check it should fail.
-pub fn parse_params(raw: &str) -> Result<Params, String> {
+pub fn parse_params(raw: &str) -> Result<Params, ParamError> {
     if raw.contains(['%', '+']) {
-        parse_pairs(form_urlencoded::parse(raw.as_bytes()))
+        parse_pairs(form_urlencoded::parse(raw.as_bytes())).map_err(ParamError)
     } else {
         // Nothing to decode (what HAProxy sends): the pairs are slices of the query itself,
         // split as form_urlencoded would split them.
-        parse_pairs(plain_pairs(raw))
+        parse_pairs(plain_pairs(raw)).map_err(ParamError)
     }
 }
 

@@ -4,7 +4,7 @@ use super::channel::{applied, channel_check};
 use super::file::Rule;
 use super::limits::Limits;
 use super::verdict::{Check, Input, Level};
-use crate::sample::{Channel, ServerState, ThreadState};
+use crate::sample::{Channel, HeartbeatError, ServerState, ThreadState};
 use crate::snapshot::LagPoint;
 use crate::units::fmt_duration;
 use std::collections::VecDeque;
@@ -23,7 +23,7 @@ pub(super) fn lag_line(ch: &Channel, state: &ServerState, limits: &Limits) -> Ch
 /// ahead). Seconds_Behind_Master is still shown. A stale heartbeat with everything applied most
 /// likely means the writer stopped, and says so.
 pub(super) fn heartbeat_check(
-    hb: &Result<i64, String>,
+    hb: &Result<i64, HeartbeatError>,
     state: &ServerState,
     limits: &Limits,
 ) -> Check {

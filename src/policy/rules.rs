@@ -72,8 +72,8 @@ fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>
         return;
     }
     let state = match input.state() {
-        Ok(state) => state,
-        Err(_) => {
+        Some(state) => state,
+        None => {
             out.push(match (&input.snapshot.sample, rule) {
                 (Some(_), Rule::Reachable) => root_cause(input),
                 (None, _) => not_judged(name, "no sample yet"),

@@ -155,7 +155,7 @@ impl PolicySet {
                 if *promotion_steps {
                     // Steps only for a replica: a primary has nothing to be promoted to.
                     match input.state() {
-                        Ok(state) if !state.channels.is_empty() => {
+                        Some(state) if !state.channels.is_empty() => {
                             v.steps = super::promotion::steps(state.flavor)
                         }
                         _ => {}
@@ -169,15 +169,15 @@ impl PolicySet {
             } => {
                 let state = input.state();
                 let (target, role_check) = match state {
-                    Ok(s) if s.writable() => (
+                    Some(s) if s.writable() => (
                         when_writable,
                         Check::fact("role", true, format!("writable -> {when_writable}")),
                     ),
-                    Ok(_) => (
+                    Some(_) => (
                         when_read_only,
                         Check::fact("role", true, format!("read-only -> {when_read_only}")),
                     ),
-                    Err(_) => (
+                    None => (
                         when_read_only,
                         not_judged(
                             "role",

@@ -24,11 +24,8 @@ pub(super) fn source_check(
     if !source_unreachable(ch) {
         return broken_io(ch, "");
     }
-    let (ok, detail) = match remembered(ch, state, limits, input) {
-        Ok(detail) => (true, detail),
-        Err(detail) => (false, detail),
-    };
-    Check::fact(ch.label("source_lost"), ok, detail)
+    let recall = remembered(ch, state, limits, input);
+    Check::fact(ch.label("source_lost"), recall.trusted, recall.detail)
 }
 
 /// The master-master rule for a writer (see [`Rule::Peer`]): its channel from the peer must be
@@ -99,8 +96,11 @@ pub(super) fn peer_check(
         };
     }
     match remembered(ch, state, limits, input) {
-        Ok(detail) => Check::fact(name, true, format!("{peer} lost {detail}")),
-        Err(detail) if limits.allow_isolated => Check::fact(
+        Recall {
+            trusted: true,
+            detail,
+        } => Check::fact(name, true, format!("{peer} lost {detail}")),
+        Recall { detail, .. } if limits.allow_isolated => Check::fact(
             name,
             true,
             format!(
@@ -108,7 +108,7 @@ pub(super) fn peer_check(
                  writes this is split brain"
             ),
         ),
-        Err(detail) => Check::fact(name, false, format!("{peer} lost {detail}")),
+        Recall { detail, .. } => Check::fact(name, false, format!("{peer} lost {detail}")),
     }
 }
 
@@ -141,26 +141,37 @@ fn broken_io(ch: &Channel, whose: &str) -> Check {
     .with_cause(format!("errno {}", ch.last_io_errno))
 }
 
+/// What the memory of a lost source says: whether it is trusted, and the detail for the
+/// verdict line either way.
+struct Recall {
+    trusted: bool,
+    detail: String,
+}
+
+impl Recall {
+    fn void(detail: String) -> Recall {
+        Recall {
+            trusted: false,
+            detail,
+        }
+    }
+}
+
 /// Judges a channel whose IO thread is not connected by what the poller remembers: the last
 /// connected observation must have shown lag within `max_lag`, the server must not have
 /// restarted since, the relay log must be applied, and `max_source_lost` (if set) must not have
-/// run out. `Ok`/`Err` carry the detail for the verdict line.
-fn remembered(
-    ch: &Channel,
-    state: &ServerState,
-    limits: &Limits,
-    input: &Input<'_>,
-) -> Result<String, String> {
+/// run out.
+fn remembered(ch: &Channel, state: &ServerState, limits: &Limits, input: &Input<'_>) -> Recall {
     let limit = limits.max_lag;
     let Some(seen) = input.snapshot.memory.io_last_connected.get(&ch.name) else {
-        return Err(format!(
+        return Recall::void(format!(
             "IO thread {} and never seen connected: no caught-up observation to trust",
             ch.io_thread
         ));
     };
     let source_now = ch.source_addr();
     if seen.source != source_now {
-        return Err(format!(
+        return Recall::void(format!(
             "the channel now replicates from {source_now}, last seen connected to {}: no \
              caught-up observation of this source",
             seen.source
@@ -176,7 +187,7 @@ fn remembered(
     // partition between the two), or have read it after the replica lost it: what the source
     // had then decides, not the older caught-up observation.
     if let Some(missing) = evidence::missing_from_source(state, ch, input) {
-        return Err(format!("{since}, {missing}"));
+        return Recall::void(format!("{since}, {missing}"));
     }
     // A server that restarted after the observation may have missed writes while it was down:
     // its uptime now must cover its uptime then plus the time since. Uptime has whole-second
@@ -187,28 +198,28 @@ fn remembered(
             if now_up + UPTIME_TOLERANCE
                 >= then_up + taken_at.saturating_duration_since(seen.at) => {}
         (Some(now_up), Some(_)) => {
-            return Err(format!(
+            return Recall::void(format!(
                 "{since}, memory void: the server restarted {} ago",
                 fmt_duration(now_up)
             ))
         }
-        _ => return Err(format!("{since}, memory void: server uptime unknown")),
+        _ => return Recall::void(format!("{since}, memory void: server uptime unknown")),
     }
     let last = match seen.lag {
         Some(lag) if lag <= limit => format!("last lag {}", fmt_duration(lag)),
         Some(lag) => {
-            return Err(format!(
+            return Recall::void(format!(
                 "{since}, last lag {} > {}",
                 fmt_duration(lag),
                 fmt_duration(limit)
             ))
         }
-        None => return Err(format!("{since}, last lag NULL (unknown)")),
+        None => return Recall::void(format!("{since}, last lag NULL (unknown)")),
     };
     if let Some(max) = limits.max_source_lost {
         let lost_for = input.now.saturating_duration_since(seen.at);
         if lost_for > max {
-            return Err(format!(
+            return Recall::void(format!(
                 "{since}, {last}, lost for longer than max_source_lost {}",
                 fmt_duration(max)
             ));
@@ -216,14 +227,17 @@ fn remembered(
     }
     let (applied, detail) = applied(ch, limits.max_apply_backlog);
     if !applied {
-        return Err(format!("{since}, {last}, {detail}"));
+        return Recall::void(format!("{since}, {last}, {detail}"));
     }
     let restored = if input.snapshot.memory.restored {
         " (remembered across a replguard restart)"
     } else {
         ""
     };
-    Ok(format!("{since}, {last}, relay log applied{restored}"))
+    Recall {
+        trusted: true,
+        detail: format!("{since}, {last}, relay log applied{restored}"),
+    }
 }
 
 /// MySQL client errors that mean "cannot reach the source" (2003 can't connect, 2005 unknown

@@ -40,15 +40,13 @@ impl Input<'_> {
             .unwrap_or(self.now)
     }
 
-    /// The server state of the latest sample, or why there is none to judge.
-    pub(crate) fn state(&self) -> Result<&ServerState, String> {
-        match &self.snapshot.sample {
-            None => Err("no sample yet".to_string()),
-            Some(sample) => match &sample.outcome {
-                Ok(state) => Ok(state),
-                Err(err) => Err(format!("unreachable ({err})")),
-            },
-        }
+    /// The server state of the latest sample; `None` without a sample or when the poll failed
+    /// (the root cause check says which).
+    pub(crate) fn state(&self) -> Option<&ServerState> {
+        self.snapshot
+            .sample
+            .as_ref()
+            .and_then(|s| s.outcome.as_ref().ok())
     }
 }
 

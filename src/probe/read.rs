@@ -3,6 +3,7 @@
 
 use super::conn::{bounded, protocol};
 use super::*;
+use crate::sample::HeartbeatError;
 
 /// `8.0.36-log` → (8, 0, 36); unknown parts are 0.
 pub(super) fn parse_version(v: &str) -> (u32, u32, u32) {
@@ -82,7 +83,7 @@ pub(super) async fn read_heartbeat(
     hb: &Heartbeat,
     own_server_id: u32,
     timeout: Duration,
-) -> Result<i64, String> {
+) -> Result<i64, HeartbeatError> {
     let now = if hb.utc { "UTC_TIMESTAMP(6)" } else { "NOW(6)" };
     let (db, table) = hb.table.split_once('.').unwrap_or(("", &hb.table));
     // The table name was validated to [A-Za-z0-9_] parts at config load: safe to splice.
@@ -97,7 +98,8 @@ pub(super) async fn read_heartbeat(
                 hb.table, hb.table
             ),
             _ => e.to_string(),
-        })?;
+        })
+        .map_err(HeartbeatError)?;
     let mut worst: Option<i64> = None;
     for (server_id, lag) in rows {
         let ours = match hb.server_id {
@@ -107,13 +109,16 @@ pub(super) async fn read_heartbeat(
         if !ours {
             continue;
         }
-        let lag =
-            lag.ok_or_else(|| format!("row of server_id {server_id} has an unreadable ts"))?;
+        let lag = lag.ok_or_else(|| {
+            HeartbeatError(format!("row of server_id {server_id} has an unreadable ts"))
+        })?;
         worst = Some(worst.map_or(lag, |w| w.max(lag)));
     }
-    worst.ok_or_else(|| match hb.server_id {
-        Some(id) => format!("no heartbeat row from server_id {id} in {}", hb.table),
-        None => format!("no heartbeat row from another server in {}", hb.table),
+    worst.ok_or_else(|| {
+        HeartbeatError(match hb.server_id {
+            Some(id) => format!("no heartbeat row from server_id {id} in {}", hb.table),
+            None => format!("no heartbeat row from another server in {}", hb.table),
+        })
     })
 }
 
@@ -123,7 +128,7 @@ pub(super) async fn write_heartbeat(
     conn: &mut Conn,
     hb: &Heartbeat,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), HeartbeatError> {
     let now = if hb.utc { "UTC_TIMESTAMP(6)" } else { "NOW(6)" };
     let (db, table) = hb.table.split_once('.').unwrap_or(("", &hb.table));
     let sql = format!(
@@ -132,7 +137,7 @@ pub(super) async fn write_heartbeat(
     );
     bounded(timeout, "heartbeat write", conn.query_drop(sql))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| HeartbeatError(e.to_string()))
 }
 
 pub(super) async fn read_source(

@@ -83,8 +83,7 @@ fn hysteresis_holds_a_recovering_replica_out() {
 #[test]
 fn heartbeat_and_delay_table() {
     let now = Instant::now() + Duration::from_secs(3600);
-    let hb =
-        |r: Result<i64, &str>| with(replica(), |s| s.heartbeat = Some(r.map_err(str::to_string)));
+    let hb = |r: Result<i64, &str>| with(replica(), |s| s.heartbeat = Some(r.map_err(Into::into)));
     let allow = Thresholds {
         allow_delay: Some(true),
         ..Default::default()
