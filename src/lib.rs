@@ -4,23 +4,26 @@
 //! answered from those snapshots by pure policies. Modules:
 //!
 //! - [`agent`]: the HAProxy agent-check listener: weight from lag, drain, down with a reason.
+//! - [`check`]: one-shot evaluation for `replguard check` and `checklist`.
 //! - [`config`]: the TOML configuration, credentials files, validation with clear errors.
 //! - [`units`]: strict duration parsing and compact rendering.
 //! - [`gtid`]: MySQL GTID sets and MariaDB GTID positions: strict parsing, set algebra (pure).
-//! - [`sample`]: what one poll observed (plain data).
+//! - [`sample`]: what one poll observed (plain data), and which lag is judged.
 //! - [`snapshot`]: the published unit (latest sample + memory across polls), pure transitions.
-//! - [`policy`]: policy files and their pure evaluation into verdicts (no I/O, no tokio), with
-//!   the promotion checklist's checks in [`policy::promotion`].
-//! - [`probe`]: the only module that talks to MySQL (mysql_async), bounded by timeouts.
+//! - [`policy`]: policy files, `Limits`, and their pure evaluation into verdicts (no I/O, no
+//!   tokio), with the promotion checklist and the source evidence.
+//! - [`probe`]: the only module that talks to MySQL (mysql_async), bounded by timeouts; the
+//!   replica's source watch beside it.
 //! - [`tlsname`]: `VERIFY_CA` on rustls: the name a server's CA-signed certificate holds.
-//! - [`poller`]: the per-instance loop that runs the probe and publishes snapshots.
-//! - [`hub`]: the read side shared by HTTP and CLI: latest snapshots and instance lookup.
+//! - [`poller`]: the per-instance loop around a pure step that publishes snapshots.
+//! - [`hub`]: the read façade: latest snapshots, instance lookup, every verdict for readers.
 //! - [`report`]: text/JSON rendering of verdicts and `/status`.
-//! - [`http`]: warp endpoints for HAProxy and people; never touches MySQL.
+//! - [`http`]: warp endpoints for HAProxy and people, and their answer cache; never touches MySQL.
 //! - [`httpd`]: the HTTP/1.1 listener: connection cap, header and idle timeouts, shutdown deadline.
 //! - [`store`]: the state file that carries memory across replguard restarts.
-//! - [`serve`]: wiring of pollers and HTTP under one shutdown token.
-//! - [`metrics`]: Prometheus metrics built from snapshots at scrape time, plus poll/check counters.
+//! - [`serve`]: wiring of the hub, pollers and listeners under one shutdown token.
+//! - [`metrics`]: the counters and histograms (check requests, polls, refusals).
+//! - [`scrape`]: the `/metrics` body, built from the hub's snapshots at scrape time.
 //! - [`events`]: the bounded log of transitions (verdicts, source lost/found, maintenance).
 //! - [`web`]: the `[web]` settings (`allow_from`, basic auth, TLS) and the TLS acceptor.
 //! - [`gate`]: applies them to connections and requests; counts refusals.

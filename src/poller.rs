@@ -4,7 +4,7 @@
 //! One writer, many readers: the poller is the only sender on its `watch` channel; HTTP handlers
 //! clone the `Arc` and never wait on MySQL. A failed poll is published like any other. The poller
 //! logs verdict transitions of the instance's own policy (warn when it fails, info on recovery),
-//! and source, memory and maintenance transitions, into the [`Events`] log.
+//! and source, memory and maintenance transitions, into the [`Events`](crate::events::Events) log.
 
 use crate::events::{Event, Observer};
 use crate::hub::{Hub, Watched};

@@ -77,7 +77,7 @@ pub fn start_pollers(
 
 /// The probe of instance `inst` and the watch of its source, as the daemon and a one-shot
 /// check set them up: bounded by `timeout`, reconnecting with a backoff of at most
-/// [`MAX_BACKOFF_INTERVALS`] intervals.
+/// `MAX_BACKOFF_INTERVALS` (4) intervals.
 pub fn connections(
     config: &Config,
     inst: &InstanceConfig,

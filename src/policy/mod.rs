@@ -5,7 +5,7 @@
 //! nothing from tokio, mysql_async or warp; the built-in policy files are compiled in.
 //!
 //! - [`verdict`]: the vocabulary (`Input`, `Verdict`, `Check`, `Level`), the leaf the rest imports;
-//! - [`file`]: the file format (`Rule`, `Thresholds`, `Policy`) and the built-ins;
+//! - [`file`](mod@file): the file format (`Rule`, `Thresholds`, `Policy`) and the built-ins;
 //! - [`limits`]: `Limits`, the thresholds of one evaluation, resolved once;
 //! - [`set`]: `PolicySet`, evaluation by name, maintenance and picking by role;
 //! - `rules`: the per-rule dispatch and the root cause;

@@ -3,7 +3,9 @@
 //!
 //! [`Probe::sample`] never returns an error type: whatever happens (refused, access denied,
 //! timeout, an unexpected column set) becomes a [`ProbeError`] value inside the sample. Every
-//! connect and every query is bounded by the configured timeout. The probe only reads.
+//! connect and every query is bounded by the configured timeout. The probe reads, with two
+//! exceptions: the opt-in heartbeat `REPLACE` (`heartbeat_write = true`) and the `KILL` of its
+//! own session stuck on a timed-out query.
 
 mod conn;
 mod read;
