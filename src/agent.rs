@@ -26,10 +26,11 @@ pub const MAX_LINE: u64 = 256;
 /// server for a moment per check.
 pub const MAX_CONNECTIONS: usize = 256;
 
-/// Serves agent checks until `shutdown`.
+/// Serves agent checks until `shutdown`, each connection from the hub of the config in force
+/// when it arrives.
 pub async fn serve(
     listener: TcpListener,
-    hub: Arc<Hub>,
+    hubs: tokio::sync::watch::Receiver<Arc<Hub>>,
     gate: Arc<crate::gate::Gate>,
     shutdown: CancellationToken,
 ) {
@@ -55,7 +56,7 @@ pub async fn serve(
             tracing::debug!("agent connection refused: {MAX_CONNECTIONS} already open");
             continue; // dropped: closed at once
         };
-        let hub = hub.clone();
+        let hub = hubs.borrow().clone();
         tokio::spawn(async move {
             if let Err(e) = answer(stream, &hub).await {
                 tracing::debug!(error = %e, "agent connection");

@@ -54,7 +54,7 @@ pub async fn once(
             });
         }
     }
-    let (mut probe, mut source) = crate::serve::connections(config, inst, SourceReads::default());
+    let (mut probe, mut source) = crate::fleet::connections(config, inst, SourceReads::default());
     let sample = poller::poll_once(&mut probe, &mut source, inst.maintenance_file.as_deref()).await;
     probe.close().await;
     source.close().await;
@@ -68,7 +68,6 @@ pub async fn once(
         vec![(inst.clone(), rx)],
         Arc::new(config.policies.clone()),
         config.max_sample_age,
-        Default::default(),
         Default::default(),
     );
     let watched = &hub.instances()[0];

@@ -47,10 +47,11 @@ pub struct Limits {
 /// Serves `filter` on `listener` until `shutdown`, then drains connections for at most
 /// `limits.shutdown_grace`. `gate` decides who is served; `tls`, when given, wraps every
 /// connection (its handshake bounded by the header-read timeout) with the acceptor current when
-/// the connection arrives (certificates re-read on SIGHUP replace it).
+/// the connection arrives (certificates re-read on SIGHUP replace it). Each connection is served
+/// by the `filters` current when it arrives (a config reload replaces them).
 pub async fn serve<F>(
     listener: TcpListener,
-    filter: F,
+    filters: tokio::sync::watch::Receiver<F>,
     limits: Limits,
     gate: Arc<Gate>,
     tls: Option<tokio::sync::watch::Receiver<tokio_rustls::TlsAcceptor>>,
@@ -58,7 +59,6 @@ pub async fn serve<F>(
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
-    let service = warp::service(filter);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
@@ -92,7 +92,7 @@ pub async fn serve<F>(
             continue; // dropped: closed at once
         };
         let handler = Handler {
-            service: service.clone(),
+            service: warp::service(filters.borrow().clone()),
             gate: gate.clone(),
         };
         let io = Idle::new(stream, limits.idle_timeout);

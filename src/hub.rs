@@ -61,15 +61,55 @@ pub enum LookupError {
     Ambiguous(usize),
 }
 
+/// What outlives a config reload: every generation of the hub shares it.
+#[derive(Clone, Default)]
+pub struct Shared {
+    /// The transition log the pollers write and `/events` reads.
+    pub events: Arc<Events>,
+    /// Counters and histograms the pollers and HTTP handlers increment.
+    pub metrics: Arc<Metrics>,
+    /// The outcome of the latest config reload (SIGHUP).
+    pub reload: Arc<ReloadStatus>,
+}
+
+/// The outcome of the latest config reload, for `/status` and `/metrics`; `None` until the
+/// first SIGHUP.
+#[derive(Default)]
+pub struct ReloadStatus(std::sync::Mutex<Option<Reload>>);
+
+/// One config reload: when, whether it was applied, and what it changed or why it was refused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reload {
+    #[serde(serialize_with = "ser_rfc3339")]
+    pub at: std::time::SystemTime,
+    /// False when the new config failed validation: the old one stays in force.
+    pub applied: bool,
+    /// What changed (instances started, stopped, restarted, kept; keys that need a restart),
+    /// or the validation error.
+    pub detail: String,
+}
+
+fn ser_rfc3339<S: serde::Serializer>(t: &std::time::SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*t))
+}
+
+impl ReloadStatus {
+    pub fn set(&self, reload: Reload) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(reload);
+    }
+
+    pub fn last(&self) -> Option<Reload> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Everything a reader can see: the instances, the policies and the logs the pollers fill.
+/// One generation per config: a reload builds a new hub (sharing [`Shared`]).
 pub struct Hub {
     instances: Vec<Watched>,
     policies: Arc<PolicySet>,
     max_sample_age: Duration,
-    /// The transition log the pollers write and `/events` reads.
-    events: Arc<Events>,
-    /// Counters and histograms the pollers and HTTP handlers increment.
-    metrics: Arc<Metrics>,
+    shared: Shared,
 }
 
 impl Hub {
@@ -78,8 +118,7 @@ impl Hub {
         instances: Vec<(InstanceConfig, watch::Receiver<Arc<Snapshot>>)>,
         policies: Arc<PolicySet>,
         max_sample_age: Duration,
-        events: Arc<Events>,
-        metrics: Arc<Metrics>,
+        shared: Shared,
     ) -> Hub {
         let instances = instances
             .into_iter()
@@ -94,8 +133,7 @@ impl Hub {
             instances,
             policies,
             max_sample_age,
-            events,
-            metrics,
+            shared,
         }
     }
 
@@ -113,11 +151,21 @@ impl Hub {
     }
 
     pub fn events(&self) -> &Events {
-        &self.events
+        &self.shared.events
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        &self.shared.metrics
+    }
+
+    /// What this generation shares with the next one.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The instance named `name`.
+    pub fn named(&self, name: &str) -> Option<&Watched> {
+        self.instances.iter().find(|w| w.config.name == name)
     }
 
     pub fn find(&self, selector: &Selector) -> Result<&Watched, LookupError> {
@@ -207,8 +255,7 @@ impl Hub {
             instances,
             Arc::new(PolicySet::builtin()),
             Duration::from_secs(3),
-            Default::default(),
-            Default::default(),
+            Shared::default(),
         )
     }
 }

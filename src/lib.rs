@@ -24,6 +24,7 @@
 //! - [`serve`]: wiring of the hub, pollers and listeners under one shutdown token.
 //! - [`metrics`]: the counters and histograms (check requests, polls, refusals).
 //! - [`scrape`]: the `/metrics` body, built from the hub's snapshots at scrape time.
+//! - [`fleet`]: the running pollers and the hub over them; config reloads without a gap.
 //! - [`events`]: the bounded log of transitions (verdicts, source lost/found, maintenance).
 //! - [`web`]: the `[web]` settings (`allow_from`, basic auth, TLS) and the TLS acceptor.
 //! - [`gate`]: applies them to connections and requests; counts refusals.
@@ -36,6 +37,7 @@ pub mod agent;
 pub mod check;
 pub mod config;
 pub mod events;
+pub mod fleet;
 pub mod gate;
 pub mod gtid;
 pub mod http;

@@ -210,15 +210,13 @@ async fn run_serve(mut config: Config) -> Result<ExitCode, Failure> {
         None => None,
     };
     ignore_other_signals();
-    // SIGHUP re-reads the HTTPS certificates; other changes still need a restart.
+    // SIGHUP reloads the config (and re-reads the HTTPS certificates).
     let (reload_tx, reload_rx) = tokio::sync::watch::channel(0u64);
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(mut hup) => {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    tracing::info!(
-                        "SIGHUP: re-reading the HTTPS certificates (other config changes need a restart)"
-                    );
+                    tracing::info!("SIGHUP: reloading the config and the HTTPS certificates");
                     reload_tx.send_modify(|n| *n += 1);
                 }
             });
@@ -278,7 +276,7 @@ fn fit_descriptors(config: &mut Config) {
 }
 
 /// SIGUSR1, SIGUSR2 and SIGQUIT would end the daemon without a word (their default): log and
-/// ignore them. (SIGHUP re-reads the HTTPS certificates, see `run_serve`.)
+/// ignore them. (SIGHUP reloads the config, see `run_serve`.)
 fn ignore_other_signals() {
     use tokio::signal::unix::{signal, SignalKind};
     for (kind, name) in [
@@ -290,7 +288,7 @@ fn ignore_other_signals() {
             Ok(mut s) => {
                 tokio::spawn(async move {
                     while s.recv().await.is_some() {
-                        tracing::warn!(signal = name, "signal ignored (SIGTERM or SIGINT stop replguard; a config change needs a restart)");
+                        tracing::warn!(signal = name, "signal ignored (SIGTERM or SIGINT stop replguard; SIGHUP reloads the config)");
                     }
                 });
             }

@@ -90,10 +90,11 @@ const MAX_MAINTENANCE_FILE: u64 = 4096;
 
 /// Everything one instance's poller owns.
 pub struct Poller {
-    /// The readers' view, for this instance's verdicts (`index` among its instances), the
+    /// The instance's name: how it finds itself in the current hub.
+    pub instance: String,
+    /// The readers' view (a new one at each config reload), for this instance's verdicts, the
     /// event log and the poll metrics.
-    pub hub: Arc<Hub>,
-    pub index: usize,
+    pub hubs: watch::Receiver<Arc<Hub>>,
     pub probe: Probe,
     pub source: SourceWatch,
     pub interval: Duration,
@@ -187,8 +188,8 @@ pub fn step(
 /// written back whenever it changes.
 pub async fn run(poller: Poller, shutdown: CancellationToken) {
     let Poller {
-        hub,
-        index,
+        instance,
+        hubs,
         mut probe,
         mut source,
         interval,
@@ -196,8 +197,6 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         state_file,
         maintenance_file,
     } = poller;
-    let watched = &hub.instances()[index];
-    let instance = watched.config.name.clone();
     let mut carry = Carry {
         observer: Observer::default(),
         pending: state_file
@@ -233,9 +232,16 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             ),
             Err(err) => tracing::debug!(instance = %instance, error = %err, "poll failed"),
         }
+        // The hub of the config in force: policies and thresholds may change at a reload.
+        let hub = hubs.borrow().clone();
         hub.metrics().observe_poll(&instance, &sample);
         let previous = tx.borrow().clone();
         let now = Instant::now().into_std();
+        let Some(watched) = hub.named(&instance) else {
+            // Removed by a reload that has not stopped this poller yet: publish, judge nothing.
+            tx.send_replace(Arc::new(previous.next(sample)));
+            continue;
+        };
         let Step { snapshot, events } = step(&hub, watched, &previous, sample, &mut carry, now);
         if let (Some(path), Some(Ok(state))) = (
             &state_file,
@@ -422,13 +428,12 @@ mod tests {
             Arc::new(crate::policy::PolicySet::builtin()),
             Duration::from_secs(3),
             Default::default(),
-            Default::default(),
         ));
         let interval = Duration::from_secs(1);
         let timeout = Duration::from_millis(500);
         let poller = Poller {
-            hub: hub.clone(),
-            index: 0,
+            instance: "db2".into(),
+            hubs: watch::channel(hub.clone()).1,
             probe: Probe::new(&config.target, timeout, interval),
             source: SourceWatch::new(
                 None,

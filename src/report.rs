@@ -185,8 +185,14 @@ pub fn status(hub: &Hub, now: Instant) -> String {
     #[derive(Serialize)]
     struct Doc<'a> {
         instances: Vec<InstanceStatus<'a>>,
+        /// The latest config reload (SIGHUP); `null` until the first.
+        last_reload: Option<crate::hub::Reload>,
     }
-    serde_json::to_string_pretty(&Doc { instances: entries }).expect("status serialises")
+    serde_json::to_string_pretty(&Doc {
+        instances: entries,
+        last_reload: hub.shared().reload.last(),
+    })
+    .expect("status serialises")
 }
 
 fn wall(t: SystemTime) -> String {

@@ -64,6 +64,16 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
         .set(1);
     registry.register("build_info", "replguard's version; always 1", build);
 
+    let reload = Gauge::<i64>::default();
+    reload.set(i64::from(
+        hub.shared().reload.last().is_none_or(|r| r.applied),
+    ));
+    registry.register(
+        "config_last_reload_success",
+        "0 when the latest config reload (SIGHUP) was refused and the old config is in force, else 1",
+        reload,
+    );
+
     let polls = Family::<InstanceLabels, Counter>::default();
     let age = Family::<InstanceLabels, FloatGauge>::default();
     let fresh = Family::<InstanceLabels, Gauge>::default();

@@ -1,99 +1,21 @@
-//! Wiring for `replguard serve`: one poller task per instance, the hub they publish into, and the
-//! HTTP server, all stopped by one cancellation token.
+//! Wiring for `replguard serve`: the pollers and the hub they publish into ([`Fleet`]), the agent
+//! and the HTTP server, all stopped by one cancellation token; config reloads on SIGHUP.
 //!
 //! Takes its listener and its shutdown token from the caller, so tests bind port 0 and stop the
 //! daemon without signals.
 
-use crate::config::{Config, InstanceConfig};
-use crate::hub::Hub;
-use crate::poller;
-use crate::probe::Probe;
-use crate::probe::{SourceReads, SourceWatch};
-use crate::snapshot::Snapshot;
+use crate::config::Config;
+use crate::fleet::Fleet;
+use crate::hub::Reload;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Longest pause between reconnect attempts, in poll intervals: a server that comes back is
-/// seen within this many intervals.
-const MAX_BACKOFF_INTERVALS: u32 = 4;
 
 /// How long open HTTP connections get to finish at shutdown before they are dropped: a client
 /// that sent half a request must not hold the daemon up.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// Starts one poller per instance; returns the hub readers use and the poller tasks.
-pub fn start_pollers(
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> (Arc<Hub>, Vec<JoinHandle<()>>) {
-    let (senders, receivers): (Vec<_>, Vec<_>) = config
-        .instances
-        .iter()
-        .map(|inst| {
-            let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
-            (tx, (inst.clone(), rx))
-        })
-        .unzip();
-    let hub = Arc::new(Hub::new(
-        receivers,
-        Arc::new(config.policies.clone()),
-        config.max_sample_age,
-        Arc::new(crate::events::Events::default()),
-        Arc::new(crate::metrics::Metrics::default()),
-    ));
-    let source_reads = SourceReads::default();
-    // All pollers tick together: spreading them over the interval was measured to cost CPU
-    // (each separate wake-up: 50 instances in 50 slots took 2.6% of a core, in one 0.8%),
-    // while polls of 200 instances together still take only ~25 ms.
-    let tasks = config
-        .instances
-        .iter()
-        .zip(senders)
-        .enumerate()
-        .map(|(index, (inst, tx))| {
-            let (probe, source) = connections(config, inst, source_reads.clone());
-            let poller = poller::Poller {
-                hub: hub.clone(),
-                index,
-                probe,
-                source,
-                interval: config.interval,
-                tx,
-                state_file: config
-                    .state_dir
-                    .as_deref()
-                    .map(|dir| crate::store::file_for(dir, &inst.name)),
-                maintenance_file: inst.maintenance_file.clone(),
-            };
-            tokio::spawn(poller::run(poller, shutdown.clone()))
-        })
-        .collect();
-    (hub, tasks)
-}
-
-/// The probe of instance `inst` and the watch of its source, as the daemon and a one-shot
-/// check set them up: bounded by `timeout`, reconnecting with a backoff of at most
-/// `MAX_BACKOFF_INTERVALS` (4) intervals.
-pub fn connections(
-    config: &Config,
-    inst: &InstanceConfig,
-    source_reads: SourceReads,
-) -> (Probe, SourceWatch) {
-    let max_backoff = config.interval.saturating_mul(MAX_BACKOFF_INTERVALS);
-    let probe = Probe::new(&inst.target, config.timeout, max_backoff);
-    let source = SourceWatch::new(
-        inst.source.clone(),
-        inst.target.clone(),
-        config.timeout,
-        max_backoff,
-        source_reads,
-    );
-    (probe, source)
-}
 
 /// Why the daemon stopped on its own, or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -117,59 +39,28 @@ pub async fn serve(
     serve_reloading(config, listener, agent, shutdown, None).await
 }
 
-/// [`serve`], re-reading the HTTPS certificates each time `reload` changes (SIGHUP): a renewed
-/// certificate is served to new connections without a restart; one that does not load is
-/// logged and the old one kept.
+/// [`serve`], reloading each time `reload` changes (SIGHUP): the config file is read again and,
+/// when it validates, applied without a gap (see [`Fleet::apply`]); one that does not is logged
+/// and reported (`/status`, `replguard_config_last_reload_success`) while the old one stays in
+/// force. The HTTPS certificates are re-read too. Listener settings (`listen`, `agent_listen`,
+/// `max_connections`, the timeouts, `[web]`) need a restart: a reload says so.
 pub async fn serve_reloading(
     config: Config,
     listener: TcpListener,
     agent: Option<TcpListener>,
     shutdown: CancellationToken,
-    reload: Option<watch::Receiver<u64>>,
+    mut reload: Option<watch::Receiver<u64>>,
 ) -> Result<(), ServeError> {
     // Validated with the config; a failure here (a file changed since) stops before polling.
-    let tls = match &config.web.tls {
+    let (tls_tx, tls) = match &config.web.tls {
         Some(t) => {
             let (tx, rx) = watch::channel(crate::web::acceptor(t).map_err(ServeError::Tls)?);
-            if let Some(mut reload) = reload {
-                let (settings, stop) = (t.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    loop {
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            changed = reload.changed() => if changed.is_err() { return },
-                        }
-                        match crate::web::acceptor(&settings) {
-                            Ok(acceptor) => {
-                                tx.send_replace(acceptor);
-                                tracing::info!("TLS certificates re-read");
-                            }
-                            Err(e) => tracing::warn!(
-                                error = %e,
-                                "TLS certificates not re-read: keeping the ones in use"
-                            ),
-                        }
-                    }
-                });
-            }
-            Some(rx)
+            (Some(tx), Some(rx))
         }
-        None => None,
+        None => (None, None),
     };
-    let (hub, pollers) = start_pollers(&config, &shutdown);
-    let mut pollers: tokio::task::JoinSet<()> =
-        pollers
-            .into_iter()
-            .fold(tokio::task::JoinSet::new(), |mut set, task| {
-                set.spawn(async move {
-                    if let Err(e) = task.await {
-                        if e.is_panic() {
-                            std::panic::resume_unwind(e.into_panic());
-                        }
-                    }
-                });
-                set
-            });
+    let mut fleet = Fleet::start(&config, &shutdown);
+    let hub = fleet.hub();
     let gate = Arc::new(crate::gate::Gate::new(
         config.web.clone(),
         hub.metrics().clone(),
@@ -177,12 +68,12 @@ pub async fn serve_reloading(
     if let Some(agent) = agent {
         tokio::spawn(crate::agent::serve(
             agent,
-            hub.clone(),
+            fleet.hubs(),
             gate.clone(),
             shutdown.clone(),
         ));
     }
-    let routes = crate::http::routes(hub);
+    let (routes_tx, routes) = watch::channel(crate::http::routes(hub));
     let limits = crate::httpd::Limits {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
@@ -193,23 +84,104 @@ pub async fn serve_reloading(
     tokio::pin!(server);
     let mut died = None;
     loop {
+        let reloaded = async {
+            match reload.as_mut() {
+                Some(r) => r.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut server => break,
-            Some(Err(e)) = pollers.join_next(), if !pollers.is_empty() && !shutdown.is_cancelled() => {
+            e = fleet.died(), if !shutdown.is_cancelled() => {
                 tracing::error!(error = %e, "a poller died; shutting down");
                 died = Some(e.to_string());
                 shutdown.cancel();
             }
+            ok = reloaded => {
+                if !ok {
+                    reload = None;
+                    continue;
+                }
+                if let (Some(tx), Some(t)) = (&tls_tx, &config.web.tls) {
+                    match crate::web::acceptor(t) {
+                        Ok(acceptor) => {
+                            tx.send_replace(acceptor);
+                            tracing::info!("TLS certificates re-read");
+                        }
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            "TLS certificates not re-read: keeping the ones in use"
+                        ),
+                    }
+                }
+                reload_config(&config, &mut fleet);
+                routes_tx.send_replace(crate::http::routes(fleet.hub()));
+            }
         }
     }
     // Pollers stop during their sleep or abandon their poll; closing takes at most one timeout.
-    let grace = config.timeout + Duration::from_secs(1);
-    let _ = tokio::time::timeout(grace, async {
-        while pollers.join_next().await.is_some() {}
-    })
-    .await;
+    fleet.drain(config.timeout + Duration::from_secs(1)).await;
     match died {
         Some(e) => Err(ServeError::PollerDied(e)),
         None => Ok(()),
     }
+}
+
+/// Reads `running`'s config file again and applies it to `fleet` if it validates; records the
+/// outcome for `/status` and `/metrics` either way.
+fn reload_config(running: &Config, fleet: &mut Fleet) {
+    let at = std::time::SystemTime::now();
+    let reload = match Config::load(&running.path) {
+        Err(e) => {
+            tracing::error!(error = %e, "config reload refused: the running config stays in force");
+            Reload {
+                at,
+                applied: false,
+                detail: e.to_string(),
+            }
+        }
+        Ok(new) => {
+            let changes = fleet.apply(&new);
+            let restart = needs_restart(running, &new);
+            let mut detail = changes.to_string();
+            if !restart.is_empty() {
+                detail.push_str(&format!(
+                    "; not applied, needs a restart: {}",
+                    restart.join(", ")
+                ));
+                tracing::warn!(keys = %restart.join(", "), "config reload: these changes need a restart");
+            }
+            tracing::info!(changes = %detail, "config reloaded");
+            Reload {
+                at,
+                applied: true,
+                detail,
+            }
+        }
+    };
+    fleet.hub().shared().reload.set(reload);
+}
+
+/// The listener settings `new` changes, which a reload cannot apply.
+fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if running.listen != new.listen {
+        keys.push("listen");
+    }
+    if running.agent_listen != new.agent_listen {
+        keys.push("agent_listen");
+    }
+    if running.max_connections != new.max_connections {
+        keys.push("max_connections");
+    }
+    if running.header_read_timeout != new.header_read_timeout {
+        keys.push("header_read_timeout");
+    }
+    if running.idle_timeout != new.idle_timeout {
+        keys.push("idle_timeout");
+    }
+    if running.web != new.web {
+        keys.push("web");
+    }
+    keys
 }

@@ -70,7 +70,7 @@ pub struct Config {
 }
 
 /// One watched server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InstanceConfig {
     /// Unique name, used in `?instance=` and logs.
     pub name: String,
@@ -91,7 +91,7 @@ pub struct InstanceConfig {
 }
 
 /// Connection parameters for the probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub addr: Addr,
     pub user: String,

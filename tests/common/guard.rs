@@ -46,6 +46,8 @@ pub struct Guard {
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     dir: tempfile::TempDir,
+    /// Bumped to reload, as SIGHUP does.
+    reload: tokio::sync::watch::Sender<u64>,
 }
 
 /// An `[[instance]]` block for `db` with the guard user and a password file in `dir`.
@@ -111,11 +113,13 @@ impl Guard {
         let agent_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind agent");
         let agent = agent_listener.local_addr().expect("agent addr");
         let shutdown = CancellationToken::new();
-        let serving = replguard::serve::serve(
+        let (reload, reloads) = tokio::sync::watch::channel(0u64);
+        let serving = replguard::serve::serve_reloading(
             config.clone(),
             listener,
             Some(agent_listener),
             shutdown.clone(),
+            Some(reloads),
         );
         let task = tokio::spawn(async move {
             serving.await.expect("no poller died");
@@ -127,7 +131,21 @@ impl Guard {
             shutdown,
             task,
             dir,
+            reload,
         }
+    }
+
+    /// Replaces the config file with `globals` and `blocks` (as [`Guard::start`] takes them)
+    /// and reloads, as `kill -HUP` does. Returns at once: the reload happens in the guard.
+    pub fn reload(&self, globals: &str, blocks: impl FnOnce(&Path) -> String) {
+        let text = format!("{globals}\n{}", blocks(self.dir.path()));
+        std::fs::write(&self.config.path, text).expect("write config");
+        self.reload.send_modify(|n| *n += 1);
+    }
+
+    /// The `/status` document.
+    pub async fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/status").await.body).expect("status is JSON")
     }
 
     pub fn dir(&self) -> &Path {

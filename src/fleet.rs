@@ -1,0 +1,243 @@
+//! The running pollers, one per configured instance, and the hub readers see over them. A config
+//! reload ([`Fleet::apply`]) starts the pollers of added instances, stops those of removed ones,
+//! restarts changed ones (keeping their memory when the server is the same) and leaves unchanged
+//! ones alone: their connection, memory and hysteresis carry on, and readers never see a gap.
+
+use crate::config::{Config, InstanceConfig};
+use crate::hub::{Hub, Shared};
+use crate::poller;
+use crate::probe::{Probe, SourceReads, SourceWatch};
+use crate::snapshot::Snapshot;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// Longest pause between reconnect attempts, in poll intervals: a server that comes back is
+/// seen within this many intervals.
+const MAX_BACKOFF_INTERVALS: u32 = 4;
+
+/// The settings every poller shares: a change restarts them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PollSettings {
+    interval: Duration,
+    timeout: Duration,
+    state_dir: Option<PathBuf>,
+}
+
+impl PollSettings {
+    fn of(config: &Config) -> PollSettings {
+        PollSettings {
+            interval: config.interval,
+            timeout: config.timeout,
+            state_dir: config.state_dir.clone(),
+        }
+    }
+}
+
+/// One running poller.
+struct Running {
+    config: InstanceConfig,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Stops this poller alone (a child of the daemon's shutdown token).
+    stop: CancellationToken,
+}
+
+/// What a reload did, by instance name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Restarted because their settings changed; memory kept where the server is the same.
+    pub restarted: Vec<String>,
+    pub kept: Vec<String>,
+}
+
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        for (what, names) in [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("restarted", &self.restarted),
+            ("kept", &self.kept),
+        ] {
+            if !names.is_empty() {
+                parts.push(format!("{what} {}", names.join(", ")));
+            }
+        }
+        if parts.is_empty() {
+            f.write_str("no instances")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
+/// The pollers of one daemon and the current hub over them.
+pub struct Fleet {
+    running: Vec<Running>,
+    tasks: JoinSet<()>,
+    shutdown: CancellationToken,
+    settings: PollSettings,
+    /// Source connections shared by the pollers (kept across reloads).
+    source_reads: SourceReads,
+    shared: Shared,
+    hubs: watch::Sender<Arc<Hub>>,
+}
+
+impl Fleet {
+    /// Starts one poller per instance of `config`, all stopped by `shutdown`.
+    pub fn start(config: &Config, shutdown: &CancellationToken) -> Fleet {
+        let shared = Shared::default();
+        let empty = Hub::new(
+            Vec::new(),
+            Arc::new(config.policies.clone()),
+            config.max_sample_age,
+            shared.clone(),
+        );
+        let mut fleet = Fleet {
+            running: Vec::new(),
+            tasks: JoinSet::new(),
+            shutdown: shutdown.clone(),
+            settings: PollSettings::of(config),
+            source_reads: SourceReads::default(),
+            shared,
+            hubs: watch::channel(Arc::new(empty)).0,
+        };
+        fleet.apply(config);
+        fleet
+    }
+
+    /// The hub of the config in force.
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hubs.borrow().clone()
+    }
+
+    /// Follows the hub across reloads.
+    pub fn hubs(&self) -> watch::Receiver<Arc<Hub>> {
+        self.hubs.subscribe()
+    }
+
+    /// Makes the pollers match `config` and publishes a new hub over them.
+    pub fn apply(&mut self, config: &Config) -> Changes {
+        let settings = PollSettings::of(config);
+        let same_settings = settings == self.settings;
+        self.settings = settings;
+        let mut old: Vec<Running> = std::mem::take(&mut self.running);
+        let mut changes = Changes::default();
+        for inst in &config.instances {
+            let previous = old
+                .iter()
+                .position(|r| r.config.name == inst.name)
+                .map(|i| old.swap_remove(i));
+            let running = match previous {
+                Some(r) if same_settings && r.config == *inst => {
+                    changes.kept.push(inst.name.clone());
+                    r
+                }
+                Some(r) => {
+                    r.stop.cancel();
+                    changes.restarted.push(inst.name.clone());
+                    // The same server: what was learnt about it still holds.
+                    let seed = if r.config.target.addr == inst.target.addr {
+                        r.snapshots.borrow().clone()
+                    } else {
+                        Arc::new(Snapshot::default())
+                    };
+                    self.spawn(config, inst, seed)
+                }
+                None => {
+                    changes.added.push(inst.name.clone());
+                    self.spawn(config, inst, Arc::new(Snapshot::default()))
+                }
+            };
+            self.running.push(running);
+        }
+        for r in old {
+            r.stop.cancel();
+            changes.removed.push(r.config.name);
+        }
+        let hub = Hub::new(
+            self.running
+                .iter()
+                .map(|r| (r.config.clone(), r.snapshots.clone()))
+                .collect(),
+            Arc::new(config.policies.clone()),
+            config.max_sample_age,
+            self.shared.clone(),
+        );
+        self.hubs.send_replace(Arc::new(hub));
+        changes
+    }
+
+    fn spawn(&mut self, config: &Config, inst: &InstanceConfig, seed: Arc<Snapshot>) -> Running {
+        let (tx, snapshots) = watch::channel(seed);
+        let (probe, source) = connections(config, inst, self.source_reads.clone());
+        let stop = self.shutdown.child_token();
+        let poller = poller::Poller {
+            instance: inst.name.clone(),
+            hubs: self.hubs.subscribe(),
+            probe,
+            source,
+            interval: config.interval,
+            tx,
+            state_file: config
+                .state_dir
+                .as_deref()
+                .map(|dir| crate::store::file_for(dir, &inst.name)),
+            maintenance_file: inst.maintenance_file.clone(),
+        };
+        // All pollers tick together: spreading them over the interval was measured to cost CPU
+        // (each separate wake-up: 50 instances in 50 slots took 2.6% of a core, in one 0.8%),
+        // while polls of 200 instances together still take only ~25 ms.
+        self.tasks.spawn(poller::run(poller, stop.clone()));
+        Running {
+            config: inst.clone(),
+            snapshots,
+            stop,
+        }
+    }
+
+    /// The next poller that panicked (a bug: its instance would stay stale); pending while none
+    /// does. Pollers stopped by a reload end normally and are not reported.
+    pub async fn died(&mut self) -> JoinError {
+        loop {
+            match self.tasks.join_next().await {
+                Some(Err(e)) if !e.is_cancelled() => return e,
+                Some(_) => continue,
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// Waits at most `grace` for every poller to close its connections (after shutdown).
+    pub async fn drain(&mut self, grace: Duration) {
+        let _ = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+    }
+}
+
+/// The probe of instance `inst` and the watch of its source, as the daemon and a one-shot
+/// check set them up: bounded by `timeout`, reconnecting with a backoff of at most
+/// `MAX_BACKOFF_INTERVALS` (4) intervals.
+pub fn connections(
+    config: &Config,
+    inst: &InstanceConfig,
+    source_reads: SourceReads,
+) -> (Probe, SourceWatch) {
+    let max_backoff = config.interval.saturating_mul(MAX_BACKOFF_INTERVALS);
+    let probe = Probe::new(&inst.target, config.timeout, max_backoff);
+    let source = SourceWatch::new(
+        inst.source.clone(),
+        inst.target.clone(),
+        config.timeout,
+        max_backoff,
+        source_reads,
+    );
+    (probe, source)
+}
