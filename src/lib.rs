@@ -28,6 +28,7 @@
 //! - [`events`]: the bounded log of transitions (verdicts, source lost/found, maintenance).
 //! - [`web`]: the `[web]` settings (`allow_from`, basic auth, TLS) and the TLS acceptor.
 //! - [`gate`]: applies them to connections and requests; counts refusals.
+//! - [`maintenance`]: `replguard maintenance`: the switch file and the daemon's confirmation.
 //! - [`paths`]: which request paths are checks (for the routes and `auth_exempt`).
 //! - [`ui`]: the embedded status page (`/ui`), which reads `/status` and `/events`.
 
@@ -43,6 +44,7 @@ pub mod gtid;
 pub mod http;
 pub mod httpd;
 pub mod hub;
+pub mod maintenance;
 pub mod metrics;
 pub mod paths;
 pub mod policy;

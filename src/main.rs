@@ -59,14 +59,17 @@ enum Command {
         format: Format,
     },
     /// Take an instance out (`on`: every policy fails with the reason, the agent says drain) or
-    /// put it back (`off`), by writing or removing its maintenance file.
+    /// put it back (`off`), by writing or removing its maintenance file; needs no database
+    /// password. Then asks the running daemon (`/status` on `listen`) for up to two intervals:
+    /// exit 0 when it confirms, 3 when it has not seen the change, 2 on a usage error.
     Maintenance {
         #[arg(value_enum)]
         switch: Switch,
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Instance name; may be omitted when only one is configured.
         #[arg(long)]
-        instance: String,
+        instance: Option<String>,
         /// Why; shown as `503 maintenance: <reason>` and in the agent's log.
         #[arg(long, default_value = "")]
         reason: String,
@@ -149,6 +152,18 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         | Command::Checklist { config, .. }
         | Command::Maintenance { config, .. } => config.clone(),
     };
+    if let Command::Maintenance {
+        switch,
+        instance,
+        reason,
+        ..
+    } = &command
+    {
+        // Only the config and the maintenance file: never the database password.
+        let config = Config::load_without_secrets(&config_path)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        return run_maintenance(&config, instance.as_deref(), *switch, reason);
+    }
     let config = Config::load(&config_path).map_err(|e| Failure::Usage(e.to_string()))?;
     if let Command::Validate { .. } = command {
         // Everything a config can get wrong was checked by the load above.
@@ -178,12 +193,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             Command::Checklist {
                 instance, format, ..
             } => run_check(&config, instance.as_deref(), Some("promotion"), format).await,
-            Command::Maintenance {
-                switch,
-                instance,
-                reason,
-                ..
-            } => run_maintenance(&config, &instance, switch, &reason),
+            Command::Maintenance { .. } => unreachable!("answered before the runtime starts"),
         }
     })
 }
@@ -297,45 +307,42 @@ fn ignore_other_signals() {
     }
 }
 
+/// Sets the maintenance switch, then waits (two intervals at most) for the running daemon to
+/// show it: exit 0 when it confirms, 3 when it has not seen it.
 fn run_maintenance(
     config: &Config,
-    instance: &str,
+    instance: Option<&str>,
     switch: Switch,
     reason: &str,
 ) -> Result<ExitCode, Failure> {
-    let Some(inst) = config.instance(instance) else {
-        return Err(Failure::Usage(format!(
-            "{}: no instance named {instance:?}",
-            config.path.display()
-        )));
+    use replguard::maintenance::{self, MaintenanceError, Seen};
+    let reason = match switch {
+        Switch::On => Some(reason),
+        Switch::Off => None,
     };
-    let Some(path) = &inst.maintenance_file else {
-        return Err(Failure::Usage(format!(
-            "{}: instance[{instance}] has no maintenance_file (set it in the instance block, \
-             or maintenance_file at the top level)",
-            config.path.display()
-        )));
+    let switched = maintenance::switch(config, instance, reason).map_err(|e| match e {
+        MaintenanceError::Usage(m) => Failure::Usage(m),
+        MaintenanceError::Io(m) => Failure::Runtime(anyhow::anyhow!(m)),
+    })?;
+    let name = &switched.instance;
+    let done = match (&switched.reason, switched.was_off) {
+        (Some(_), _) => format!("maintenance on ({})", switched.file.display()),
+        (None, false) => "maintenance off".to_string(),
+        (None, true) => "was not in maintenance".to_string(),
     };
-    match switch {
-        Switch::On => {
-            let line = reason.lines().next().unwrap_or("");
-            std::fs::write(path, format!("{line}\n"))
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            println!("{instance}: maintenance on ({})", path.display());
+    match maintenance::confirm(config, &switched) {
+        Seen::Confirmed => {
+            println!("{name}: {done}; daemon confirms");
+            Ok(ExitCode::SUCCESS)
         }
-        Switch::Off => match std::fs::remove_file(path) {
-            Ok(()) => println!("{instance}: maintenance off"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                println!("{instance}: was not in maintenance")
-            }
-            Err(e) => {
-                return Err(anyhow::Error::from(e)
-                    .context(format!("cannot remove {}", path.display()))
-                    .into())
-            }
-        },
+        Seen::NotSeen(why) => {
+            println!(
+                "{name}: {done}: written, but the daemon at {} has not seen it: {why}",
+                maintenance::daemon_addr(config)
+            );
+            Ok(ExitCode::from(3))
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_check(

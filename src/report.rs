@@ -76,6 +76,11 @@ pub struct InstanceStatus<'a> {
     pub sample_age_ms: Option<u64>,
     pub sampled_at: Option<String>,
     pub poll_ms: Option<u64>,
+    /// The maintenance reason when the latest poll found the maintenance file (`""`: no
+    /// reason given); `null` when it did not.
+    pub maintenance: Option<&'a str>,
+    /// The maintenance file this daemon watches for the instance, if any.
+    pub maintenance_file: Option<String>,
     /// The server state of the latest sample, when the poll succeeded.
     pub state: Option<&'a ServerState>,
     /// Why the latest poll failed, when it did.
@@ -148,6 +153,12 @@ pub fn status(hub: &Hub, now: Instant) -> String {
                 sample_age_ms: snap.age(now).map(|a| a.as_millis() as u64),
                 sampled_at: sample.map(|s| wall(s.taken_at_wall)),
                 poll_ms: sample.map(|s| s.duration.as_millis() as u64),
+                maintenance: sample.and_then(|s| s.maintenance.as_deref()),
+                maintenance_file: w
+                    .config
+                    .maintenance_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
                 state: sample.and_then(|s| s.outcome.as_ref().ok()),
                 error: sample.and_then(|s| s.outcome.as_ref().err()),
                 last_error: snap

@@ -37,6 +37,14 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether loading a config reads its credentials files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Secrets {
+    Read,
+    /// Leave credentials empty (and a missing `user` too): `replguard maintenance`.
+    Skip,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -275,6 +283,18 @@ const KNOWN_KEYS: &[&str] = &[
 impl Config {
     /// Reads and validates the configuration at `path`, with everything it refers to.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Secrets::Read)
+    }
+
+    /// [`Config::load`] without reading any credentials file (password files, `defaults_file`,
+    /// a `source`'s password file): for `replguard maintenance`, which an operator without
+    /// access to the database password may run. Every other check is the same; the
+    /// credentials are left empty.
+    pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Secrets::Skip)
+    }
+
+    fn load_with(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
         let refuse = |message: String| ConfigError {
             file: path.to_path_buf(),
             line: None,
@@ -292,7 +312,7 @@ impl Config {
         }
         let text =
             std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
-        Config::parse(path, &text)
+        Config::parse_with(path, &text, secrets)
     }
 
     /// Checks `text` against the file format only (TOML, known keys, value types), touching
@@ -306,6 +326,10 @@ impl Config {
     /// Validates configuration `text` as if read from `path` (relative paths resolve against
     /// the directory of `path`).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(path, text, Secrets::Read)
+    }
+
+    fn parse_with(path: &Path, text: &str, secrets: Secrets) -> Result<Config, ConfigError> {
         let err = |key: &str, message: String| ConfigError {
             file: path.to_path_buf(),
             line: None,
@@ -474,14 +498,13 @@ impl Config {
             if !names.insert(ri.name.clone()) {
                 return Err(err(&at("name"), "duplicate instance name".into()));
             }
-            let inst = resolve_instance(ri, base, default_maintenance.as_deref(), &at).map_err(
-                |(key, message)| ConfigError {
+            let inst = resolve_instance(ri, base, default_maintenance.as_deref(), secrets, &at)
+                .map_err(|(key, message)| ConfigError {
                     file: path.to_path_buf(),
                     line: None,
                     key,
                     message,
-                },
-            )?;
+                })?;
             if let Some(port) = inst.port {
                 if !ports.insert(port) {
                     return Err(err(

@@ -124,16 +124,19 @@ pub(super) fn resolve_instance(
     ri: RawInstance,
     base: &Path,
     default_maintenance: Option<&Path>,
+    secrets: Secrets,
     at: &dyn Fn(&str) -> String,
 ) -> Result<InstanceConfig, (String, String)> {
+    let read = secrets == Secrets::Read;
     let opt_file = match &ri.defaults_file {
-        Some(p) => {
+        Some(p) if read => {
             let p = base.join(p);
             read_option_file(&p).map_err(|m| (at("defaults_file"), m))?
         }
-        None => ClientOptions::default(),
+        _ => ClientOptions::default(),
     };
     let password = match (&ri.password_file, &opt_file.password) {
+        _ if !read => Secret::default(),
         (Some(_), Some(_)) => {
             return Err((
                 at("password_file"),
@@ -146,7 +149,14 @@ pub(super) fn resolve_instance(
         (None, Some(pw)) => Secret::new(pw.clone()),
         (None, None) => Secret::default(),
     };
-    let user = ri.user.or(opt_file.user).ok_or_else(|| {
+    let user = ri.user.or(opt_file.user);
+    // Without the defaults_file read, its user is unknown: no reason to refuse then.
+    let user = if read {
+        user
+    } else {
+        user.or_else(|| Some(String::new()))
+    };
+    let user = user.ok_or_else(|| {
         (
             at("user"),
             "missing (set user, or user= in defaults_file [client])".to_string(),
@@ -246,6 +256,7 @@ pub(super) fn resolve_instance(
             },
             user: rs.user.unwrap_or_else(|| user.clone()),
             password: match rs.password_file {
+                Some(_) if !read => Secret::default(),
                 Some(p) => read_password_file(&base.join(p))
                     .map_err(|m| (at("source.password_file"), m))?,
                 None => password.clone(),

@@ -77,6 +77,16 @@ pub fn user_block(dir: &Path, port: u16, user: &str, password: &str, policy: &st
     )
 }
 
+/// A config file's text: `listen` on `addr` (unless `globals` sets it), `globals`, `blocks`.
+fn config_text(addr: SocketAddr, globals: &str, blocks: &str) -> String {
+    let listen = if globals.contains("listen") {
+        String::new()
+    } else {
+        format!("listen = \"{addr}\"\n")
+    };
+    format!("{listen}{globals}\n{blocks}")
+}
+
 /// Fast timing for tests: polls every 300 ms, each step bounded by 250 ms.
 pub const FAST: &str = "interval = \"300ms\"\ntimeout = \"250ms\"\nmax_sample_age = \"1s\"\n";
 
@@ -102,14 +112,16 @@ impl Guard {
             .with_test_writer()
             .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
-        let text = format!("{globals}\n{}", blocks(dir.path()));
-        let path = dir.path().join("replguard.toml");
-        std::fs::write(&path, &text).expect("write config");
-        let config = Config::load(&path).unwrap_or_else(|e| panic!("config refused: {e}\n{text}"));
         let listener = TcpListener::bind(listen.unwrap_or(([127, 0, 0, 1], 0).into()))
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        // The config names the address really served, as a deployed one does (`maintenance`
+        // asks the daemon there).
+        let text = config_text(addr, globals, &blocks(dir.path()));
+        let path = dir.path().join("replguard.toml");
+        std::fs::write(&path, &text).expect("write config");
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("config refused: {e}\n{text}"));
         let agent_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind agent");
         let agent = agent_listener.local_addr().expect("agent addr");
         let shutdown = CancellationToken::new();
@@ -138,7 +150,7 @@ impl Guard {
     /// Replaces the config file with `globals` and `blocks` (as [`Guard::start`] takes them)
     /// and reloads, as `kill -HUP` does. Returns at once: the reload happens in the guard.
     pub fn reload(&self, globals: &str, blocks: impl FnOnce(&Path) -> String) {
-        let text = format!("{globals}\n{}", blocks(self.dir.path()));
+        let text = config_text(self.addr, globals, &blocks(self.dir.path()));
         std::fs::write(&self.config.path, text).expect("write config");
         self.reload.send_modify(|n| *n += 1);
     }
