@@ -11,9 +11,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
+/// `replguard --version`: the version and the git commit built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("REPLGUARD_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
-    version,
+    version = VERSION,
     about = "Replication-aware HAProxy health checks for MySQL and MariaDB"
 )]
 struct Cli {
@@ -29,6 +37,10 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+    /// For systemd's journal: each line starts with its syslog priority (`<3>` error, `<4>`
+    /// warn, `<6>` info, `<7>` debug) so `journalctl -p warning` filters; no timestamp (the
+    /// journal adds one) and no colour.
+    Journald,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +112,33 @@ enum Format {
     Json,
 }
 
+/// A log line format with the event's syslog priority in front (`<4>`), as journald reads
+/// from a service's stderr.
+struct SyslogPriority<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for SyslogPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
 /// Why a command failed, printed once by `main`: a usage or configuration error (exit 2) or a
 /// failure at run time (exit 1).
 enum Failure {
@@ -123,13 +162,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal, and never with NO_COLOR set (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match cli.log_format {
         LogFormat::Text => logs.init(),
         // Event fields at the top level of each object, where shippers look for them.
         LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Journald => logs
+            .with_ansi(false)
+            .event_format(SyslogPriority(
+                tracing_subscriber::fmt::format().without_time(),
+            ))
+            .init(),
     }
     match run(cli.command) {
         Ok(code) => code,

@@ -249,3 +249,69 @@ async fn serve_answers_and_stops_on_sigterm() {
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     assert!(!stderr.contains(GUARD_PASSWORD), "{stderr}");
 }
+
+/// Runs `serve` for a moment on a config whose only server is gone (a warn line is logged),
+/// with stderr piped as under systemd; returns stderr.
+fn serve_logs(format: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = common::free_port();
+    // Nothing listens on port 1: the poll fails and "unhealthy" is logged at warn.
+    let path = config(
+        d,
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\n{}policy = \"replica\"\n",
+            instance(d, "gone", 1, "x")
+        ),
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_replguard"));
+    cmd.args(format)
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run replguard");
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("replguard output");
+    text(&out.stderr)
+}
+
+#[test]
+fn logs_carry_no_colour_off_a_terminal_and_journald_priorities_on_request() {
+    let plain = serve_logs(&[], &[]);
+    assert!(plain.contains("unhealthy"), "{plain}");
+    assert!(
+        !plain.contains('\u{1b}'),
+        "no ANSI escapes into a pipe: {plain:?}"
+    );
+    let journald = serve_logs(&["--log-format", "journald"], &[]);
+    let lines: Vec<&str> = journald.lines().collect();
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| l.starts_with('<')),
+        "{journald}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("unhealthy")),
+        "warn lines at priority 4: {journald}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("<6>") && l.contains("serving")));
+    assert!(!journald.contains('\u{1b}'));
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = replguard(&["--version"]);
+    let v = text(&out.stdout);
+    assert!(
+        v.starts_with(&format!("replguard {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+}

@@ -3,6 +3,54 @@
 
 use super::*;
 
+/// Creates `dir` (mode 0700: the state files tell hosts, positions and GTID sets) if missing,
+/// and checks that this process can write in it. Errors name the directory and the user.
+pub(super) fn check_state_dir(dir: &Path) -> Result<(), String> {
+    let fail = |what: String| format!("{what} (replguard runs as {})", current_user());
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(fail(format!("{} is not a directory", dir.display())));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let probe = dir.join(format!(".replguard-write-test-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// `name (uid N)` of the effective user, read from `/proc/self/status` and `/etc/passwd`
+/// (no libc call needed); `uid N` or `an unknown user` where those do not say.
+pub fn current_user() -> String {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        });
+    let Some(uid) = uid else {
+        return "an unknown user".to_string();
+    };
+    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
+        p.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == uid).then(|| name.to_string())
+        })
+    });
+    match name {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}
+
 /// Reads a password file: private to its owner, not empty, one trailing newline ignored.
 pub(super) fn read_password_file(p: &Path) -> Result<Secret, String> {
     check_private(p)?;

@@ -532,14 +532,7 @@ impl Config {
         let state_dir = match raw.state_dir {
             Some(dir) => {
                 let dir = base.join(dir);
-                // Private: the state files tell hosts, positions and GTID sets.
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| {
-                        err("state_dir", format!("cannot create {}: {e}", dir.display()))
-                    })?;
+                check_state_dir(&dir).map_err(|e| err("state_dir", e))?;
                 Some(dir)
             }
             None => None,

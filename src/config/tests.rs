@@ -235,3 +235,35 @@ fn option_file_parsing() {
     assert!(parse_option_file("!include /etc/x\n").is_err());
     assert!(parse_option_file("[client]\nport=abc\n").is_err());
 }
+
+#[test]
+fn a_state_dir_that_cannot_be_used_is_named_with_the_user() {
+    let d = Dir::new();
+    d.file("pw", "s3cret\n", 0o600);
+    d.file("taken", "not a directory\n", 0o600);
+    let user = current_user();
+    assert!(user.contains("uid "), "{user}");
+    for (dir, want) in [
+        ("taken", "is not a directory"),
+        ("taken/state", "cannot create"),
+    ] {
+        let e = d
+            .parse(&format!("state_dir = \"{dir}\"\n{ONE}"))
+            .expect_err(dir);
+        let text = e.to_string();
+        assert_eq!(e.key, "state_dir");
+        assert!(text.contains(want) && text.contains(dir), "{text}");
+        assert!(
+            text.contains(&format!("replguard runs as {user}")),
+            "{text}"
+        );
+    }
+    let ok = d.parse(&format!("state_dir = \"state\"\n{ONE}")).unwrap();
+    let meta = std::fs::metadata(ok.state_dir.unwrap()).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::read_dir(d.0.path().join("state")).unwrap().count(),
+        0,
+        "the write test leaves nothing behind"
+    );
+}
