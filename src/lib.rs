@@ -25,6 +25,7 @@
 //! - [`metrics`]: the counters and histograms (check requests, polls, refusals).
 //! - [`scrape`]: the `/metrics` body, built from the hub's snapshots at scrape time.
 //! - [`fleet`]: the running pollers and the hub over them; config reloads without a gap.
+//! - [`notify`]: systemd readiness and watchdog keep-alives.
 //! - [`events`]: the bounded log of transitions (verdicts, source lost/found, maintenance).
 //! - [`web`]: the `[web]` settings (`allow_from`, basic auth, TLS) and the TLS acceptor.
 //! - [`gate`]: applies them to connections and requests; counts refusals.
@@ -46,6 +47,7 @@ pub mod httpd;
 pub mod hub;
 pub mod maintenance;
 pub mod metrics;
+pub mod notify;
 pub mod paths;
 pub mod policy;
 pub mod poller;

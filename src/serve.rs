@@ -73,6 +73,7 @@ pub async fn serve_reloading(
             shutdown.clone(),
         ));
     }
+    tokio::spawn(crate::notify::run(fleet.hubs(), shutdown.clone()));
     let (routes_tx, routes) = watch::channel(crate::http::routes(hub));
     let limits = crate::httpd::Limits {
         max_connections: config.max_connections,

@@ -315,3 +315,53 @@ fn version_names_the_commit() {
         "{v}"
     );
 }
+
+#[test]
+fn systemd_hears_ready_after_the_first_samples_then_watchdog_keepalives() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let socket_path = d.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = common::free_port();
+    // A server that is gone: a failed poll is a sample too, and fresh.
+    let path = config(
+        d,
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\n{}",
+            instance(d, "gone", 1, "x")
+        ),
+    );
+    let start = Instant::now();
+    // systemd names the watched process: exec keeps the shell's pid for replguard.
+    let mut child = Command::new("sh")
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" serve --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_replguard"))
+        .arg(&path)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while got
+        .iter()
+        .filter(|m: &&String| m.contains("WATCHDOG=1"))
+        .count()
+        < 3
+    {
+        let n = socket.recv(&mut buf).unwrap_or_else(|e| {
+            let _ = child.kill();
+            panic!("no notification ({e}); so far {got:?}")
+        });
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        assert!(start.elapsed() < Duration::from_secs(15), "{got:?}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got[0].contains("READY=1"), "readiness first: {got:?}");
+}

@@ -2,7 +2,7 @@
 # Installs what replguard's tests and demo need from Debian/Ubuntu packages, when missing:
 # mariadb-server (mariadbd, mariadb-install-db, mariadb client), haproxy and percona-toolkit
 # (pt-heartbeat, for the heartbeat tests); chromium (the /ui test drives it headless) and
-# prometheus (for promtool, which lints /metrics).
+# prometheus (for promtool, which lints /metrics); systemd (systemd-analyze checks the unit).
 set -euo pipefail
 
 missing=()
@@ -14,6 +14,7 @@ have haproxy || missing+=(haproxy)
 have chromium || missing+=(chromium)
 have promtool || missing+=(prometheus)
 have pt-heartbeat || missing+=(percona-toolkit)
+have systemd-analyze || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
