@@ -26,7 +26,7 @@ const VERSION: &str = concat!(
 )]
 struct Cli {
     /// How log lines are written to stderr: `text` for people, `json` (one object per line)
-    /// for log shippers.
+    /// for log shippers, `journald` (syslog priorities, for the systemd unit).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -47,6 +47,7 @@ enum LogFormat {
 enum Command {
     /// Run the daemon: poll every instance and answer HTTP checks from memory.
     Serve {
+        /// The configuration file (TOML), e.g. /etc/replguard/replguard.toml.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
@@ -54,11 +55,14 @@ enum Command {
     /// without connecting to MySQL or binding: exit 0 when valid, 2 with the same message as
     /// `serve` otherwise.
     Validate {
+        /// The configuration file (TOML), e.g. /etc/replguard/replguard.toml.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Poll one instance once and print the verdict HTTP would give (exit 0 healthy, 1 not).
+    /// Poll one instance once and print the verdict HTTP would give: exit 0 healthy, 1 not (or a
+    /// runtime failure), 2 on a usage or configuration error.
     Check {
+        /// The configuration file (TOML), e.g. /etc/replguard/replguard.toml.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Instance name; may be omitted when only one is configured.
@@ -67,6 +71,7 @@ enum Command {
         /// Policy to evaluate; defaults to the instance's configured policy.
         #[arg(long)]
         policy: Option<String>,
+        /// `text` (one line per check) or `json` (the HTTP check's JSON body).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -75,8 +80,10 @@ enum Command {
     /// password. Then asks the running daemon (`/status` on `listen`) for up to two intervals:
     /// exit 0 when it confirms, 3 when it has not seen the change, 2 on a usage error.
     Maintenance {
+        /// `on` writes the maintenance file, `off` removes it.
         #[arg(value_enum)]
         switch: Switch,
+        /// The configuration file (TOML), e.g. /etc/replguard/replguard.toml.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Instance name; may be omitted when only one is configured.
@@ -87,17 +94,34 @@ enum Command {
         reason: String,
     },
     /// Print the manual-promotion checklist for a replica: every check with its evidence and
-    /// fix, then the steps (exit 0 only when every required check passes). Same as
-    /// `check --policy promotion`.
+    /// fix, then the steps: exit 0 only when every required check passes, 1 otherwise, 2 on a
+    /// usage or configuration error. Same as `check --policy promotion`.
     Checklist {
+        /// The configuration file (TOML), e.g. /etc/replguard/replguard.toml.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Instance name; may be omitted when only one is configured.
         #[arg(long)]
         instance: Option<String>,
+        /// `text` (one line per check) or `json` (the HTTP check's JSON body).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write the man page (`replguard.1`) or a shell's completions to stdout (for packaging).
+    #[command(hide = true)]
+    Generate {
+        /// `man`, `bash`, `zsh` or `fish`.
+        #[arg(value_enum)]
+        what: Generated,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -194,12 +218,16 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> Result<ExitCode, Failure> {
+    if let Command::Generate { what } = command {
+        return generate(what);
+    }
     let config_path = match &command {
         Command::Serve { config }
         | Command::Validate { config }
         | Command::Check { config, .. }
         | Command::Checklist { config, .. }
         | Command::Maintenance { config, .. } => config.clone(),
+        Command::Generate { .. } => unreachable!("answered above"),
     };
     if let Command::Maintenance {
         switch,
@@ -242,7 +270,9 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             Command::Checklist {
                 instance, format, ..
             } => run_check(&config, instance.as_deref(), Some("promotion"), format).await,
-            Command::Maintenance { .. } => unreachable!("answered before the runtime starts"),
+            Command::Maintenance { .. } | Command::Generate { .. } => {
+                unreachable!("answered before the runtime starts")
+            }
         }
     })
 }
@@ -354,6 +384,26 @@ fn ignore_other_signals() {
             Err(e) => tracing::warn!(signal = name, error = %e, "cannot watch signal"),
         }
     }
+}
+
+/// The man page or completions, generated from the command line definitions themselves.
+fn generate(what: Generated) -> Result<ExitCode, Failure> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout();
+    let shell = match what {
+        Generated::Man => {
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .context("cannot write the man page")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Generated::Bash => clap_complete::Shell::Bash,
+        Generated::Zsh => clap_complete::Shell::Zsh,
+        Generated::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "replguard", &mut out);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Sets the maintenance switch, then waits (two intervals at most) for the running daemon to
