@@ -124,7 +124,10 @@ pub struct SeenConnected<'a> {
 pub struct PolicyVerdict {
     pub policy: String,
     pub healthy: bool,
+    /// The reason phrase (at most 120 characters, as in the status line).
     pub reason: Option<String>,
+    /// The first failing check's whole line, never shortened.
+    pub failing: Option<String>,
 }
 
 /// The `/status` document for all instances.
@@ -140,6 +143,7 @@ pub fn status(hub: &Hub, now: Instant) -> String {
                 .verdicts(w, snap, now)
                 .map(|v| PolicyVerdict {
                     reason: reason(&v),
+                    failing: v.first_failure().map(|c| c.line()),
                     healthy: v.healthy,
                     policy: v.policy,
                 })

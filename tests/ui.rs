@@ -123,6 +123,16 @@ async fn status_page_shows_a_replica_failing() {
     let db1 = row(&dom, "db1").unwrap_or_else(|| panic!("no db1 row in\n{dom}"));
     let db2 = row(&dom, "db2").unwrap_or_else(|| panic!("no db2 row in\n{dom}"));
     assert!(db1.contains("data-healthy=\"true\""), "{db1}");
+    // The configured policy's verdict leads; the others (which a primary fails by design) are
+    // folded away, still in the page for whoever opens them.
+    assert!(db1.contains("verdicts own"), "{db1}");
+    assert!(
+        db1.contains("<details class=\"others\">")
+            && !db1.contains("<details class=\"others\" open"),
+        "{db1}"
+    );
+    // Times are UTC, and say so.
+    assert!(dom.contains(" UTC"), "{dom}");
     assert!(db1.contains(">primary<"), "role: {db1}");
     assert!(db2.contains("data-healthy=\"true\""), "{db2}");
     assert!(db2.contains(">replica<"), "role: {db2}");
@@ -150,6 +160,8 @@ async fn status_page_shows_a_replica_failing() {
             && v.contains("sql_thread")
         {
             assert!(v.contains("No, want Yes"), "{v}");
+            // The whole failing line, never cut.
+            assert!(v.contains("FAIL sql_thread No, want Yes"), "{v}");
             // The primary's row is unaffected, and the transition is listed.
             let db1 = row(&dom, "db1").expect("db1 row");
             assert!(db1.contains("data-healthy=\"true\""), "{db1}");
@@ -162,13 +174,21 @@ async fn status_page_shows_a_replica_failing() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Usable at 1000 px: the page asks for no more width than that (no horizontal scrolling).
+    let narrow = browse(&url, &["--window-size=1000,800", "--dump-dom"]).await;
+    let width: u32 = narrow
+        .split_once("data-scroll-width=\"")
+        .and_then(|(_, rest)| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no data-scroll-width in\n{narrow}"));
+    assert!(width <= 1000, "the page is {width} px wide at 1000 px");
     if let Some(path) = std::env::var_os("REPLGUARD_UI_SCREENSHOT") {
         let path = std::path::absolute(PathBuf::from(path)).expect("screenshot path");
         browse(
             &url,
             &[
                 &format!("--screenshot={}", path.display()),
-                "--window-size=1200,600",
+                "--window-size=1000,640",
             ],
         )
         .await;

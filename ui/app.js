@@ -36,9 +36,10 @@ function secs(s) {
   return Math.round(s / 3600) + "h";
 }
 
+// Times in UTC, zone shown, as /events and the logs write them.
 function clock(rfc3339) {
   const d = new Date(rfc3339);
-  return isNaN(d) ? rfc3339 : d.toLocaleTimeString();
+  return isNaN(d) ? rfc3339 : d.toISOString().slice(11, 19) + " UTC";
 }
 
 function role(inst) {
@@ -84,6 +85,8 @@ function sparkline(list, now) {
   const NS = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(NS, "svg");
   svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+  svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("width", W);
   svg.setAttribute("height", H);
   if (list.length === 0) return [svg, "no history"];
@@ -121,21 +124,32 @@ function sparkline(list, now) {
   return [svg, "max " + secs(max) + " over " + mins + " min; red: lag unknown"];
 }
 
+function verdictItem(v, configured) {
+  const why = v.failing || v.reason || "failing";
+  const li = el("li", { class: "verdict " + (v.healthy ? "ok" : "fail") +
+                               (configured ? " configured" : ""), "data-policy": v.policy },
+    el("span", { class: "mark" }, v.healthy ? "✓ " : "✗ "),
+    v.policy,
+    v.healthy ? null : el("span", { class: "why" }, " — " + why));
+  if (!v.healthy) li.title = why;
+  return li;
+}
+
+// The configured policy's verdict first and in full; the others on demand (a healthy primary
+// fails the replica policies by design: that is not news for the person on call).
 function verdicts(inst) {
-  const ul = el("ul", { class: "verdicts" });
-  const sorted = [...inst.verdicts].sort((a, b) =>
-    (b.policy === inst.policy) - (a.policy === inst.policy));
-  for (const v of sorted) {
-    const cls = "verdict " + (v.healthy ? "ok" : "fail") +
-      (v.policy === inst.policy ? " configured" : "");
-    const li = el("li", { class: cls, "data-policy": v.policy },
-      el("span", { class: "mark" }, v.healthy ? "✓ " : "✗ "),
-      v.policy,
-      v.healthy ? null : el("span", { class: "why" }, " — " + (v.reason || "failing")));
-    if (!v.healthy) li.title = v.reason || "failing";
-    ul.append(li);
+  const own = inst.verdicts.find((v) => v.policy === inst.policy);
+  const others = inst.verdicts.filter((v) => v.policy !== inst.policy);
+  const box = el("div");
+  if (own) box.append(el("ul", { class: "verdicts own" }, verdictItem(own, true)));
+  if (others.length) {
+    const failing = others.filter((v) => !v.healthy).length;
+    box.append(el("details", { class: "others" },
+      el("summary", { class: "muted" }, others.length + " other policies (" +
+        (others.length - failing) + " pass, " + failing + " fail)"),
+      el("ul", { class: "verdicts" }, ...others.map((v) => verdictItem(v, false)))));
   }
-  return ul;
+  return box;
 }
 
 function source(inst) {
@@ -192,15 +206,27 @@ function row(inst, now) {
     el("td", {}, maintenance(inst)));
 }
 
-function drawEvents(list) {
-  const ol = document.getElementById("events");
-  const items = list.slice(-20).reverse().map((e) => {
-    const what = [e.kind.replace("_", " "), e.policy, e.channel ? "[" + e.channel + "]" : null,
-      e.check].filter((x) => x).join(" ");
-    return el("li", { class: BAD_EVENTS.has(e.kind) ? "bad" : "", "data-kind": e.kind },
-      clock(e.at) + "  " + e.instance + "  " + what + ": " + e.reason);
-  });
-  ol.replaceChildren(...(items.length ? items : [el("li", { class: "muted" }, "none yet")]));
+function eventItem(e) {
+  const what = [e.kind.replace("_", " "), e.policy, e.channel ? "[" + e.channel + "]" : null,
+    e.check].filter((x) => x).join(" ");
+  return el("li", { class: BAD_EVENTS.has(e.kind) ? "bad" : "", "data-kind": e.kind },
+    clock(e.at) + "  " + e.instance + "  " + what + ": " + e.reason);
+}
+
+// One incident, one line per change that matters: the configured policy's transitions and the
+// server's own (source lost/found, maintenance, memory); other policies' on demand.
+function drawEvents(list, configured) {
+  const recent = list.slice(-50).reverse();
+  const matters = (e) => !e.policy || configured.get(e.instance) === e.policy;
+  const main = recent.filter(matters).slice(0, 20).map(eventItem);
+  document.getElementById("events").replaceChildren(
+    ...(main.length ? main : [el("li", { class: "muted" }, "none yet")]));
+  const rest = recent.filter((e) => !matters(e)).slice(0, 30);
+  const box = document.getElementById("other-events");
+  box.replaceChildren(el("summary", { class: "muted" },
+      rest.length + " transitions of other policies"),
+    el("ol", { class: "events" }, ...rest.map(eventItem)));
+  box.hidden = rest.length === 0;
 }
 
 function setConn(ok, text) {
@@ -219,13 +245,17 @@ async function refresh() {
     const doc = await st.json();
     const now = Date.now();
     document.getElementById("rows").replaceChildren(...doc.instances.map((i) => row(i, now)));
-    if (ev.ok) drawEvents((await ev.json()).events);
+    const configured = new Map(doc.instances.map((i) => [i.name, i.policy]));
+    if (ev.ok) drawEvents((await ev.json()).events, configured);
     const failing = doc.instances.filter((i) =>
       !(i.verdicts.find((v) => v.policy === i.policy) || {}).healthy).length;
     setConn(true, failing ? failing + " failing" : "all healthy");
     if (failing) document.getElementById("conn").className = "badge fail";
-    document.getElementById("updated").textContent = "updated " + new Date(now).toLocaleTimeString();
+    document.getElementById("updated").textContent =
+      "updated " + new Date(now).toISOString().slice(11, 19) + " UTC";
     document.body.dataset.refreshes = String(++refreshes);
+    // For the test at 1000 px: how wide the page wants to be.
+    document.body.dataset.scrollWidth = String(document.documentElement.scrollWidth);
   } catch (err) {
     setConn(false, "replguard unreachable: " + err.message);
   } finally {
