@@ -109,6 +109,45 @@ pub struct ServerState {
     pub gtid: GtidState,
     /// One entry per replication channel (multi-source keeps them all); empty when not a replica.
     pub channels: Vec<Channel>,
+    /// The Galera node's state, on a server with `wsrep_on`; `None` elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub galera: Option<GaleraState>,
+}
+
+/// What a Galera node (MariaDB Galera Cluster, Percona XtraDB Cluster) reports of itself, read
+/// once per poll. A node cut off into a non-Primary component still answers these.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GaleraState {
+    /// `wsrep_local_state`: 1 Joining, 2 Donor/Desynced, 3 Joined, 4 Synced (0 Initialized).
+    pub local_state: u32,
+    /// `wsrep_local_state_comment`, e.g. `Synced`, `Donor/Desynced`.
+    pub local_state_comment: String,
+    /// `wsrep_cluster_status`: `Primary`, `non-Primary` or `Disconnected`.
+    pub cluster_status: String,
+    /// `wsrep_ready`: the node accepts queries.
+    pub ready: bool,
+    /// `wsrep_connected`: the node has a connection to the group.
+    pub connected: bool,
+    /// `wsrep_cluster_size`: nodes in this node's component.
+    pub cluster_size: u32,
+    /// `wsrep_local_recv_queue`: write-sets received but not yet applied.
+    pub recv_queue: u64,
+    /// `wsrep_flow_control_paused`: the fraction of time paused by flow control (0..1).
+    pub flow_control_paused: f64,
+    /// `wsrep_cluster_state_uuid`.
+    pub cluster_state_uuid: String,
+    /// `wsrep_last_committed`: the seqno of the last committed write-set.
+    pub last_committed: i64,
+    /// `@@wsrep_desync`.
+    pub desync: bool,
+    /// `@@wsrep_reject_queries`: `NONE`, `ALL` or `ALL_KILL`.
+    pub reject_queries: String,
+    /// `@@wsrep_sst_donor_rejects_queries`.
+    pub sst_donor_rejects_queries: bool,
+    /// Percona XtraDB Cluster's `@@pxc_maint_mode` (`DISABLED`, `SHUTDOWN`, `MAINTENANCE`);
+    /// `None` where it does not exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pxc_maint_mode: Option<String>,
 }
 
 /// Why the heartbeat table gave no lag, or why a heartbeat write failed, in the server's words.
@@ -420,6 +459,7 @@ pub mod fixtures {
             heartbeat_written: None,
             gtid: GtidState::default(),
             channels: vec![channel()],
+            galera: None,
         }
     }
 

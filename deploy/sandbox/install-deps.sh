@@ -2,7 +2,8 @@
 # Installs what replguard's tests and demo need from Debian/Ubuntu packages, when missing:
 # mariadb-server (mariadbd, mariadb-install-db, mariadb client), haproxy and percona-toolkit
 # (pt-heartbeat, for the heartbeat tests); chromium (the /ui test drives it headless) and
-# prometheus (for promtool, which lints /metrics); systemd (systemd-analyze checks the unit).
+# prometheus (for promtool, which lints /metrics); systemd (systemd-analyze checks the unit);
+# galera-4 and rsync (a three-node Galera cluster on loopback).
 set -euo pipefail
 
 missing=()
@@ -15,6 +16,9 @@ have chromium || missing+=(chromium)
 have promtool || missing+=(prometheus)
 have pt-heartbeat || missing+=(percona-toolkit)
 have systemd-analyze || missing+=(systemd)
+# A real Galera cluster for the galera tests: the provider, and rsync for state transfers.
+[ -e /usr/lib/galera/libgalera_smm.so ] || [ -e /usr/lib/libgalera_smm.so ] || missing+=(galera-4)
+have rsync || missing+=(rsync)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -272,13 +272,14 @@ async fn status_lists_every_instance_and_policy() {
             "any-lag",
             "auto",
             "backup",
+            "galera",
             "primary",
             "promotion",
             "replica"
         ]
     );
-    assert_eq!(verdicts[3]["healthy"], false);
-    assert_eq!(verdicts[3]["reason"], "read_only ON, want OFF");
+    assert_eq!(verdicts[4]["healthy"], false);
+    assert_eq!(verdicts[4]["reason"], "read_only ON, want OFF");
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("any-lag", include_str!("../../policies/any-lag.toml")),
     ("auto", include_str!("../../policies/auto.toml")),
+    ("galera", include_str!("../../policies/galera.toml")),
     ("backup", include_str!("../../policies/backup.toml")),
     ("primary", include_str!("../../policies/primary.toml")),
     ("promotion", include_str!("../../policies/promotion.toml")),
@@ -64,6 +65,11 @@ pub enum Rule {
     /// The backup gate: no transactions the source (read by the guard this poll) never had,
     /// unless `allow_errant`. Not judged while the source is unreadable.
     ErrantTransactions,
+    /// A Galera node fit for traffic: wsrep ready and connected, in the Primary component,
+    /// Synced (Donor/Desynced only with `available_when_donor`), not rejecting queries, not in
+    /// PXC maintenance, writable unless `available_when_readonly`, and within the optional
+    /// `min_cluster_size`, `max_recv_queue` and `max_flow_control_paused`.
+    Galera,
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
@@ -108,6 +114,44 @@ pub struct Thresholds {
     /// source never had (warned, not failed).
     #[serde(default)]
     pub allow_errant: Option<bool>,
+    /// `galera`: a Donor/Desynced node passes (clustercheck's AVAILABLE_WHEN_DONOR), unless it
+    /// rejects queries during SST (`wsrep_sst_donor_rejects_queries`).
+    #[serde(default)]
+    pub available_when_donor: Option<bool>,
+    /// `galera`: a read-only node passes (clustercheck's AVAILABLE_WHEN_READONLY).
+    #[serde(default)]
+    pub available_when_readonly: Option<bool>,
+    /// `galera`: the node's component must have at least this many nodes.
+    #[serde(default)]
+    pub min_cluster_size: Option<u32>,
+    /// `galera`: write-sets received but not applied (`wsrep_local_recv_queue`) tolerated.
+    #[serde(default)]
+    pub max_recv_queue: Option<u64>,
+    /// `galera`: the fraction of time flow control may have paused replication (0 to 1).
+    #[serde(default)]
+    pub max_flow_control_paused: Option<Fraction>,
+}
+
+/// A fraction between 0 and 1, kept in millionths so thresholds stay `Eq` and `Hash`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Fraction(pub u32);
+
+impl Fraction {
+    pub fn value(self) -> f64 {
+        f64::from(self.0) / 1e6
+    }
+}
+
+impl<'de> Deserialize<'de> for Fraction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fraction, D::Error> {
+        let v = f64::deserialize(d)?;
+        if !(0.0..=1.0).contains(&v) {
+            return Err(serde::de::Error::custom(format!(
+                "{v} is not a fraction between 0 and 1"
+            )));
+        }
+        Ok(Fraction((v * 1e6).round() as u32))
+    }
 }
 
 impl Thresholds {
@@ -125,6 +169,15 @@ impl Thresholds {
             allow_delay: over.allow_delay.or(self.allow_delay),
             max_stall: over.max_stall.or(self.max_stall),
             allow_errant: over.allow_errant.or(self.allow_errant),
+            available_when_donor: over.available_when_donor.or(self.available_when_donor),
+            available_when_readonly: over
+                .available_when_readonly
+                .or(self.available_when_readonly),
+            min_cluster_size: over.min_cluster_size.or(self.min_cluster_size),
+            max_recv_queue: over.max_recv_queue.or(self.max_recv_queue),
+            max_flow_control_paused: over
+                .max_flow_control_paused
+                .or(self.max_flow_control_paused),
         }
     }
 }
@@ -149,6 +202,8 @@ pub enum Body {
     ByRole {
         when_writable: String,
         when_read_only: String,
+        /// On a Galera node (`wsrep_on`), this policy whatever the read-only flags say.
+        when_galera: Option<String>,
     },
 }
 
@@ -160,6 +215,7 @@ struct PolicyFile {
     checks: Option<Vec<Rule>>,
     when_writable: Option<String>,
     when_read_only: Option<String>,
+    when_galera: Option<String>,
     /// Print the manual promotion steps for the server's flavour after the checks.
     #[serde(default)]
     promotion_steps: bool,
@@ -192,6 +248,12 @@ impl Policy {
             message: e.message().to_string(),
         })?;
         let body = match (file.checks, file.when_writable, file.when_read_only) {
+            (Some(_), _, _) if file.when_galera.is_some() => {
+                return Err(PolicyError::new(
+                    "when_galera: only a policy that picks by role (when_writable, \
+                     when_read_only) can pick for Galera nodes",
+                ))
+            }
             (Some(rules), None, None) => {
                 if rules.is_empty() {
                     return Err(PolicyError::new(
@@ -221,6 +283,7 @@ impl Policy {
                 Body::ByRole {
                     when_writable,
                     when_read_only,
+                    when_galera: file.when_galera,
                 }
             }
             _ => {
@@ -263,5 +326,6 @@ pub(super) fn rule_name(rule: Rule) -> &'static str {
         Rule::ReadOnlyOn => "read_only",
         Rule::CompareSource => "source",
         Rule::ErrantTransactions => "errant_transactions",
+        Rule::Galera => "galera",
     }
 }

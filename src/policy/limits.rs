@@ -33,6 +33,11 @@ pub struct Limits {
     pub allow_delay: bool,
     pub max_stall: Duration,
     pub allow_errant: bool,
+    pub available_when_donor: bool,
+    pub available_when_readonly: bool,
+    pub min_cluster_size: Option<u32>,
+    pub max_recv_queue: Option<u64>,
+    pub max_flow_control_paused: Option<super::file::Fraction>,
 }
 
 impl Limits {
@@ -52,6 +57,11 @@ impl Limits {
             allow_delay: t.allow_delay == Some(true),
             max_stall: t.max_stall.unwrap_or(DEFAULT_MAX_STALL),
             allow_errant: t.allow_errant == Some(true),
+            available_when_donor: t.available_when_donor == Some(true),
+            available_when_readonly: t.available_when_readonly == Some(true),
+            min_cluster_size: t.min_cluster_size,
+            max_recv_queue: t.max_recv_queue,
+            max_flow_control_paused: t.max_flow_control_paused,
         }
     }
 }

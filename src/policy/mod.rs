@@ -12,6 +12,7 @@
 //! - `channel`: per-channel checks (threads, errors, lag, relay log applied);
 //! - `source`: `source`, `peer` and the memory they fall back on;
 //! - `lag`: heartbeat, hysteresis and stall;
+//! - `galera`: the `galera` rule (a Galera node fit for traffic);
 //! - [`evidence`]: the source comparison (missing and errant transactions) behind the
 //!   checklist, the backup gate's errant check and the memory newer readings void;
 //! - [`promotion`]: the checklist's prerequisites and printed steps.
@@ -19,6 +20,7 @@
 mod channel;
 pub mod evidence;
 pub mod file;
+mod galera;
 mod lag;
 pub mod limits;
 pub mod promotion;

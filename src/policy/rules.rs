@@ -4,6 +4,7 @@
 use super::channel::channel_check;
 use super::evidence;
 use super::file::{rule_name, Rule};
+use super::galera::galera_checks;
 use super::lag::{heartbeat_check, lag_stable_check, stall_check};
 use super::limits::Limits;
 use super::promotion;
@@ -131,6 +132,7 @@ fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>
                 out.push(stall_check(ch, limits, input));
             }
         }
+        Rule::Galera => out.extend(galera_checks(state, limits)),
         Rule::Binlog => out.push(promotion::binlog(state)),
         Rule::Gtid => out.extend(promotion::gtid_in_use(state)),
         Rule::ReadOnlyOn => out.push(promotion::read_only_on(state)),

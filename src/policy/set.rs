@@ -46,12 +46,17 @@ impl PolicySet {
             if let Body::ByRole {
                 when_writable,
                 when_read_only,
+                when_galera,
             } = &policy.body
             {
+                let galera = when_galera.iter().map(|t| ("when_galera", t));
                 for (key, target) in [
                     ("when_writable", when_writable),
                     ("when_read_only", when_read_only),
-                ] {
+                ]
+                .into_iter()
+                .chain(galera)
+                {
                     match self.get(target).map(|p| &p.body) {
                         Some(Body::Checks { .. }) => {}
                         Some(Body::ByRole { .. }) => {
@@ -166,28 +171,35 @@ impl PolicySet {
             Body::ByRole {
                 when_writable,
                 when_read_only,
+                when_galera,
             } => {
                 let state = input.state();
-                let (target, role_check) = match state {
-                    Some(s) if s.writable() => (
-                        when_writable,
-                        Check::fact("role", true, format!("writable -> {when_writable}")),
+                let (target, role_check) = match (state, when_galera) {
+                    (Some(s), Some(galera)) if s.galera.is_some() => (
+                        galera,
+                        Check::fact("role", true, format!("galera node -> {galera}")),
                     ),
-                    Some(_) => (
-                        when_read_only,
-                        Check::fact("role", true, format!("read-only -> {when_read_only}")),
-                    ),
-                    None => (
-                        when_read_only,
-                        not_judged(
-                            "role",
-                            if input.snapshot.sample.is_none() {
-                                "no sample yet"
-                            } else {
-                                "server unreachable"
-                            },
+                    _ => match state {
+                        Some(s) if s.writable() => (
+                            when_writable,
+                            Check::fact("role", true, format!("writable -> {when_writable}")),
                         ),
-                    ),
+                        Some(_) => (
+                            when_read_only,
+                            Check::fact("role", true, format!("read-only -> {when_read_only}")),
+                        ),
+                        None => (
+                            when_read_only,
+                            not_judged(
+                                "role",
+                                if input.snapshot.sample.is_none() {
+                                    "no sample yet"
+                                } else {
+                                    "server unreachable"
+                                },
+                            ),
+                        ),
+                    },
                 };
                 let mut checks = match self.get(target).map(|p| &p.body) {
                     Some(Body::Checks {

@@ -287,5 +287,6 @@ fn overrides_replace_only_what_they_set() {
     assert_eq!(base.overlay(&over), over);
 }
 
+mod galera;
 mod lag;
 mod memory;

@@ -14,7 +14,9 @@ mod source;
 pub use source::{SourceReads, SourceWatch};
 
 use conn::{bounded, protocol, ssl_opts};
-use read::{parse_version, read_heartbeat, read_source, read_state, text, write_heartbeat};
+use read::{
+    parse_version, read_galera, read_heartbeat, read_source, read_state, text, write_heartbeat,
+};
 
 use crate::config::{Addr, Heartbeat, SslMode, Target, Tls};
 use crate::sample::{
@@ -74,6 +76,8 @@ struct ServerKind {
     /// for a source without GTIDs: `SHOW BINARY LOG STATUS` since MySQL 8.2 (the old name is
     /// gone in 8.4), `SHOW MASTER STATUS` before and on MariaDB.
     binlog_status_sql: &'static str,
+    /// A Galera node (`wsrep_on` at connect): its state is read at every poll.
+    galera: bool,
 }
 
 impl Probe {
@@ -120,6 +124,12 @@ impl Probe {
         self.ensure_connected().await?;
         let (conn, kind) = self.conn.as_mut().expect("connected just above");
         let mut result = read_state(conn, kind, self.timeout).await;
+        if let (Ok(state), true) = (&mut result, kind.galera) {
+            match read_galera(conn, kind, self.timeout).await {
+                Ok(g) => state.galera = Some(g),
+                Err(e) => result = Err(e),
+            }
+        }
         if let (Ok(state), Some(hb)) = (&mut result, &self.heartbeat) {
             if hb.write && state.writable() {
                 state.heartbeat_written = Some(write_heartbeat(conn, hb, self.timeout).await);
@@ -270,6 +280,16 @@ impl Probe {
             conn.query_first::<Row, _>("SHOW GLOBAL STATUS LIKE 'Uptime'"),
         )
         .await?;
+        // `wsrep_on` exists on every MariaDB and on PXC; plain MySQL returns no row.
+        let wsrep: Option<Row> = bounded(
+            self.timeout,
+            "SHOW GLOBAL VARIABLES",
+            conn.query_first::<Row, _>("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'"),
+        )
+        .await?;
+        let galera = wsrep
+            .and_then(|r| r.as_ref(1).and_then(text))
+            .is_some_and(|v| v.eq_ignore_ascii_case("ON") || v == "1");
         let at = Instant::now();
         let uptime = uptime
             .and_then(|r| r.as_ref(1).and_then(text))
@@ -279,6 +299,7 @@ impl Probe {
             conn,
             ServerKind {
                 uptime,
+                galera,
                 ..ServerKind::detect(version)
             },
         ))
@@ -344,6 +365,7 @@ impl ServerKind {
                 binlog_status_sql: "SHOW MASTER STATUS",
                 version,
                 uptime: None,
+                galera: false,
             }
         } else {
             let (major, minor, patch) = parse_version(&version);
@@ -377,6 +399,7 @@ impl ServerKind {
                 },
                 version,
                 uptime: None,
+                galera: false,
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use super::conn::{bounded, protocol};
 use super::*;
-use crate::sample::HeartbeatError;
+use crate::sample::{GaleraState, HeartbeatError};
 
 /// `8.0.36-log` → (8, 0, 36); unknown parts are 0.
 pub(super) fn parse_version(v: &str) -> (u32, u32, u32) {
@@ -73,6 +73,89 @@ pub(super) async fn read_state(
             binlog_state: var(11),
         },
         channels,
+        galera: None,
+    })
+}
+
+/// The status variables a Galera node's verdict judges, as `information_schema` (MariaDB) or
+/// `performance_schema` (MySQL 8 / PXC) name them.
+const GALERA_STATUS: &str = "'WSREP_LOCAL_STATE','WSREP_LOCAL_STATE_COMMENT',\
+    'WSREP_CLUSTER_STATUS','WSREP_READY','WSREP_CONNECTED','WSREP_CLUSTER_SIZE',\
+    'WSREP_LOCAL_RECV_QUEUE','WSREP_FLOW_CONTROL_PAUSED','WSREP_CLUSTER_STATE_UUID',\
+    'WSREP_LAST_COMMITTED'";
+
+/// One statement for a Galera node's state: its status variables and the variables that take
+/// it out of service. A node in a non-Primary component still answers it (it touches no table
+/// the cluster replicates).
+pub(super) fn galera_sql(kind: &ServerKind) -> String {
+    let (status_table, pxc) = match kind.flavor {
+        Flavor::MariaDb => ("information_schema.GLOBAL_STATUS", false),
+        Flavor::MySql => ("performance_schema.global_status", true),
+    };
+    let mut sql = format!(
+        "SELECT LOWER(VARIABLE_NAME), VARIABLE_VALUE FROM {status_table} \
+         WHERE UPPER(VARIABLE_NAME) IN ({GALERA_STATUS}) \
+         UNION ALL SELECT 'wsrep_desync', @@global.wsrep_desync \
+         UNION ALL SELECT 'wsrep_reject_queries', @@global.wsrep_reject_queries \
+         UNION ALL SELECT 'wsrep_sst_donor_rejects_queries', \
+         @@global.wsrep_sst_donor_rejects_queries"
+    );
+    if pxc {
+        sql.push_str(" UNION ALL SELECT 'pxc_maint_mode', @@global.pxc_maint_mode");
+    }
+    sql
+}
+
+/// Reads a Galera node's state (see [`galera_sql`]). A missing status variable is an error:
+/// never a default that could pass.
+pub(super) async fn read_galera(
+    conn: &mut Conn,
+    kind: &ServerKind,
+    timeout: Duration,
+) -> Result<GaleraState, ProbeError> {
+    let rows: Vec<(String, Option<String>)> =
+        bounded(timeout, "galera status", conn.query(galera_sql(kind))).await?;
+    let map: std::collections::HashMap<String, Option<String>> = rows.into_iter().collect();
+    let get = |name: &str| -> Result<String, ProbeError> {
+        map.get(name)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| protocol(&format!("galera: {name} not reported")))
+    };
+    let on = |name: &str| -> Result<bool, ProbeError> {
+        let v = get(name)?;
+        Ok(matches!(
+            v.to_ascii_uppercase().as_str(),
+            "ON" | "1" | "TRUE"
+        ))
+    };
+    let num = |name: &str| -> Result<u64, ProbeError> {
+        get(name)?
+            .trim()
+            .parse()
+            .map_err(|_| protocol(&format!("galera: {name} is not a number")))
+    };
+    Ok(GaleraState {
+        local_state: num("wsrep_local_state")? as u32,
+        local_state_comment: get("wsrep_local_state_comment")?,
+        cluster_status: get("wsrep_cluster_status")?,
+        ready: on("wsrep_ready")?,
+        connected: on("wsrep_connected")?,
+        cluster_size: num("wsrep_cluster_size")? as u32,
+        recv_queue: num("wsrep_local_recv_queue")?,
+        flow_control_paused: get("wsrep_flow_control_paused")?
+            .trim()
+            .parse()
+            .map_err(|_| protocol("galera: wsrep_flow_control_paused is not a number"))?,
+        cluster_state_uuid: get("wsrep_cluster_state_uuid")?,
+        last_committed: get("wsrep_last_committed")?
+            .trim()
+            .parse()
+            .map_err(|_| protocol("galera: wsrep_last_committed is not a number"))?,
+        desync: on("wsrep_desync")?,
+        reject_queries: get("wsrep_reject_queries")?,
+        sst_donor_rejects_queries: on("wsrep_sst_donor_rejects_queries")?,
+        pxc_maint_mode: map.get("pxc_maint_mode").cloned().flatten(),
     })
 }
 

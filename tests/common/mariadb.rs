@@ -130,7 +130,7 @@ pub fn mariadbd_version() -> String {
     .clone()
 }
 
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     static R: OnceLock<bool> = OnceLock::new();
     *R.get_or_init(|| {
         Command::new("id")
@@ -152,7 +152,7 @@ fn signal(pid: u32, sig: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub fn tail(path: &Path, lines: usize) -> String {
     match fs::read_to_string(path) {
         Ok(s) => {
             let v: Vec<&str> = s.lines().collect();
@@ -164,7 +164,7 @@ fn tail(path: &Path, lines: usize) -> String {
 
 use super::free_port;
 
-fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
+pub fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
     fs::create_dir_all(dst)?;
     for entry in fs::read_dir(src)? {
         let entry = entry?;

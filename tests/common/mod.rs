@@ -7,6 +7,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod galera;
 pub mod guard;
 pub mod haproxy;
 pub mod mariadb;

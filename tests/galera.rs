@@ -1,0 +1,120 @@
+//! The `galera` policy on a real three-node Galera cluster (Debian's galera-4 and mariadbd on
+//! loopback): what clustercheck and `option mysql-check` miss — a desynced node, one that
+//! rejects queries, a read-only one, and a node cut off into a non-Primary component.
+
+mod common;
+
+use common::galera::Cluster;
+use common::guard::{Guard, FAST};
+use std::path::Path;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn block(dir: &Path, name: &str, port: u16, policy: &str) -> String {
+    let pw = common::mariadb::write_password_file(
+        dir,
+        &format!("{name}.password"),
+        common::mariadb::GUARD_PASSWORD,
+    );
+    format!(
+        "[[instance]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{}\"\n\
+         password_file = \"{}\"\npolicy = \"{policy}\"\n",
+        common::mariadb::GUARD_USER,
+        pw.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn galera_nodes_are_judged_by_their_cluster_state() {
+    let mut cluster = Cluster::start(3).await;
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+    let g = Guard::start(FAST, |dir| {
+        block(dir, "g1", ports[0], "galera")
+            + &block(dir, "g2", ports[1], "galera")
+            // auto picks the galera policy on a wsrep node.
+            + &block(dir, "g3", ports[2], "auto")
+    })
+    .await;
+    for name in ["g1", "g2"] {
+        g.wait_for(&format!("/galera?instance={name}"), LIMIT, |r| {
+            r.status == 200
+        })
+        .await;
+    }
+    let r = g
+        .wait_for("/mysqlchk/?instance=g3", LIMIT, |r| r.status == 200)
+        .await;
+    assert!(
+        r.body.contains("ok role galera node -> galera"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("ok wsrep_local_state Synced (4)"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("ok wsrep_cluster_status Primary"),
+        "{}",
+        r.body
+    );
+
+    // Desynced (a backup in progress, say): out, naming the state; back in when resynced.
+    cluster.nodes[1].exec("SET GLOBAL wsrep_desync = ON").await;
+    let r = g
+        .wait_for("/galera?instance=g2", LIMIT, |r| r.status == 503)
+        .await;
+    assert!(
+        r.reason.starts_with("wsrep_local_state Donor/Desynced (2)"),
+        "{}",
+        r.reason
+    );
+    cluster.nodes[1].exec("SET GLOBAL wsrep_desync = OFF").await;
+    g.wait_for("/galera?instance=g2", LIMIT, |r| r.status == 200)
+        .await;
+
+    // A node told to reject queries (the documented way to drain one).
+    cluster.nodes[0]
+        .exec("SET GLOBAL wsrep_reject_queries = ALL")
+        .await;
+    let r = g
+        .wait_for("/galera?instance=g1", LIMIT, |r| r.status == 503)
+        .await;
+    assert_eq!(r.reason, "wsrep_reject_queries ALL, want NONE");
+    cluster.nodes[0]
+        .exec("SET GLOBAL wsrep_reject_queries = NONE")
+        .await;
+    g.wait_for("/galera?instance=g1", LIMIT, |r| r.status == 200)
+        .await;
+
+    // Read-only: out unless available_when_readonly.
+    cluster.nodes[1].exec("SET GLOBAL read_only = ON").await;
+    let r = g
+        .wait_for("/galera?instance=g2", LIMIT, |r| r.status == 503)
+        .await;
+    assert_eq!(r.reason, "read_only ON, want OFF");
+    cluster.nodes[1].exec("SET GLOBAL read_only = OFF").await;
+    g.wait_for("/galera?instance=g2", LIMIT, |r| r.status == 200)
+        .await;
+
+    // Two nodes die: the survivor is alone in a non-Primary component. It still answers its
+    // status (and `option mysql-check`), but refuses work: it must be out.
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let r = g
+        .wait_for("/galera?instance=g1", LIMIT, |r| r.status == 503)
+        .await;
+    assert_eq!(
+        r.reason, "wsrep_cluster_status non-Primary, want Primary",
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("FAIL wsrep_ready OFF, want ON"),
+        "{}",
+        r.body
+    );
+    g.stop().await;
+}
