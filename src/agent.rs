@@ -107,12 +107,27 @@ fn parse_selector(text: &str) -> Selector {
     }
 }
 
-/// The agent line for one instance, from its `replica` verdict.
+/// The agent line for one instance, from its `replica` verdict (its `galera` verdict on a
+/// Galera node).
 pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
+    let snapshot = w.latest();
+    let galera = snapshot
+        .sample
+        .as_ref()
+        .and_then(|s| s.outcome.as_ref().ok())
+        .and_then(|s| s.galera.as_ref());
+    if let Some(g) = galera {
+        let (Some(verdict), Some(limits)) = (
+            hub.evaluate(w, Some("galera"), &Thresholds::default(), now),
+            hub.limits(w, "galera"),
+        ) else {
+            return "down #no galera policy".to_string();
+        };
+        return galera_line(&verdict, g.recv_queue, &limits);
+    }
     let Some(verdict) = hub.evaluate(w, Some("replica"), &Thresholds::default(), now) else {
         return "down #no replica policy".to_string();
     };
-    let snapshot = w.latest();
     let worst = snapshot
         .sample
         .as_ref()
@@ -146,6 +161,33 @@ pub fn line(verdict: &Verdict, worst_lag: Option<Duration>, limits: &Limits) -> 
             limits.max_lag
         )
     )
+}
+
+/// Pure: the reply for a Galera node's verdict; the weight falls with the applier queue
+/// (`wsrep_local_recv_queue`) from a quarter of `max_recv_queue` to `max_recv_queue` (full
+/// weight without that threshold).
+pub fn galera_line(verdict: &Verdict, recv_queue: u64, limits: &Limits) -> String {
+    if verdict
+        .checks
+        .first()
+        .is_some_and(|c| c.name == "maintenance")
+    {
+        return "drain".to_string();
+    }
+    if !verdict.healthy {
+        let reason = report::reason(verdict).unwrap_or_else(|| "unhealthy".into());
+        return format!("down #{reason}");
+    }
+    let w = match limits.max_recv_queue {
+        // The same curve as for lag, in write-sets instead of seconds.
+        Some(max) => weight(
+            Duration::from_secs(recv_queue),
+            Duration::from_secs(max / 4),
+            Duration::from_secs(max),
+        ),
+        None => 100,
+    };
+    format!("up ready {w}%")
 }
 
 /// 100 up to `soft`, then linearly down to [`WEIGHT_FLOOR`] at `max`.

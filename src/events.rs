@@ -41,6 +41,11 @@ pub enum Kind {
     MaintenanceOn,
     /// The maintenance file is gone.
     MaintenanceOff,
+    /// A Galera node left the state it may serve in: not Synced any more (Donor/Desynced,
+    /// Joining, …) or out of the Primary component.
+    GaleraDegraded,
+    /// A Galera node is Synced in the Primary component again.
+    GaleraRecovered,
 }
 
 impl Kind {
@@ -53,6 +58,7 @@ impl Kind {
                 | Kind::SourceLost
                 | Kind::MemoryVoid
                 | Kind::MaintenanceOn
+                | Kind::GaleraDegraded
         )
     }
 
@@ -68,6 +74,8 @@ impl Kind {
             Kind::MemoryVoid => "remembered state void",
             Kind::MaintenanceOn => "maintenance on",
             Kind::MaintenanceOff => "maintenance off",
+            Kind::GaleraDegraded => "galera node degraded",
+            Kind::GaleraRecovered => "galera node synced in the primary component",
         }
     }
 }
@@ -168,6 +176,9 @@ pub struct Observer {
     maintenance: Option<bool>,
     /// Per policy: the cause of its last verdict (`None`: healthy).
     causes: HashMap<String, Option<String>>,
+    /// A Galera node's `wsrep_local_state_comment` and `wsrep_cluster_status` at the last
+    /// successful poll.
+    galera: Option<(String, String)>,
 }
 
 impl Observer {
@@ -283,6 +294,28 @@ impl Observer {
             }
         }
         self.io_connected = now;
+        if let Some(g) = &state.galera {
+            let seen = (g.local_state_comment.clone(), g.cluster_status.clone());
+            if self.galera.as_ref() != Some(&seen) {
+                let fit = g.local_state_comment == "Synced" && g.cluster_status == "Primary";
+                let reason = match &self.galera {
+                    Some((state, component)) => {
+                        format!("{state} in {component} -> {} in {}", seen.0, seen.1)
+                    }
+                    None => format!("{} in {}", seen.0, seen.1),
+                };
+                // The first sight of a fit node is not news; of an unfit one it is.
+                if self.galera.is_some() || !fit {
+                    let kind = if fit {
+                        Kind::GaleraRecovered
+                    } else {
+                        Kind::GaleraDegraded
+                    };
+                    out.push(Event::new(at, instance, kind, reason));
+                }
+                self.galera = Some(seen);
+            }
+        }
         out
     }
 }

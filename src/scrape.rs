@@ -84,6 +84,12 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
     let sql_running = Family::<ChannelLabels, Gauge>::default();
     let source_lost = Family::<ChannelLabels, FloatGauge>::default();
     let healthy = Family::<PolicyLabels, Gauge>::default();
+    let galera_state = Family::<InstanceLabels, Gauge>::default();
+    let galera_primary = Family::<InstanceLabels, Gauge>::default();
+    let galera_ready = Family::<InstanceLabels, Gauge>::default();
+    let galera_size = Family::<InstanceLabels, Gauge>::default();
+    let galera_recv = Family::<InstanceLabels, Gauge>::default();
+    let galera_paused = Family::<InstanceLabels, FloatGauge>::default();
 
     for w in hub.instances() {
         let snap = w.latest();
@@ -118,6 +124,24 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
             .set(i64::from(sample.maintenance.is_some()));
         // A failed poll says nothing about the channels: their series are absent then.
         let Ok(state) = &sample.outcome else { continue };
+        if let Some(g) = &state.galera {
+            galera_state
+                .get_or_create(&inst)
+                .set(i64::from(g.local_state));
+            galera_primary
+                .get_or_create(&inst)
+                .set(i64::from(g.cluster_status == "Primary"));
+            galera_ready.get_or_create(&inst).set(i64::from(g.ready));
+            galera_size
+                .get_or_create(&inst)
+                .set(i64::from(g.cluster_size));
+            galera_recv
+                .get_or_create(&inst)
+                .set(i64::try_from(g.recv_queue).unwrap_or(i64::MAX));
+            galera_paused
+                .get_or_create(&inst)
+                .set(g.flow_control_paused);
+        }
         // The heartbeat table's lag is the server's (worst over its source rows), not one
         // channel's: it carries an empty channel. Negative (the source's clock ahead) reads
         // as 0, as the policies judge it; an unreadable heartbeat is absent.
@@ -212,6 +236,36 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
         "Time since the channel's IO thread was last seen connected; 0 while connected",
         Unit::Seconds,
         source_lost,
+    );
+    registry.register(
+        "galera_local_state",
+        "wsrep_local_state of a Galera node: 1 Joining, 2 Donor/Desynced, 3 Joined, 4 Synced",
+        galera_state,
+    );
+    registry.register(
+        "galera_primary_component",
+        "1 when the Galera node is in the Primary component (wsrep_cluster_status), else 0",
+        galera_primary,
+    );
+    registry.register(
+        "galera_ready",
+        "1 when the Galera node accepts queries (wsrep_ready)",
+        galera_ready,
+    );
+    registry.register(
+        "galera_cluster_size",
+        "Nodes in the Galera node's component (wsrep_cluster_size)",
+        galera_size,
+    );
+    registry.register(
+        "galera_recv_queue",
+        "Write-sets received but not applied (wsrep_local_recv_queue)",
+        galera_recv,
+    );
+    registry.register(
+        "galera_flow_control_paused",
+        "Fraction of time paused by flow control (wsrep_flow_control_paused)",
+        galera_paused,
     );
     registry.register(
         "policy_healthy",

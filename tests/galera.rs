@@ -60,6 +60,20 @@ async fn galera_nodes_are_judged_by_their_cluster_state() {
         "{}",
         r.body
     );
+    let metrics = g.get("/metrics").await.body;
+    for line in [
+        r#"replguard_galera_local_state{instance="g1"} 4"#,
+        r#"replguard_galera_primary_component{instance="g1"} 1"#,
+        r#"replguard_galera_cluster_size{instance="g2"} 3"#,
+        r#"replguard_galera_ready{instance="g3"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert_eq!(
+        common::guard::agent(g.agent, "g2\n").await,
+        "up ready 100%\n",
+        "the agent answers for Galera nodes too"
+    );
 
     // Desynced (a backup in progress, say): out, naming the state; back in when resynced.
     cluster.nodes[1].exec("SET GLOBAL wsrep_desync = ON").await;
@@ -70,6 +84,17 @@ async fn galera_nodes_are_judged_by_their_cluster_state() {
         r.reason.starts_with("wsrep_local_state Donor/Desynced (2)"),
         "{}",
         r.reason
+    );
+    let agent = common::guard::agent(g.agent, "g2\n").await;
+    assert!(
+        agent.starts_with("down #wsrep_local_state Donor/Desynced"),
+        "{agent}"
+    );
+    let events = g.get("/events?instance=g2").await.body;
+    assert!(
+        events.contains("\"galera_degraded\"")
+            && events.contains("Synced in Primary -> Donor/Desynced in Primary"),
+        "{events}"
     );
     cluster.nodes[1].exec("SET GLOBAL wsrep_desync = OFF").await;
     g.wait_for("/galera?instance=g2", LIMIT, |r| r.status == 200)
@@ -115,6 +140,13 @@ async fn galera_nodes_are_judged_by_their_cluster_state() {
         r.body.contains("FAIL wsrep_ready OFF, want ON"),
         "{}",
         r.body
+    );
+    let metrics = g.get("/metrics").await.body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"replguard_galera_primary_component{instance="g1"} 0"#),
+        "{metrics}"
     );
     g.stop().await;
 }

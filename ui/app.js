@@ -8,7 +8,8 @@ const STATUS = "/status";
 const EVENTS = "/events";
 // Lag graphs keep this much client-side history (the server sends its last polls).
 const KEEP_MS = 10 * 60 * 1000;
-const BAD_EVENTS = new Set(["unhealthy", "source_lost", "memory_void", "maintenance_on"]);
+const BAD_EVENTS = new Set(["unhealthy", "source_lost", "memory_void", "maintenance_on",
+  "galera_degraded"]);
 
 // Per instance: [{t (ms since epoch, client clock), lag (s or null)}], oldest first.
 const history = new Map();
@@ -47,6 +48,12 @@ function role(inst) {
   const s = inst.state;
   if (!s) return ["no sample yet", null];
   const what = s.flavor + " " + s.version + ", server_id " + s.server_id;
+  if (s.galera) {
+    const g = s.galera;
+    const where = g.cluster_status === "Primary" ? "" : " (" + g.cluster_status + ")";
+    return ["galera " + g.local_state_comment + where, what + "; " + g.cluster_size +
+      " nodes in its component, recv queue " + g.recv_queue];
+  }
   if (s.channels.length > 0) {
     const r = s.channels.length > 1 ? "replica ×" + s.channels.length : "replica";
     return [s.read_only ? r : r + " (writable!)", what];
