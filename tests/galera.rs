@@ -150,3 +150,107 @@ async fn galera_nodes_are_judged_by_their_cluster_state() {
     );
     g.stop().await;
 }
+
+/// A connection through `front` (HAProxy) as the admin user.
+async fn through(front: u16) -> mysql_async::Result<mysql_async::Conn> {
+    mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(front)
+            .user(Some(common::mariadb::ADMIN_USER))
+            .pass(Some(common::mariadb::ADMIN_PASSWORD))
+            .prefer_socket(false),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_single_writer_moves_to_a_synced_backup_with_every_row() {
+    use mysql_async::prelude::Queryable;
+    let mut cluster = Cluster::start(3).await;
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+    let g = Guard::start(FAST, |dir| {
+        block(dir, "g1", ports[0], "galera")
+            + &block(dir, "g2", ports[1], "galera")
+            + &block(dir, "g3", ports[2], "galera")
+    })
+    .await;
+    let front = common::free_port();
+    let servers: String = ["g1", "g2", "g3"]
+        .iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (name, port))| {
+            format!(
+                "    server {name} 127.0.0.1:{port} check addr 127.0.0.1 port {}{}\n",
+                g.addr.port(),
+                if i == 0 { "" } else { " backup" }
+            )
+        })
+        .collect();
+    let h = common::haproxy::Haproxy::start(&format!(
+        "listen rw\n    bind 127.0.0.1:{front}\n    option httpchk\n    \
+         http-check send meth GET uri-lf /galera?instance=%[srv_name]\n    \
+         http-check expect status 200\n    \
+         default-server inter 200 rise 2 fall 2 on-marked-down shutdown-sessions\n{servers}"
+    ))
+    .await;
+    for name in ["g1", "g2", "g3"] {
+        h.wait_status("rw", name, "UP", LIMIT).await;
+    }
+    let mut c = through(front).await.expect("connect through haproxy");
+    let node: String = c
+        .query_first("SELECT @@wsrep_node_name")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(node, "g1", "the single writer");
+    c.query_drop("CREATE DATABASE app").await.unwrap();
+    c.query_drop("CREATE TABLE app.t (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    for id in 1..=200 {
+        c.exec_drop("INSERT INTO app.t VALUES (?, ?)", (id, id * 2))
+            .await
+            .unwrap();
+    }
+    drop(c);
+
+    // The writer dies: HAProxy moves the writes to a Synced backup, which has every row.
+    cluster.nodes[0].kill();
+    h.wait_status("rw", "g1", "DOWN", LIMIT).await;
+    let start = std::time::Instant::now();
+    let (node, rows) = loop {
+        if let Ok(mut c) = through(front).await {
+            let node: Option<String> = c
+                .query_first("SELECT @@wsrep_node_name")
+                .await
+                .ok()
+                .flatten();
+            let rows: Option<u64> = c
+                .query_first("SELECT COUNT(*) FROM app.t")
+                .await
+                .ok()
+                .flatten();
+            if let (Some(node), Some(rows)) = (node, rows) {
+                c.exec_drop("INSERT INTO app.t VALUES (?, ?)", (201, 402))
+                    .await
+                    .expect("the new writer takes writes");
+                break (node, rows);
+            }
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "no writer behind haproxy after g1 died"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(node == "g2" || node == "g3", "a backup took over: {node}");
+    assert_eq!(
+        rows, 200,
+        "every row written through the old writer is there"
+    );
+    let r = g.get("/galera?instance=g1").await;
+    assert_eq!(r.status, 503);
+    g.stop().await;
+}
