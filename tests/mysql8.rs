@@ -43,6 +43,41 @@ struct Replica {
     binlog: (&'static str, u64),
     /// Every statement fails with 1053, as a server shutting down answers.
     down: bool,
+    /// A Percona XtraDB Cluster 8 node: its wsrep status and variables.
+    pxc: Option<Pxc>,
+}
+
+/// What a PXC 8 node reports: `performance_schema.global_status` rows and the variables that
+/// take it out of service.
+#[derive(Debug, Clone)]
+struct Pxc {
+    status: Vec<(&'static str, String)>,
+    maint_mode: &'static str,
+    desync: &'static str,
+}
+
+impl Pxc {
+    fn synced() -> Pxc {
+        Pxc {
+            status: vec![
+                ("wsrep_local_state", "4".into()),
+                ("wsrep_local_state_comment", "Synced".into()),
+                ("wsrep_cluster_status", "Primary".into()),
+                ("wsrep_ready", "ON".into()),
+                ("wsrep_connected", "ON".into()),
+                ("wsrep_cluster_size", "3".into()),
+                ("wsrep_local_recv_queue", "0".into()),
+                ("wsrep_flow_control_paused", "0".into()),
+                (
+                    "wsrep_cluster_state_uuid",
+                    "6a6c0d5c-ee7d-11f1-9437-cbad913f2650".into(),
+                ),
+                ("wsrep_last_committed", "1234".into()),
+            ],
+            maint_mode: "DISABLED",
+            desync: "OFF",
+        }
+    }
 }
 
 type Shared = Arc<Mutex<Replica>>;
@@ -156,7 +191,11 @@ fn variable(r: &Replica, expr: &str) -> Result<Option<String>, String> {
         "NULL" => None,
         "VERSION()" => s(r.version),
         "server_id" => Some(r.server_id.to_string()),
-        "read_only" | "super_read_only" => s("1"),
+        "read_only" | "super_read_only" => s(if r.pxc.is_some() { "0" } else { "1" }),
+        "wsrep_desync" if r.pxc.is_some() => s(r.pxc.as_ref().unwrap().desync),
+        "wsrep_reject_queries" if r.pxc.is_some() => s("NONE"),
+        "wsrep_sst_donor_rejects_queries" if r.pxc.is_some() => s("OFF"),
+        "pxc_maint_mode" if r.pxc.is_some() => s(r.pxc.as_ref().unwrap().maint_mode),
         "innodb_read_only" => s("0"),
         "gtid_mode" => s(r.gtid_mode),
         "gtid_executed" => Some(r.gtid_executed.clone()),
@@ -279,6 +318,64 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Server {
             )
             .await;
         }
+        if q == "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'" && r.pxc.is_some() {
+            return rows(
+                results,
+                &[("Variable_name", s("wsrep_on")), ("Value", s("ON"))],
+            )
+            .await;
+        }
+        if q.contains(" FROM performance_schema.global_status ") {
+            // As MySQL would: each UNION ALL part answered in turn, the status rows filtered by
+            // the IN list, a `SELECT 'name', @@global.var` part as one row.
+            let Some(pxc) = &r.pxc else {
+                return results
+                    .error(
+                        ErrorKind::ER_UNKNOWN_SYSTEM_VARIABLE,
+                        b"Unknown system variable",
+                    )
+                    .await;
+            };
+            let mut out: Vec<(String, Option<String>)> = Vec::new();
+            for part in q.split(" UNION ALL ") {
+                if let Some((_, list)) = part.split_once(" IN (") {
+                    let wanted: Vec<String> = list
+                        .trim_end_matches(')')
+                        .split(',')
+                        .map(|n| n.trim().trim_matches('\'').to_ascii_lowercase())
+                        .collect();
+                    for (name, value) in &pxc.status {
+                        if wanted.iter().any(|w| w == name) {
+                            out.push((name.to_string(), Some(value.clone())));
+                        }
+                    }
+                } else if let Some((name, var)) =
+                    part.trim_start_matches("SELECT ").split_once(", ")
+                {
+                    match variable(&r, var) {
+                        Ok(v) => out.push((name.trim_matches('\'').to_string(), v)),
+                        Err(e) => {
+                            return results
+                                .error(ErrorKind::ER_UNKNOWN_SYSTEM_VARIABLE, e.as_bytes())
+                                .await
+                        }
+                    }
+                }
+            }
+            let columns = ["LOWER(VARIABLE_NAME)", "VARIABLE_VALUE"].map(|c| Column {
+                table: String::new(),
+                column: c.to_string(),
+                coltype: ColumnType::MYSQL_TYPE_VAR_STRING,
+                colflags: ColumnFlags::empty(),
+            });
+            let mut w = results.start(&columns).await?;
+            for (name, value) in &out {
+                w.write_col(Some(name.as_str()))?;
+                w.write_col(value.as_deref())?;
+                w.end_row().await?;
+            }
+            return w.finish().await;
+        }
         if q.starts_with("SHOW GLOBAL VARIABLES LIKE ") {
             // As MySQL: a variable this server does not have (wsrep_on on a non-Galera
             // server) is an empty result, not an error.
@@ -340,6 +437,7 @@ async fn standin(version: &'static str) -> (u16, Shared) {
         gtid_mode: "ON",
         binlog: ("binlog.000003", 1234),
         down: false,
+        pxc: None,
     }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -611,6 +709,62 @@ async fn without_gtids_the_source_position_beats_the_memory() {
         )),
         "{}",
         dead.body
+    );
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percona_xtradb_cluster_node_maintenance_and_desync() {
+    let (port, state) = standin("8.0.36").await;
+    state.lock().unwrap().pxc = Some(Pxc::synced());
+    let g = Guard::start(FAST, |dir| {
+        user_block(dir, port, "replguard", "secret", "auto")
+    })
+    .await;
+    let limit = Duration::from_secs(20);
+    let ok = g.wait_for("/mysqlchk/", limit, |r| r.status == 200).await;
+    assert_eq!(
+        ok.line("role"),
+        Some("ok role galera node -> galera"),
+        "{}",
+        ok.body
+    );
+    assert_eq!(
+        ok.line("pxc_maint_mode"),
+        Some("ok pxc_maint_mode DISABLED")
+    );
+    assert_eq!(
+        ok.line("wsrep_local_state"),
+        Some("ok wsrep_local_state Synced (4)")
+    );
+    // PXC's documented way to drain a node: HAProxy must stop sending new connections.
+    state.lock().unwrap().pxc.as_mut().unwrap().maint_mode = "MAINTENANCE";
+    let r = g.wait_for("/galera", limit, |r| r.status == 503).await;
+    assert_eq!(r.reason, "pxc_maint_mode MAINTENANCE, want DISABLED");
+    {
+        let mut s = state.lock().unwrap();
+        let pxc = s.pxc.as_mut().unwrap();
+        pxc.maint_mode = "DISABLED";
+        pxc.desync = "ON";
+        pxc.status[0].1 = "2".into();
+        pxc.status[1].1 = "Donor/Desynced".into();
+    }
+    let r = g
+        .wait_for("/galera", limit, |r| {
+            r.reason.starts_with("wsrep_local_state")
+        })
+        .await;
+    assert_eq!(
+        r.reason,
+        "wsrep_local_state Donor/Desynced (2), want Synced (4)"
+    );
+    // The state came from performance_schema.global_status, as PXC 8 serves it.
+    let queries = state.lock().unwrap().queries.clone();
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.contains("FROM performance_schema.global_status")),
+        "{queries:?}"
     );
     g.stop().await;
 }
