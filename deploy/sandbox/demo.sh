@@ -4,6 +4,8 @@
 #   deploy/sandbox/demo.sh            bring everything up, print what to try, wait for Ctrl-C
 #   deploy/sandbox/demo.sh --check    bring up, self-test, tear down; exit 0 (pass) / 1 (fail)
 #                                      (same as REPLGUARD_DEMO_CHECK=1)
+#   deploy/sandbox/demo.sh --galera [--check]   a three-node Galera cluster instead
+#                                      (deploy/sandbox/demo-galera.sh)
 #
 # Everything lives under $REPLGUARD_DEMO_DIR (default /tmp/replguard-demo); on exit the
 # processes are stopped and the files are left in place for inspection. A new run wipes
@@ -32,7 +34,8 @@ CHECK_MODE=${REPLGUARD_DEMO_CHECK:-0}
 for arg in "$@"; do
   case "$arg" in
     --check) CHECK_MODE=1 ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --galera) exec "$SCRIPT_DIR/demo-galera.sh" "$@" ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
