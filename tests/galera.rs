@@ -74,6 +74,26 @@ async fn galera_nodes_are_judged_by_their_cluster_state() {
         "up ready 100%\n",
         "the agent answers for Galera nodes too"
     );
+    // Checks add no MySQL load: 300 checks of g1 cost its server no statement beyond the
+    // guard's own polls (3 a poll: variables, replica status, wsrep state; one every 300 ms).
+    let questions = || async {
+        cluster.nodes[0]
+            .status("Questions")
+            .await
+            .and_then(|q| q.parse::<u64>().ok())
+            .expect("Questions")
+    };
+    let before = questions().await;
+    let start = std::time::Instant::now();
+    for _ in 0..300 {
+        assert_eq!(g.get("/galera?instance=g1").await.status, 200);
+    }
+    let polls = start.elapsed().as_millis() as u64 / 300 + 2;
+    let delta = questions().await - before;
+    assert!(
+        delta <= polls * 3 + 2,
+        "{delta} statements for 300 checks over {polls} polls"
+    );
 
     // Desynced (a backup in progress, say): out, naming the state; back in when resynced.
     cluster.nodes[1].exec("SET GLOBAL wsrep_desync = ON").await;
@@ -252,5 +272,28 @@ async fn haproxy_single_writer_moves_to_a_synced_backup_with_every_row() {
     );
     let r = g.get("/galera?instance=g1").await;
     assert_eq!(r.status, 503);
+
+    // g1 comes back and rejoins (IST): never 200 before it reports Synced itself.
+    cluster.nodes[0].rejoin();
+    let start = std::time::Instant::now();
+    loop {
+        let r = g.get("/galera?instance=g1").await;
+        if r.status == 200 {
+            assert_eq!(
+                cluster.nodes[0]
+                    .status("wsrep_local_state_comment")
+                    .await
+                    .as_deref(),
+                Some("Synced"),
+                "200 only for a Synced node"
+            );
+            break;
+        }
+        assert_eq!(r.status, 503, "{r:?}");
+        assert!(start.elapsed() < LIMIT, "g1 never rejoined: {r:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // HAProxy puts it back as the writer (it is the non-backup server).
+    h.wait_status("rw", "g1", "UP", LIMIT).await;
     g.stop().await;
 }

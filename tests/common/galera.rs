@@ -43,6 +43,8 @@ pub struct Node {
     sst: u16,
     child: Option<Child>,
     watchdog: Option<Child>,
+    /// `gcomm://…` of the whole cluster, to rejoin it.
+    cluster_address: String,
 }
 
 /// A running cluster.
@@ -97,7 +99,16 @@ impl Node {
             sst: free_port(),
             child: None,
             watchdog: None,
+            cluster_address: String::new(),
         }
+    }
+
+    /// Starts a killed node again: it rejoins the cluster (IST from a donor's gcache, or SST).
+    /// Returns at once; see [`Node::wait_synced`].
+    pub fn rejoin(&mut self) {
+        assert!(self.child.is_none(), "{}: still running", self.name);
+        let address = self.cluster_address.clone();
+        self.spawn(&address, false);
     }
 
     pub fn datadir(&self) -> &Path {
@@ -105,6 +116,7 @@ impl Node {
     }
 
     fn spawn(&mut self, cluster_address: &str, bootstrap: bool) {
+        self.cluster_address = cluster_address.to_string();
         let d = self.dir.path();
         let options = format!(
             "gmcast.listen_addr=tcp://127.0.0.1:{g};ist.recv_addr=127.0.0.1:{i};\
