@@ -46,6 +46,12 @@ pub enum Kind {
     GaleraDegraded,
     /// A Galera node is Synced in the Primary component again.
     GaleraRecovered,
+    /// A Group Replication member's role changed (a new primary was elected).
+    GroupRoleChanged,
+    /// A Group Replication member left ONLINE (RECOVERING, ERROR, OFFLINE, ...).
+    GroupDegraded,
+    /// A Group Replication member is ONLINE again.
+    GroupOnline,
 }
 
 impl Kind {
@@ -59,6 +65,7 @@ impl Kind {
                 | Kind::MemoryVoid
                 | Kind::MaintenanceOn
                 | Kind::GaleraDegraded
+                | Kind::GroupDegraded
         )
     }
 
@@ -76,6 +83,9 @@ impl Kind {
             Kind::MaintenanceOff => "maintenance off",
             Kind::GaleraDegraded => "galera node degraded",
             Kind::GaleraRecovered => "galera node synced in the primary component",
+            Kind::GroupRoleChanged => "group role changed",
+            Kind::GroupDegraded => "group member not online",
+            Kind::GroupOnline => "group member online",
         }
     }
 }
@@ -179,6 +189,8 @@ pub struct Observer {
     /// A Galera node's `wsrep_local_state_comment` and `wsrep_cluster_status` at the last
     /// successful poll.
     galera: Option<(String, String)>,
+    /// A Group Replication member's state and role at the last successful poll.
+    group: Option<(String, String)>,
 }
 
 impl Observer {
@@ -294,6 +306,35 @@ impl Observer {
             }
         }
         self.io_connected = now;
+        if let Some(g) = &state.group {
+            let seen = (g.state.clone(), g.role.clone());
+            match &self.group {
+                Some((state, role)) if *state != seen.0 => out.push(Event::new(
+                    at,
+                    instance,
+                    if seen.0 == "ONLINE" {
+                        Kind::GroupOnline
+                    } else {
+                        Kind::GroupDegraded
+                    },
+                    format!("{state} -> {}", seen.0),
+                )),
+                Some((_, role)) if *role != seen.1 && !seen.1.is_empty() => out.push(Event::new(
+                    at,
+                    instance,
+                    Kind::GroupRoleChanged,
+                    format!("{role} -> {}", seen.1),
+                )),
+                None if seen.0 != "ONLINE" => out.push(Event::new(
+                    at,
+                    instance,
+                    Kind::GroupDegraded,
+                    seen.0.clone(),
+                )),
+                _ => {}
+            }
+            self.group = Some(seen);
+        }
         if let Some(g) = &state.galera {
             let seen = (g.local_state_comment.clone(), g.cluster_status.clone());
             if self.galera.as_ref() != Some(&seen) {

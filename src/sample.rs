@@ -112,6 +112,56 @@ pub struct ServerState {
     /// The Galera node's state, on a server with `wsrep_on`; `None` elsewhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub galera: Option<GaleraState>,
+    /// The Group Replication member's view, on a MySQL server in a group; `None` elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupState>,
+}
+
+/// A Group Replication member's view of its group, from
+/// `performance_schema.replication_group_members` and `replication_group_member_stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupState {
+    /// This member's `MEMBER_ID` (its `@@server_uuid`).
+    pub member_id: String,
+    /// This member's `MEMBER_STATE`: ONLINE, RECOVERING, OFFLINE, ERROR, UNREACHABLE.
+    pub state: String,
+    /// This member's `MEMBER_ROLE`: PRIMARY or SECONDARY (empty while not ONLINE).
+    pub role: String,
+    /// `@@group_replication_single_primary_mode`.
+    pub single_primary: bool,
+    /// Every member this one sees, itself included.
+    pub members: Vec<GroupMember>,
+    /// `COUNT_TRANSACTIONS_IN_QUEUE`: transactions waiting for certification.
+    pub cert_queue: Option<u64>,
+    /// `COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE`: transactions waiting to be applied.
+    pub applier_queue: Option<u64>,
+}
+
+/// One row of `replication_group_members`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GroupMember {
+    pub id: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub state: String,
+    pub role: String,
+    pub version: String,
+}
+
+impl GroupState {
+    /// Members that count towards a majority: ONLINE or RECOVERING (as Group Replication counts
+    /// them: an UNREACHABLE member is suspected, not gone).
+    pub fn reachable(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|m| m.state == "ONLINE" || m.state == "RECOVERING")
+            .count()
+    }
+
+    /// Whether this member sees a majority of its group.
+    pub fn has_majority(&self) -> bool {
+        self.reachable() * 2 > self.members.len()
+    }
 }
 
 /// What a Galera node (MariaDB Galera Cluster, Percona XtraDB Cluster) reports of itself, read
@@ -460,6 +510,7 @@ pub mod fixtures {
             gtid: GtidState::default(),
             channels: vec![channel()],
             galera: None,
+            group: None,
         }
     }
 

@@ -90,6 +90,11 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
     let galera_size = Family::<InstanceLabels, Gauge>::default();
     let galera_recv = Family::<InstanceLabels, Gauge>::default();
     let galera_paused = Family::<InstanceLabels, FloatGauge>::default();
+    let gr_online = Family::<InstanceLabels, Gauge>::default();
+    let gr_primary = Family::<InstanceLabels, Gauge>::default();
+    let gr_members_online = Family::<InstanceLabels, Gauge>::default();
+    let gr_applier = Family::<InstanceLabels, Gauge>::default();
+    let gr_cert = Family::<InstanceLabels, Gauge>::default();
 
     for w in hub.instances() {
         let snap = w.latest();
@@ -124,6 +129,29 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
             .set(i64::from(sample.maintenance.is_some()));
         // A failed poll says nothing about the channels: their series are absent then.
         let Ok(state) = &sample.outcome else { continue };
+        if let Some(g) = &state.group {
+            gr_online
+                .get_or_create(&inst)
+                .set(i64::from(g.state == "ONLINE"));
+            gr_primary
+                .get_or_create(&inst)
+                .set(i64::from(g.role == "PRIMARY"));
+            let online = g.members.iter().filter(|m| m.state == "ONLINE").count();
+            gr_members_online
+                .get_or_create(&inst)
+                .set(i64::try_from(online).unwrap_or(i64::MAX));
+            // Unknown queues are absent, never 0.
+            if let Some(q) = g.applier_queue {
+                gr_applier
+                    .get_or_create(&inst)
+                    .set(i64::try_from(q).unwrap_or(i64::MAX));
+            }
+            if let Some(q) = g.cert_queue {
+                gr_cert
+                    .get_or_create(&inst)
+                    .set(i64::try_from(q).unwrap_or(i64::MAX));
+            }
+        }
         if let Some(g) = &state.galera {
             galera_state
                 .get_or_create(&inst)
@@ -236,6 +264,31 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
         "Time since the channel's IO thread was last seen connected; 0 while connected",
         Unit::Seconds,
         source_lost,
+    );
+    registry.register(
+        "gr_member_online",
+        "1 when this Group Replication member is ONLINE (MEMBER_STATE), else 0",
+        gr_online,
+    );
+    registry.register(
+        "gr_primary",
+        "1 when this Group Replication member is the PRIMARY (MEMBER_ROLE), else 0",
+        gr_primary,
+    );
+    registry.register(
+        "gr_members_online",
+        "Group members this member sees ONLINE, itself included",
+        gr_members_online,
+    );
+    registry.register(
+        "gr_applier_queue",
+        "Transactions waiting to be applied (COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE)",
+        gr_applier,
+    );
+    registry.register(
+        "gr_cert_queue",
+        "Transactions waiting for certification (COUNT_TRANSACTIONS_IN_QUEUE)",
+        gr_cert,
     );
     registry.register(
         "galera_local_state",

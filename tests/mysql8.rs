@@ -45,7 +45,68 @@ struct Replica {
     down: bool,
     /// A Percona XtraDB Cluster 8 node: its wsrep status and variables.
     pxc: Option<Pxc>,
+    /// A Group Replication member: the group as this member sees it.
+    group: Option<Group>,
 }
+
+/// A three-member group as one member sees it; `members[0]` is this server.
+#[derive(Debug, Clone)]
+struct Group {
+    /// (MEMBER_ID, MEMBER_HOST, MEMBER_PORT, MEMBER_STATE, MEMBER_ROLE, MEMBER_VERSION)
+    members: Vec<[String; 6]>,
+    cert_queue: u64,
+    applier_queue: u64,
+}
+
+impl Group {
+    fn three(self_uuid: &str, version: &str, self_role: &str) -> Group {
+        let other = |n: u32, role: &str| {
+            [
+                format!("4a2bb8e0-1111-11ee-8000-00000000000{n}"),
+                format!("db{n}"),
+                "3306".to_string(),
+                "ONLINE".to_string(),
+                role.to_string(),
+                version.to_string(),
+            ]
+        };
+        let others_role = if self_role == "PRIMARY" {
+            "SECONDARY"
+        } else {
+            "PRIMARY"
+        };
+        Group {
+            members: vec![
+                [
+                    self_uuid.to_string(),
+                    "db2".to_string(),
+                    "3306".to_string(),
+                    "ONLINE".to_string(),
+                    self_role.to_string(),
+                    version.to_string(),
+                ],
+                other(7, others_role),
+                other(8, "SECONDARY"),
+            ],
+            cert_queue: 0,
+            applier_queue: 0,
+        }
+    }
+
+    fn me(&mut self) -> &mut [String; 6] {
+        &mut self.members[0]
+    }
+}
+
+/// The columns of `performance_schema.replication_group_members` in MySQL 8.0 and 8.4.
+const GROUP_MEMBER_COLUMNS: [&str; 6] = [
+    "MEMBER_ID",
+    "MEMBER_HOST",
+    "MEMBER_PORT",
+    "MEMBER_STATE",
+    "MEMBER_ROLE",
+    "MEMBER_VERSION",
+];
 
 /// What a PXC 8 node reports: `performance_schema.global_status` rows and the variables that
 /// take it out of service.
@@ -191,7 +252,13 @@ fn variable(r: &Replica, expr: &str) -> Result<Option<String>, String> {
         "NULL" => None,
         "VERSION()" => s(r.version),
         "server_id" => Some(r.server_id.to_string()),
-        "read_only" | "super_read_only" => s(if r.pxc.is_some() { "0" } else { "1" }),
+        "read_only" | "super_read_only" => {
+            let writer = r.pxc.is_some()
+                || r.group
+                    .as_ref()
+                    .is_some_and(|g| g.members[0][4] == "PRIMARY");
+            s(if writer { "0" } else { "1" })
+        }
         "wsrep_desync" if r.pxc.is_some() => s(r.pxc.as_ref().unwrap().desync),
         "wsrep_reject_queries" if r.pxc.is_some() => s("NONE"),
         "wsrep_sst_donor_rejects_queries" if r.pxc.is_some() => s("OFF"),
@@ -318,12 +385,114 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Server {
             )
             .await;
         }
-        if q == "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'" && r.pxc.is_some() {
-            return rows(
-                results,
-                &[("Variable_name", s("wsrep_on")), ("Value", s("ON"))],
-            )
-            .await;
+        if let Some(list) = q.strip_prefix("SHOW GLOBAL VARIABLES WHERE Variable_name IN (") {
+            // As MySQL: one row per named variable the server has.
+            let mut have: Vec<(String, String)> = Vec::new();
+            for name in list.trim_end_matches(')').split(',') {
+                let name = name.trim().trim_matches('\'');
+                let value = match name {
+                    "wsrep_on" if r.pxc.is_some() => Some("ON".to_string()),
+                    "server_uuid" => Some(r.uuid.clone()),
+                    "group_replication_group_name" if r.group.is_some() => {
+                        Some("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".to_string())
+                    }
+                    "group_replication_single_primary_mode" if r.group.is_some() => {
+                        Some("ON".to_string())
+                    }
+                    _ => None,
+                };
+                if let Some(v) = value {
+                    have.push((name.to_string(), v));
+                }
+            }
+            let columns = ["Variable_name", "Value"].map(|c| Column {
+                table: String::new(),
+                column: c.to_string(),
+                coltype: ColumnType::MYSQL_TYPE_VAR_STRING,
+                colflags: ColumnFlags::empty(),
+            });
+            let mut w = results.start(&columns).await?;
+            for (name, value) in &have {
+                w.write_col(Some(name.as_str()))?;
+                w.write_col(Some(value.as_str()))?;
+                w.end_row().await?;
+            }
+            return w.finish().await;
+        }
+        if let Some(rest) = q.strip_prefix("SELECT ") {
+            if let Some((list, table)) =
+                rest.split_once(" FROM performance_schema.replication_group_")
+            {
+                // As MySQL would: the named columns of every row of the table (members), or of
+                // the row a `WHERE MEMBER_ID = '...'` selects (stats); empty without a group.
+                let cols: Vec<&str> = list.split(',').map(str::trim).collect();
+                let group = r.group.clone();
+                let data: Vec<Vec<Option<String>>> = if table == "members" {
+                    let mut out = Vec::new();
+                    for m in group.iter().flat_map(|g| g.members.iter()) {
+                        let mut row = Vec::new();
+                        for c in &cols {
+                            match GROUP_MEMBER_COLUMNS.iter().position(|k| k == c) {
+                                Some(i) => row.push(Some(m[i].clone())),
+                                None => {
+                                    let e = format!("Unknown column '{c}' in 'field list'");
+                                    return results
+                                        .error(ErrorKind::ER_BAD_FIELD_ERROR, e.as_bytes())
+                                        .await;
+                                }
+                            }
+                        }
+                        out.push(row);
+                    }
+                    out
+                } else if let Some(id) = table
+                    .strip_prefix("member_stats WHERE MEMBER_ID = '")
+                    .map(|t| t.trim_end_matches('\''))
+                {
+                    let mut out = Vec::new();
+                    if let Some(g) = group.as_ref().filter(|g| g.members[0][0] == id) {
+                        let mut row = Vec::new();
+                        for c in &cols {
+                            row.push(match *c {
+                                "COUNT_TRANSACTIONS_IN_QUEUE" => Some(g.cert_queue.to_string()),
+                                "COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE" => {
+                                    Some(g.applier_queue.to_string())
+                                }
+                                "MEMBER_ID" => Some(id.to_string()),
+                                other => {
+                                    let e = format!("Unknown column '{other}' in 'field list'");
+                                    return results
+                                        .error(ErrorKind::ER_BAD_FIELD_ERROR, e.as_bytes())
+                                        .await;
+                                }
+                            });
+                        }
+                        out.push(row);
+                    }
+                    out
+                } else {
+                    return results
+                        .error(ErrorKind::ER_PARSE_ERROR, parse_error().as_bytes())
+                        .await;
+                };
+                let columns: Vec<Column> = cols
+                    .iter()
+                    .map(|c| Column {
+                        table: String::new(),
+                        column: c.to_string(),
+                        coltype: ColumnType::MYSQL_TYPE_VAR_STRING,
+                        colflags: ColumnFlags::empty(),
+                    })
+                    .collect();
+                let mut w = results.start(&columns).await?;
+                for row in &data {
+                    for v in row {
+                        w.write_col(v.as_deref())?;
+                    }
+                    w.end_row().await?;
+                }
+                return w.finish().await;
+            }
         }
         if q.contains(" FROM performance_schema.global_status ") {
             // As MySQL would: each UNION ALL part answered in turn, the status rows filtered by
@@ -438,6 +607,7 @@ async fn standin(version: &'static str) -> (u16, Shared) {
         binlog: ("binlog.000003", 1234),
         down: false,
         pxc: None,
+        group: None,
     }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -767,4 +937,141 @@ async fn percona_xtradb_cluster_node_maintenance_and_desync() {
         "{queries:?}"
     );
     g.stop().await;
+}
+
+/// A three-member group seen from this member: roles, elections, queues, recovery, a minority
+/// partition, the ERROR state, with MySQL 8.0's and 8.4's tables.
+async fn group_member(version: &'static str) {
+    let (port, state) = standin(version).await;
+    {
+        let mut s = state.lock().unwrap();
+        let uuid = s.uuid.clone();
+        s.group = Some(Group::three(&uuid, version, "PRIMARY"));
+    }
+    let g = Guard::start(FAST, |dir| {
+        user_block(dir, port, "replguard", "secret", "auto")
+    })
+    .await;
+    let limit = Duration::from_secs(20);
+    let set = |f: &dyn Fn(&mut Group)| f(state.lock().unwrap().group.as_mut().unwrap());
+
+    // The primary: the write port's check passes here only.
+    let r = g.wait_for("/mysqlchk/", limit, |r| r.status == 200).await;
+    assert_eq!(
+        r.line("role"),
+        Some("ok role group PRIMARY -> gr-primary"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.line("gr_majority"),
+        Some("ok gr_majority 3 of 3 members reachable")
+    );
+    assert_eq!(r.line("super_read_only"), Some("ok super_read_only OFF"));
+    let r = g.get("/gr-secondary").await;
+    assert_eq!(
+        r.reason, "gr_member_role PRIMARY, want SECONDARY",
+        "{version}"
+    );
+    let metrics = g.get("/metrics").await.body;
+    for line in [
+        r#"replguard_gr_member_online{instance="db"} 1"#,
+        r#"replguard_gr_primary{instance="db"} 1"#,
+        r#"replguard_gr_members_online{instance="db"} 3"#,
+        r#"replguard_gr_applier_queue{instance="db"} 0"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    // The checklist has nothing to do on a group member.
+    let r = g.get("/promotion").await;
+    assert!(
+        r.reason.starts_with("group_replication member of a group"),
+        "{}",
+        r.reason
+    );
+
+    // A new primary is elected elsewhere: the checks follow the role.
+    set(&|g| {
+        g.me()[4] = "SECONDARY".into();
+        g.members[1][4] = "PRIMARY".into();
+    });
+    let r = g.wait_for("/gr-primary", limit, |r| r.status == 503).await;
+    assert_eq!(r.reason, "gr_member_role SECONDARY, want PRIMARY");
+    let r = g.wait_for("/mysqlchk/", limit, |r| r.status == 200).await;
+    assert_eq!(
+        r.line("role"),
+        Some("ok role group SECONDARY -> gr-secondary")
+    );
+    let events = g.get("/events?instance=db").await.body;
+    assert!(
+        events.contains("\"group_role_changed\"") && events.contains("PRIMARY -> SECONDARY"),
+        "{events}"
+    );
+
+    // A secondary falling behind: its applier queue grows past max_applier_queue.
+    set(&|g| g.applier_queue = 50);
+    let r = g
+        .wait_for("/gr-secondary", limit, |r| r.status == 503)
+        .await;
+    assert_eq!(r.reason, "gr_applier_queue 50 > 10");
+    set(&|g| g.applier_queue = 2);
+    g.wait_for("/gr-secondary", limit, |r| r.status == 200)
+        .await;
+
+    // RECOVERING: catching up after joining, its own reason.
+    set(&|g| g.me()[3] = "RECOVERING".into());
+    let r = g
+        .wait_for("/gr-secondary", limit, |r| r.status == 503)
+        .await;
+    assert!(
+        r.reason
+            .starts_with("gr_member_state RECOVERING: catching up"),
+        "{}",
+        r.reason
+    );
+
+    // A minority partition: itself ONLINE, the two others UNREACHABLE.
+    set(&|g| {
+        g.me()[3] = "ONLINE".into();
+        g.members[1][3] = "UNREACHABLE".into();
+        g.members[2][3] = "UNREACHABLE".into();
+    });
+    let r = g
+        .wait_for("/gr-secondary", limit, |r| {
+            r.reason.starts_with("gr_majority")
+        })
+        .await;
+    assert!(
+        r.reason.starts_with(
+            "gr_majority 1 of 3 members reachable (db7:3306 UNREACHABLE, db8:3306 UNREACHABLE)"
+        ),
+        "{}",
+        r.reason
+    );
+
+    // ERROR names the state.
+    set(&|g| {
+        g.me()[3] = "ERROR".into();
+        g.me()[4] = "".into();
+        g.members[1][3] = "ONLINE".into();
+        g.members[2][3] = "ONLINE".into();
+    });
+    let r = g
+        .wait_for("/mysqlchk/", limit, |r| {
+            r.reason.starts_with("gr_member_state")
+        })
+        .await;
+    assert_eq!(r.reason, "gr_member_state ERROR, want ONLINE");
+    assert_eq!(r.line("role"), Some("ok role group member -> gr-secondary"));
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_replication_member_on_mysql_8_0() {
+    group_member("8.0.36").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_replication_member_on_mysql_8_4() {
+    group_member("8.4.3").await;
 }

@@ -9,6 +9,7 @@ const EVENTS = "/events";
 // Lag graphs keep this much client-side history (the server sends its last polls).
 const KEEP_MS = 10 * 60 * 1000;
 const BAD_EVENTS = new Set(["unhealthy", "source_lost", "memory_void", "maintenance_on",
+  "group_degraded",
   "galera_degraded"]);
 
 // Per instance: [{t (ms since epoch, client clock), lag (s or null)}], oldest first.

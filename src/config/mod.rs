@@ -262,6 +262,8 @@ const KNOWN_KEYS: &[&str] = &[
     "min_cluster_size",
     "max_recv_queue",
     "max_flow_control_paused",
+    "max_applier_queue",
+    "max_cert_queue",
     "source",
     "heartbeat",
     "heartbeat_write",

@@ -273,13 +273,15 @@ async fn status_lists_every_instance_and_policy() {
             "auto",
             "backup",
             "galera",
+            "gr-primary",
+            "gr-secondary",
             "primary",
             "promotion",
             "replica"
         ]
     );
-    assert_eq!(verdicts[4]["healthy"], false);
-    assert_eq!(verdicts[4]["reason"], "read_only ON, want OFF");
+    assert_eq!(verdicts[6]["healthy"], false);
+    assert_eq!(verdicts[6]["reason"], "read_only ON, want OFF");
 }
 
 #[tokio::test]

@@ -10,6 +10,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("any-lag", include_str!("../../policies/any-lag.toml")),
     ("auto", include_str!("../../policies/auto.toml")),
     ("galera", include_str!("../../policies/galera.toml")),
+    ("gr-primary", include_str!("../../policies/gr-primary.toml")),
+    (
+        "gr-secondary",
+        include_str!("../../policies/gr-secondary.toml"),
+    ),
     ("backup", include_str!("../../policies/backup.toml")),
     ("primary", include_str!("../../policies/primary.toml")),
     ("promotion", include_str!("../../policies/promotion.toml")),
@@ -70,6 +75,12 @@ pub enum Rule {
     /// PXC maintenance, writable unless `available_when_readonly`, and within the optional
     /// `min_cluster_size`, `max_recv_queue` and `max_flow_control_paused`.
     Galera,
+    /// A Group Replication member fit to take writes: ONLINE, role PRIMARY, super_read_only
+    /// OFF, and seeing a majority of its group.
+    GrPrimary,
+    /// A Group Replication member fit to serve reads: ONLINE, role SECONDARY, a majority, and
+    /// its applier and certification queues within `max_applier_queue` and `max_cert_queue`.
+    GrSecondary,
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
@@ -130,6 +141,12 @@ pub struct Thresholds {
     /// `galera`: the fraction of time flow control may have paused replication (0 to 1).
     #[serde(default)]
     pub max_flow_control_paused: Option<Fraction>,
+    /// `gr_secondary`: transactions waiting to be applied tolerated (default 10).
+    #[serde(default)]
+    pub max_applier_queue: Option<u64>,
+    /// `gr_secondary`: transactions waiting for certification tolerated (default 10).
+    #[serde(default)]
+    pub max_cert_queue: Option<u64>,
 }
 
 /// A fraction between 0 and 1, kept in millionths so thresholds stay `Eq` and `Hash`.
@@ -178,6 +195,8 @@ impl Thresholds {
             max_flow_control_paused: over
                 .max_flow_control_paused
                 .or(self.max_flow_control_paused),
+            max_applier_queue: over.max_applier_queue.or(self.max_applier_queue),
+            max_cert_queue: over.max_cert_queue.or(self.max_cert_queue),
         }
     }
 }
@@ -204,6 +223,9 @@ pub enum Body {
         when_read_only: String,
         /// On a Galera node (`wsrep_on`), this policy whatever the read-only flags say.
         when_galera: Option<String>,
+        /// On a Group Replication member, by its role: PRIMARY, anything else.
+        when_group_primary: Option<String>,
+        when_group_secondary: Option<String>,
     },
 }
 
@@ -216,6 +238,8 @@ struct PolicyFile {
     when_writable: Option<String>,
     when_read_only: Option<String>,
     when_galera: Option<String>,
+    when_group_primary: Option<String>,
+    when_group_secondary: Option<String>,
     /// Print the manual promotion steps for the server's flavour after the checks.
     #[serde(default)]
     promotion_steps: bool,
@@ -248,7 +272,11 @@ impl Policy {
             message: e.message().to_string(),
         })?;
         let body = match (file.checks, file.when_writable, file.when_read_only) {
-            (Some(_), _, _) if file.when_galera.is_some() => {
+            (Some(_), _, _)
+                if file.when_galera.is_some()
+                    || file.when_group_primary.is_some()
+                    || file.when_group_secondary.is_some() =>
+            {
                 return Err(PolicyError::new(
                     "when_galera: only a policy that picks by role (when_writable, \
                      when_read_only) can pick for Galera nodes",
@@ -284,6 +312,8 @@ impl Policy {
                     when_writable,
                     when_read_only,
                     when_galera: file.when_galera,
+                    when_group_primary: file.when_group_primary,
+                    when_group_secondary: file.when_group_secondary,
                 }
             }
             _ => {
@@ -327,5 +357,7 @@ pub(super) fn rule_name(rule: Rule) -> &'static str {
         Rule::CompareSource => "source",
         Rule::ErrantTransactions => "errant_transactions",
         Rule::Galera => "galera",
+        Rule::GrPrimary => "gr_primary",
+        Rule::GrSecondary => "gr_secondary",
     }
 }

@@ -38,7 +38,12 @@ pub struct Limits {
     pub min_cluster_size: Option<u32>,
     pub max_recv_queue: Option<u64>,
     pub max_flow_control_paused: Option<super::file::Fraction>,
+    pub max_applier_queue: u64,
+    pub max_cert_queue: u64,
 }
+
+/// Default `max_applier_queue` and `max_cert_queue`: a few transactions.
+pub const DEFAULT_MAX_GROUP_QUEUE: u64 = 10;
 
 impl Limits {
     /// The one place thresholds are resolved: `policy` < `instance` < `request`, then defaults.
@@ -62,6 +67,8 @@ impl Limits {
             min_cluster_size: t.min_cluster_size,
             max_recv_queue: t.max_recv_queue,
             max_flow_control_paused: t.max_flow_control_paused,
+            max_applier_queue: t.max_applier_queue.unwrap_or(DEFAULT_MAX_GROUP_QUEUE),
+            max_cert_queue: t.max_cert_queue.unwrap_or(DEFAULT_MAX_GROUP_QUEUE),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - `source`: `source`, `peer` and the memory they fall back on;
 //! - `lag`: heartbeat, hysteresis and stall;
 //! - `galera`: the `galera` rule (a Galera node fit for traffic);
+//! - `group`: the `gr_primary` and `gr_secondary` rules (Group Replication);
 //! - [`evidence`]: the source comparison (missing and errant transactions) behind the
 //!   checklist, the backup gate's errant check and the memory newer readings void;
 //! - [`promotion`]: the checklist's prerequisites and printed steps.
@@ -21,6 +22,7 @@ mod channel;
 pub mod evidence;
 pub mod file;
 mod galera;
+mod group;
 mod lag;
 pub mod limits;
 pub mod promotion;

@@ -5,6 +5,7 @@ use super::channel::channel_check;
 use super::evidence;
 use super::file::{rule_name, Rule};
 use super::galera::galera_checks;
+use super::group::group_checks;
 use super::lag::{heartbeat_check, lag_stable_check, stall_check};
 use super::limits::Limits;
 use super::promotion;
@@ -133,6 +134,8 @@ fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>
             }
         }
         Rule::Galera => out.extend(galera_checks(state, limits)),
+        Rule::GrPrimary => out.extend(group_checks(state, limits, true)),
+        Rule::GrSecondary => out.extend(group_checks(state, limits, false)),
         Rule::Binlog => out.push(promotion::binlog(state)),
         Rule::Gtid => out.extend(promotion::gtid_in_use(state)),
         Rule::ReadOnlyOn => out.push(promotion::read_only_on(state)),

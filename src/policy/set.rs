@@ -47,9 +47,19 @@ impl PolicySet {
                 when_writable,
                 when_read_only,
                 when_galera,
+                when_group_primary,
+                when_group_secondary,
             } = &policy.body
             {
-                let galera = when_galera.iter().map(|t| ("when_galera", t));
+                let galera = when_galera
+                    .iter()
+                    .map(|t| ("when_galera", t))
+                    .chain(when_group_primary.iter().map(|t| ("when_group_primary", t)))
+                    .chain(
+                        when_group_secondary
+                            .iter()
+                            .map(|t| ("when_group_secondary", t)),
+                    );
                 for (key, target) in [
                     ("when_writable", when_writable),
                     ("when_read_only", when_read_only),
@@ -157,7 +167,29 @@ impl PolicySet {
             } => {
                 let checks = run_rules(rules, &input.limits(thresholds), input);
                 let mut v = Verdict::new(name, name, checks, input);
-                if *promotion_steps {
+                let member = input.state().and_then(|s| s.group.as_ref());
+                if let (true, Some(g)) = (*promotion_steps, member) {
+                    // A group elects its primary: promoting a member by hand is not a thing.
+                    v.checks.insert(
+                        0,
+                        Check::fact(
+                            "group_replication",
+                            false,
+                            format!(
+                                "member of a group ({}, {}): the group elects its primary, \
+                                 there is nothing to promote by hand",
+                                g.state,
+                                if g.role.is_empty() {
+                                    "no role"
+                                } else {
+                                    &g.role
+                                }
+                            ),
+                        )
+                        .with_fix("use group_replication_set_as_primary() to choose the primary"),
+                    );
+                    v.healthy = false;
+                } else if *promotion_steps {
                     // Steps only for a replica: a primary has nothing to be promoted to.
                     match input.state() {
                         Some(state) if !state.channels.is_empty() => {
@@ -172,13 +204,31 @@ impl PolicySet {
                 when_writable,
                 when_read_only,
                 when_galera,
+                when_group_primary,
+                when_group_secondary,
             } => {
                 let state = input.state();
+                let group = state.and_then(|s| s.group.as_ref());
                 let (target, role_check) = match (state, when_galera) {
                     (Some(s), Some(galera)) if s.galera.is_some() => (
                         galera,
                         Check::fact("role", true, format!("galera node -> {galera}")),
                     ),
+                    _ if group.is_some_and(|g| g.role == "PRIMARY")
+                        && when_group_primary.is_some() =>
+                    {
+                        let t = when_group_primary.as_ref().expect("checked");
+                        (
+                            t,
+                            Check::fact("role", true, format!("group PRIMARY -> {t}")),
+                        )
+                    }
+                    _ if group.is_some() && when_group_secondary.is_some() => {
+                        let t = when_group_secondary.as_ref().expect("checked");
+                        let role = group.map(|g| g.role.as_str()).unwrap_or("");
+                        let role = if role.is_empty() { "member" } else { role };
+                        (t, Check::fact("role", true, format!("group {role} -> {t}")))
+                    }
                     _ => match state {
                         Some(s) if s.writable() => (
                             when_writable,

@@ -288,5 +288,6 @@ fn overrides_replace_only_what_they_set() {
 }
 
 mod galera;
+mod group;
 mod lag;
 mod memory;

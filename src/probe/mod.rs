@@ -15,7 +15,8 @@ pub use source::{SourceReads, SourceWatch};
 
 use conn::{bounded, protocol, ssl_opts};
 use read::{
-    parse_version, read_galera, read_heartbeat, read_source, read_state, text, write_heartbeat,
+    parse_version, read_galera, read_group, read_heartbeat, read_source, read_state, text,
+    write_heartbeat,
 };
 
 use crate::config::{Addr, Heartbeat, SslMode, Target, Tls};
@@ -78,6 +79,16 @@ struct ServerKind {
     binlog_status_sql: &'static str,
     /// A Galera node (`wsrep_on` at connect): its state is read at every poll.
     galera: bool,
+    /// A Group Replication member (a group name configured at connect): its view of the group
+    /// is read at every poll.
+    group: Option<GroupIdentity>,
+}
+
+/// What a Group Replication member is, learnt at connect.
+#[derive(Debug, Clone)]
+struct GroupIdentity {
+    server_uuid: String,
+    single_primary: bool,
 }
 
 impl Probe {
@@ -124,6 +135,12 @@ impl Probe {
         self.ensure_connected().await?;
         let (conn, kind) = self.conn.as_mut().expect("connected just above");
         let mut result = read_state(conn, kind, self.timeout).await;
+        if let (Ok(state), Some(group)) = (&mut result, &kind.group) {
+            match read_group(conn, group, self.timeout).await {
+                Ok(g) => state.group = Some(g),
+                Err(e) => result = Err(e),
+            }
+        }
         if let (Ok(state), true) = (&mut result, kind.galera) {
             match read_galera(conn, kind, self.timeout).await {
                 Ok(g) => state.galera = Some(g),
@@ -280,16 +297,32 @@ impl Probe {
             conn.query_first::<Row, _>("SHOW GLOBAL STATUS LIKE 'Uptime'"),
         )
         .await?;
-        // `wsrep_on` exists on every MariaDB and on PXC; plain MySQL returns no row.
-        let wsrep: Option<Row> = bounded(
+        // What kind of cluster member, if any: `wsrep_on` exists on every MariaDB and on PXC,
+        // the group_replication_* variables only where the plugin is installed; a server
+        // without them returns no row for them.
+        let vars: Vec<Row> = bounded(
             self.timeout,
             "SHOW GLOBAL VARIABLES",
-            conn.query_first::<Row, _>("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'"),
+            conn.query::<Row, _>(
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('wsrep_on', 'server_uuid', \
+                 'group_replication_group_name', 'group_replication_single_primary_mode')",
+            ),
         )
         .await?;
-        let galera = wsrep
-            .and_then(|r| r.as_ref(1).and_then(text))
-            .is_some_and(|v| v.eq_ignore_ascii_case("ON") || v == "1");
+        let var = |name: &str| {
+            vars.iter()
+                .find(|r| r.as_ref(0).and_then(text).as_deref() == Some(name))
+                .and_then(|r| r.as_ref(1).and_then(text))
+        };
+        let is_on = |v: Option<String>| v.is_some_and(|v| v.eq_ignore_ascii_case("ON") || v == "1");
+        let galera = is_on(var("wsrep_on"));
+        let group = match (var("group_replication_group_name"), var("server_uuid")) {
+            (Some(name), Some(server_uuid)) if !name.is_empty() => Some(GroupIdentity {
+                server_uuid,
+                single_primary: is_on(var("group_replication_single_primary_mode")),
+            }),
+            _ => None,
+        };
         let at = Instant::now();
         let uptime = uptime
             .and_then(|r| r.as_ref(1).and_then(text))
@@ -300,6 +333,7 @@ impl Probe {
             ServerKind {
                 uptime,
                 galera,
+                group,
                 ..ServerKind::detect(version)
             },
         ))
@@ -366,6 +400,7 @@ impl ServerKind {
                 version,
                 uptime: None,
                 galera: false,
+                group: None,
             }
         } else {
             let (major, minor, patch) = parse_version(&version);
@@ -400,6 +435,7 @@ impl ServerKind {
                 version,
                 uptime: None,
                 galera: false,
+                group: None,
             }
         }
     }

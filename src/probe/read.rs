@@ -3,7 +3,7 @@
 
 use super::conn::{bounded, protocol};
 use super::*;
-use crate::sample::{GaleraState, HeartbeatError};
+use crate::sample::{GaleraState, GroupMember, GroupState, HeartbeatError};
 
 /// `8.0.36-log` → (8, 0, 36); unknown parts are 0.
 pub(super) fn parse_version(v: &str) -> (u32, u32, u32) {
@@ -74,6 +74,73 @@ pub(super) async fn read_state(
         },
         channels,
         galera: None,
+        group: None,
+    })
+}
+
+/// Reads a Group Replication member's view: every member (state, role, version), then this
+/// member's queues. Two statements on `performance_schema`, which a member in a minority
+/// partition still answers.
+pub(super) async fn read_group(
+    conn: &mut Conn,
+    group: &GroupIdentity,
+    timeout: Duration,
+) -> Result<GroupState, ProbeError> {
+    let rows: Vec<Row> = bounded(
+        timeout,
+        "replication_group_members",
+        conn.query(
+            "SELECT MEMBER_ID, MEMBER_HOST, MEMBER_PORT, MEMBER_STATE, MEMBER_ROLE, \
+             MEMBER_VERSION FROM performance_schema.replication_group_members",
+        ),
+    )
+    .await?;
+    let cell = |r: &Row, i: usize| r.as_ref(i).and_then(text);
+    let members: Vec<GroupMember> = rows
+        .iter()
+        .map(|r| GroupMember {
+            id: cell(r, 0).unwrap_or_default(),
+            host: cell(r, 1).unwrap_or_default(),
+            port: cell(r, 2).and_then(|p| p.parse().ok()),
+            state: cell(r, 3).unwrap_or_default(),
+            role: cell(r, 4).unwrap_or_default(),
+            version: cell(r, 5).unwrap_or_default(),
+        })
+        .collect();
+    let me = members
+        .iter()
+        .find(|m| m.id == group.server_uuid)
+        .cloned()
+        .unwrap_or(GroupMember {
+            // Not in its own member list: the plugin is stopped.
+            state: "OFFLINE".into(),
+            ..GroupMember::default()
+        });
+    // The uuid was read from the server itself and is a uuid: safe to quote.
+    let stats: Option<Row> = bounded(
+        timeout,
+        "replication_group_member_stats",
+        conn.query_first(format!(
+            "SELECT COUNT_TRANSACTIONS_IN_QUEUE, COUNT_TRANSACTIONS_REMOTE_IN_APPLIER_QUEUE \
+             FROM performance_schema.replication_group_member_stats WHERE MEMBER_ID = '{}'",
+            group.server_uuid
+        )),
+    )
+    .await?;
+    let count = |i: usize| {
+        stats
+            .as_ref()
+            .and_then(|r| r.as_ref(i).and_then(text))
+            .and_then(|v| v.parse().ok())
+    };
+    Ok(GroupState {
+        member_id: group.server_uuid.clone(),
+        state: me.state,
+        role: me.role,
+        single_primary: group.single_primary,
+        members,
+        cert_queue: count(0),
+        applier_queue: count(1),
     })
 }
 
