@@ -49,6 +49,13 @@ function role(inst) {
   const s = inst.state;
   if (!s) return ["no sample yet", null];
   const what = s.flavor + " " + s.version + ", server_id " + s.server_id;
+  if (s.group) {
+    const g = s.group;
+    const online = g.members.filter((m) => m.state === "ONLINE").length;
+    return ["group " + (g.role || "member") + (g.state === "ONLINE" ? "" : " (" + g.state + ")"),
+      what + "; " + online + " of " + g.members.length + " members online, applier queue " +
+      (g.applier_queue === null || g.applier_queue === undefined ? "?" : g.applier_queue)];
+  }
   if (s.galera) {
     const g = s.galera;
     const where = g.cluster_status === "Primary" ? "" : " (" + g.cluster_status + ")";
