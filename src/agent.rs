@@ -140,18 +140,27 @@ pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
     line(&verdict, worst, &limits)
 }
 
-/// Pure: the reply for a verdict, the worst channel lag and the limits it was judged by.
-pub fn line(verdict: &Verdict, worst_lag: Option<Duration>, limits: &Limits) -> String {
+/// `drain` for an instance in maintenance, `down #reason` for a failing verdict; `None` when
+/// the verdict passes (the reply is then `up ready N%`).
+fn not_ready(verdict: &Verdict) -> Option<String> {
     if verdict
         .checks
         .first()
         .is_some_and(|c| c.name == "maintenance")
     {
-        return "drain".to_string();
+        return Some("drain".to_string());
     }
     if !verdict.healthy {
         let reason = report::reason(verdict).unwrap_or_else(|| "unhealthy".into());
-        return format!("down #{reason}");
+        return Some(format!("down #{reason}"));
+    }
+    None
+}
+
+/// Pure: the reply for a verdict, the worst channel lag and the limits it was judged by.
+pub fn line(verdict: &Verdict, worst_lag: Option<Duration>, limits: &Limits) -> String {
+    if let Some(out) = not_ready(verdict) {
+        return out;
     }
     format!(
         "up ready {}%",
@@ -167,16 +176,8 @@ pub fn line(verdict: &Verdict, worst_lag: Option<Duration>, limits: &Limits) -> 
 /// (`wsrep_local_recv_queue`) from a quarter of `max_recv_queue` to `max_recv_queue` (full
 /// weight without that threshold).
 pub fn galera_line(verdict: &Verdict, recv_queue: u64, limits: &Limits) -> String {
-    if verdict
-        .checks
-        .first()
-        .is_some_and(|c| c.name == "maintenance")
-    {
-        return "drain".to_string();
-    }
-    if !verdict.healthy {
-        let reason = report::reason(verdict).unwrap_or_else(|| "unhealthy".into());
-        return format!("down #{reason}");
+    if let Some(out) = not_ready(verdict) {
+        return out;
     }
     let w = match limits.max_recv_queue {
         // The same curve as for lag, in write-sets instead of seconds.

@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use super::free_port;
-use super::mariadb::{copy_dir, mariadbd_path, running_as_root, tail, template_dir};
+use super::mariadb::{copy_dir, mariadbd_path, running_as_root, tail, template_dir, watchdog};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, OptsBuilder};
 use std::path::{Path, PathBuf};
@@ -168,20 +168,7 @@ impl Node {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{}: spawning mariadbd: {e}", self.name));
-        let script = format!(
-            "while kill -0 {tp} 2>/dev/null && kill -0 {mp} 2>/dev/null; do sleep 1; done; \
-             kill -KILL {mp} 2>/dev/null",
-            tp = std::process::id(),
-            mp = child.id()
-        );
-        self.watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
+        self.watchdog = watchdog(child.id());
         self.child = Some(child);
     }
 

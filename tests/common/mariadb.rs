@@ -130,6 +130,24 @@ pub fn mariadbd_version() -> String {
     .clone()
 }
 
+/// A shell that SIGKILLs `pid` (after SIGCONT: it may be paused) once this test process is
+/// gone: a test that dies never leaves a server behind.
+pub fn watchdog(pid: u32) -> Option<Child> {
+    let script = format!(
+        "while kill -0 {tp} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         kill -CONT {pid} 2>/dev/null; kill -KILL {pid} 2>/dev/null",
+        tp = std::process::id(),
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
 pub fn running_as_root() -> bool {
     static R: OnceLock<bool> = OnceLock::new();
     *R.get_or_init(|| {
@@ -460,20 +478,7 @@ impl MariaDb {
             .spawn()
             .unwrap_or_else(|e| panic!("{}: spawning mariadbd: {e}", self.name));
 
-        let script = format!(
-            "while kill -0 {tp} 2>/dev/null && kill -0 {mp} 2>/dev/null; do sleep 1; done; \
-             kill -CONT {mp} 2>/dev/null; kill -KILL {mp} 2>/dev/null",
-            tp = std::process::id(),
-            mp = child.id()
-        );
-        self.watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
+        self.watchdog = watchdog(child.id());
         self.child = Some(child);
         self.paused = false;
     }
