@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 /// The largest `/status` document read (a guard watching hundreds of instances stays far below).
 const MAX_STATUS: u64 = 8 * 1024 * 1024;
 
+/// How long one question to the daemon may take, connect to last byte.
+const ASK_LIMIT: Duration = Duration::from_secs(3);
+
 /// Why the switch could not be set.
 #[derive(Debug, thiserror::Error)]
 pub enum MaintenanceError {
@@ -159,16 +162,37 @@ fn ask(addr: SocketAddr, instance: &str) -> Result<Option<Option<String>>, Strin
     let io = |e: std::io::Error| format!("cannot ask it: {e}");
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(io)?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(io)?;
-    stream
         .write_all(b"GET /status HTTP/1.0\r\nHost: replguard\r\nAccept: application/json\r\n\r\n")
         .map_err(io)?;
+    // Bounded in size and in total time: whatever listens there must not hold the command up
+    // by dribbling bytes (each read waits at most the time left).
+    let deadline = Instant::now() + ASK_LIMIT;
     let mut reply = Vec::new();
-    stream
-        .take(MAX_STATUS)
-        .read_to_end(&mut reply)
-        .map_err(io)?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("it did not answer /status within {ASK_LIMIT:?}"));
+        }
+        stream.set_read_timeout(Some(left)).map_err(io)?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if reply.len() as u64 + n as u64 > MAX_STATUS => {
+                return Err(format!("its /status is larger than {MAX_STATUS} bytes"))
+            }
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(format!("it did not answer /status within {ASK_LIMIT:?}"))
+            }
+            Err(e) => return Err(io(e)),
+        }
+    }
     let text = String::from_utf8_lossy(&reply);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -185,4 +209,54 @@ fn ask(addr: SocketAddr, instance: &str) -> Result<Option<Option<String>>, Strin
         .as_array()
         .and_then(|all| all.iter().find(|i| i["name"] == instance));
     Ok(found.map(|i| i["maintenance"].as_str().map(str::to_string)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Something on `listen` that answers with `reply`, a byte at a time every `pause`.
+    fn server(reply: &'static [u8], pause: Duration) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let mut req = [0u8; 512];
+                let _ = s.read(&mut req);
+                for b in reply {
+                    if s.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(pause);
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_dribbling_listener_cannot_hold_the_command_up() {
+        let addr = server(
+            b"HTTP/1.1 200 OK\r\n\r\n{\"instances\": []}",
+            Duration::from_millis(400),
+        );
+        let start = Instant::now();
+        let e = ask(addr, "db").expect_err("too slow");
+        assert!(e.contains("did not answer /status within"), "{e}");
+        assert!(start.elapsed() < ASK_LIMIT + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_daemon_view_of_an_instance_is_read_from_status() {
+        let addr = server(
+            b"HTTP/1.1 200 OK\r\n\r\n{\"instances\": [{\"name\": \"db\", \"maintenance\": \"upgrade\"}]}",
+            Duration::ZERO,
+        );
+        assert_eq!(ask(addr, "db"), Ok(Some(Some("upgrade".to_string()))));
+        let addr = server(b"HTTP/1.1 401 Unauthorized\r\n\r\n", Duration::ZERO);
+        assert!(ask(addr, "db")
+            .unwrap_err()
+            .contains("requires credentials"));
+    }
 }
