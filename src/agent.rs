@@ -116,16 +116,19 @@ pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
         .as_ref()
         .and_then(|s| s.outcome.as_ref().ok())
         .and_then(|s| s.galera.as_ref());
+    // The verdict and the weight's input come from the same snapshot.
     if let Some(g) = galera {
         let (Some(verdict), Some(limits)) = (
-            hub.evaluate(w, Some("galera"), &Thresholds::default(), now),
+            hub.evaluate_snapshot(w, &snapshot, Some("galera"), &Thresholds::default(), now),
             hub.limits(w, "galera"),
         ) else {
             return "down #no galera policy".to_string();
         };
         return galera_line(&verdict, g.recv_queue, &limits);
     }
-    let Some(verdict) = hub.evaluate(w, Some("replica"), &Thresholds::default(), now) else {
+    let Some(verdict) =
+        hub.evaluate_snapshot(w, &snapshot, Some("replica"), &Thresholds::default(), now)
+    else {
         return "down #no replica policy".to_string();
     };
     let worst = snapshot
@@ -181,11 +184,7 @@ pub fn galera_line(verdict: &Verdict, recv_queue: u64, limits: &Limits) -> Strin
     }
     let w = match limits.max_recv_queue {
         // The same curve as for lag, in write-sets instead of seconds.
-        Some(max) => weight(
-            Duration::from_secs(recv_queue),
-            Duration::from_secs(max / 4),
-            Duration::from_secs(max),
-        ),
+        Some(max) => curve(recv_queue as f64, max as f64 / 4.0, max as f64),
         None => 100,
     };
     format!("up ready {w}%")
@@ -193,11 +192,17 @@ pub fn galera_line(verdict: &Verdict, recv_queue: u64, limits: &Limits) -> Strin
 
 /// 100 up to `soft`, then linearly down to [`WEIGHT_FLOOR`] at `max`.
 pub fn weight(lag: Duration, soft: Duration, max: Duration) -> u32 {
-    if lag <= soft || max <= soft {
+    curve(lag.as_secs_f64(), soft.as_secs_f64(), max.as_secs_f64())
+}
+
+/// The weight curve over any measure: 100 up to `soft`, linearly down to [`WEIGHT_FLOOR`] at
+/// `max`.
+fn curve(value: f64, soft: f64, max: f64) -> u32 {
+    if value <= soft || max <= soft {
         return 100;
     }
-    let span = (max - soft).as_secs_f64();
-    let over = (lag - soft).as_secs_f64().min(span);
+    let span = max - soft;
+    let over = (value - soft).min(span);
     let w = 100.0 - over / span * f64::from(100 - WEIGHT_FLOOR);
     (w.round() as u32).clamp(WEIGHT_FLOOR, 100)
 }

@@ -33,12 +33,7 @@ pub async fn once(
     instance: Option<&str>,
     policy: Option<&str>,
 ) -> Result<Outcome, CheckError> {
-    let inst = match instance {
-        Some(name) => config.instance(name),
-        None if config.instances.len() == 1 => config.instances.first(),
-        None => None,
-    };
-    let Some(inst) = inst else {
+    let Some(inst) = config.named_or_only(instance) else {
         let names: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
         return Err(CheckError::NoInstance {
             config: config.path.display().to_string(),

@@ -95,25 +95,21 @@ fn pick<'a>(
     config: &'a Config,
     instance: Option<&str>,
 ) -> Result<&'a InstanceConfig, MaintenanceError> {
-    match instance {
-        Some(name) => config.instance(name).ok_or_else(|| {
-            MaintenanceError::Usage(format!(
-                "{}: no instance named {name:?}",
-                config.path.display()
-            ))
-        }),
-        None => match config.instances.as_slice() {
-            [only] => Ok(only),
-            all => Err(MaintenanceError::Usage(format!(
+    config.named_or_only(instance).ok_or_else(|| {
+        MaintenanceError::Usage(match instance {
+            Some(name) => format!("{}: no instance named {name:?}", config.path.display()),
+            None => format!(
                 "{}: name an instance with --instance (configured: {})",
                 config.path.display(),
-                all.iter()
+                config
+                    .instances
+                    .iter()
                     .map(|i| i.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ))),
-        },
-    }
+            ),
+        })
+    })
 }
 
 /// Where to ask the daemon: its `listen` address, loopback for an unspecified one.

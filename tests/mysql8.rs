@@ -545,17 +545,6 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Server {
             }
             return w.finish().await;
         }
-        if q.starts_with("SHOW GLOBAL VARIABLES LIKE ") {
-            // As MySQL: a variable this server does not have (wsrep_on on a non-Galera
-            // server) is an empty result, not an error.
-            let columns = ["Variable_name", "Value"].map(|c| Column {
-                table: String::new(),
-                column: c.to_string(),
-                coltype: ColumnType::MYSQL_TYPE_VAR_STRING,
-                colflags: ColumnFlags::empty(),
-            });
-            return results.start(&columns).await?.finish().await;
-        }
         if q.starts_with("KILL ") {
             return results.completed(OkResponse::default()).await;
         }

@@ -562,6 +562,17 @@ impl Config {
         })
     }
 
+    /// The instance named `name`, or with no name given the only one configured.
+    pub fn named_or_only(&self, name: Option<&str>) -> Option<&InstanceConfig> {
+        match name {
+            Some(name) => self.instance(name),
+            None => match self.instances.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            },
+        }
+    }
+
     /// The instance with this name.
     pub fn instance(&self, name: &str) -> Option<&InstanceConfig> {
         self.instances.iter().find(|i| i.name == name)

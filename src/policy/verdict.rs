@@ -175,23 +175,35 @@ impl Check {
         self
     }
 
-    /// A check that a value equals what is wanted.
-    pub(super) fn want(name: impl Into<String>, measured: String, want: &str) -> Check {
-        let ok = measured == want;
+    /// A passing or failing check with its measured value and threshold shown apart.
+    fn compared(
+        name: impl Into<String>,
+        ok: bool,
+        detail: String,
+        measured: String,
+        threshold: String,
+    ) -> Check {
         Check {
             name: name.into(),
             ok,
             level: if ok { Level::Ok } else { Level::Fail },
             fix: None,
             cause: None,
-            detail: if ok {
-                measured.clone()
-            } else {
-                format!("{measured}, want {want}")
-            },
+            detail,
             measured,
-            threshold: want.to_string(),
+            threshold,
         }
+    }
+
+    /// A check that a value equals what is wanted.
+    pub(super) fn want(name: impl Into<String>, measured: String, want: &str) -> Check {
+        let ok = measured == want;
+        let detail = if ok {
+            measured.clone()
+        } else {
+            format!("{measured}, want {want}")
+        };
+        Check::compared(name, ok, detail, measured, want.to_string())
     }
 
     /// A check that a duration is at most a limit.
@@ -203,20 +215,8 @@ impl Check {
     ) -> Check {
         let ok = measured <= limit;
         let (m, l) = (fmt_duration(measured), fmt_duration(limit));
-        Check {
-            name: name.into(),
-            ok,
-            level: if ok { Level::Ok } else { Level::Fail },
-            fix: None,
-            cause: None,
-            detail: if ok {
-                format!("{what}{m} <= {l}")
-            } else {
-                format!("{what}{m} > {l}")
-            },
-            measured: m,
-            threshold: format!("<= {l}"),
-        }
+        let detail = format!("{what}{m} {} {l}", if ok { "<=" } else { ">" });
+        Check::compared(name, ok, detail, m, format!("<= {l}"))
     }
 
     /// The line as it appears in a text body.
