@@ -63,6 +63,10 @@ impl SourceReads {
         );
         // Held only for the map lookup, never across an .await.
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget sources no poller follows any more (their last user closed the connection
+        // when it let go): replicas repointed again and again, or pollers restarted by
+        // reloads with other credentials, must not grow the map.
+        shared.retain(|_, s| Arc::strong_count(s) > 1);
         shared
             .entry(key)
             .or_insert_with(|| {
@@ -147,5 +151,42 @@ impl SourceWatch {
         if let Some((_, shared)) = self.current.take() {
             shared.lock().await.probe.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Addr, Secret, Target};
+
+    fn target(port: u16) -> Target {
+        Target {
+            addr: Addr::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            user: "u".into(),
+            password: Secret::default(),
+            heartbeat: None,
+            tls: Default::default(),
+        }
+    }
+
+    #[test]
+    fn sources_nobody_follows_are_forgotten() {
+        let reads = SourceReads::default();
+        let t = Duration::from_secs(1);
+        let kept = reads.get(&target(1), t, t);
+        for port in 2..50 {
+            // Each one let go at once, as a repointed replica lets go of its old source.
+            drop(reads.get(&target(port), t, t));
+        }
+        let again = reads.get(&target(1), t, t);
+        assert!(
+            Arc::ptr_eq(&kept, &again),
+            "a followed source is shared, not replaced"
+        );
+        let len = reads.shared.lock().unwrap().len();
+        assert!(len <= 2, "{len} sources remembered");
     }
 }
