@@ -2,7 +2,7 @@
 //! `peer` rule (failback), and the memory both fall back on when the source is lost (newer
 //! source readings beat it).
 
-use super::channel::applied;
+use super::channel::{applied, in_flight, streaming};
 use super::evidence;
 use super::lag::{lag_line, round_secs};
 use super::limits::Limits;
@@ -40,7 +40,19 @@ pub(super) fn peer_check(
     let peer = ch.source_addr();
     let limit = limits.max_lag;
     if ch.io_thread == ThreadState::Yes {
+        // While the peer streams, bytes between read and executed are in flight (in
+        // master-master they are often this writer's own writes coming back, which the SQL
+        // thread skips): lag judges. The handover rule decides whether every write the peer
+        // took is applied here.
         let (applied_ok, applied_detail) = applied(ch, limits.max_apply_backlog);
+        let in_flight_ok = applied_ok || streaming(ch);
+        let applied_detail = if applied_ok {
+            "relay log applied".to_string()
+        } else if in_flight_ok {
+            in_flight(ch)
+        } else {
+            applied_detail
+        };
         let (ok, detail) = match state.effective_lag(ch) {
             _ if ch.sql_thread != ThreadState::Yes => (
                 false,
@@ -61,7 +73,7 @@ pub(super) fn peer_check(
                     fmt_duration(limit)
                 ),
             ),
-            Some(lag) if !applied_ok => (
+            Some(lag) if !in_flight_ok => (
                 false,
                 format!(
                     "{peer} connected, lag {}, {applied_detail}",
@@ -71,7 +83,7 @@ pub(super) fn peer_check(
             Some(lag) => (
                 true,
                 format!(
-                    "{peer} connected, lag {} <= {}, relay log applied",
+                    "{peer} connected, lag {} <= {}, {applied_detail}",
                     fmt_duration(lag),
                     fmt_duration(limit)
                 ),
