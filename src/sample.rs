@@ -3,6 +3,7 @@
 //! The probe fills these types in; policies and reports read them. Nothing here does I/O or knows
 //! mysql_async: a failed poll is a [`ProbeError`] value, not an error that travels up a stack.
 
+use crate::gtid::Origin;
 use crate::units::ser_opt_secs;
 use serde::Serialize;
 use std::fmt;
@@ -74,6 +75,14 @@ pub struct SourceState {
     /// GTIDs (MySQL `gtid_mode=OFF`): then the replica's read position is compared with it.
     #[serde(default)]
     pub binlog_position: Option<(String, u64)>,
+    /// `@@read_only` (or MySQL's `@@super_read_only`) ON: the source takes no writes from its
+    /// clients. `None` in state files written before it was read.
+    #[serde(default)]
+    pub read_only: Option<bool>,
+    /// MariaDB `@@gtid_slave_pos`: what the source applied from its own sources (in
+    /// master-master, the writes its peer took). `None` on MySQL.
+    #[serde(default)]
+    pub gtid_slave_pos: Option<String>,
 }
 
 /// The replication-relevant state of one server at one moment.
@@ -85,6 +94,8 @@ pub struct ServerState {
     pub version: String,
     /// `@@server_id`.
     pub server_id: u32,
+    /// MySQL `@@server_uuid`, the origin of the GTIDs it writes itself; `None` on MariaDB.
+    pub server_uuid: Option<String>,
     /// `@@read_only`; anything but OFF/0 counts as read-only (MariaDB 11 has `NO_LOCK` variants).
     pub read_only: bool,
     /// `@@super_read_only`; MySQL only, `None` on MariaDB which has no such flag.
@@ -271,6 +282,52 @@ impl ServerState {
     /// True when the server takes writes from ordinary clients: every read-only flag is off.
     pub fn writable(&self) -> bool {
         !self.read_only && self.super_read_only != Some(true) && !self.innodb_read_only
+    }
+
+    /// The writes this server took itself (not replicated), as its GTIDs tell; `None` when they
+    /// cannot tell (no GTIDs, positions that do not parse).
+    pub fn own_writes(&self) -> Option<Origin> {
+        match self.flavor {
+            Flavor::MariaDb => {
+                Origin::mariadb(self.gtid.binlog_state.as_deref()?, self.server_id).ok()
+            }
+            Flavor::MySql => {
+                Origin::mysql(self.gtid.executed.as_deref()?, self.server_uuid.as_deref()?).ok()
+            }
+        }
+    }
+
+    /// Whether this server has applied every one of `writes` (another server's own writes);
+    /// `None` when its positions cannot tell.
+    pub fn has_applied(&self, writes: &Origin) -> Option<bool> {
+        let g = &self.gtid;
+        writes
+            .covered_by(&[
+                g.executed.as_deref(),
+                g.binlog_pos.as_deref(),
+                g.slave_pos.as_deref(),
+                g.current_pos.as_deref(),
+            ])
+            .ok()
+    }
+}
+
+impl SourceState {
+    /// The writes the source took itself, as its GTIDs tell; `None` when they cannot tell.
+    pub fn own_writes(&self) -> Option<Origin> {
+        match self.flavor {
+            Flavor::MariaDb => {
+                Origin::mariadb(self.gtid_binlog_state.as_deref()?, self.server_id).ok()
+            }
+            Flavor::MySql => Origin::mysql(&self.gtid_executed, self.server_uuid.as_deref()?).ok(),
+        }
+    }
+
+    /// Whether the source has applied every one of `writes`; `None` when it cannot tell.
+    pub fn has_applied(&self, writes: &Origin) -> Option<bool> {
+        writes
+            .covered_by(&[Some(&self.gtid_executed), self.gtid_slave_pos.as_deref()])
+            .ok()
     }
 }
 
@@ -499,6 +556,7 @@ pub mod fixtures {
             flavor: Flavor::MariaDb,
             version: "10.11.19-MariaDB".into(),
             server_id: 2,
+            server_uuid: None,
             read_only: true,
             super_read_only: None,
             innodb_read_only: false,

@@ -4,7 +4,8 @@
 //! A snapshot is immutable once published (readers hold an `Arc`). Moving from one snapshot to the
 //! next is the pure [`Snapshot::next`]; no I/O and no clock reads happen here.
 
-use crate::sample::{ProbeError, Sample, SourceSample, SourceState, ThreadState};
+use crate::gtid::Origin;
+use crate::sample::{ProbeError, Sample, ServerState, SourceSample, SourceState, ThreadState};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -47,6 +48,37 @@ pub struct Memory {
     /// server; `None`: none. Kept while the source is unreadable: a source that dies does not
     /// make them go away (set by the poller, which reads both).
     pub errant_at_last_source: Option<String>,
+    /// This server's own writes (the GTIDs it originated) at each change, oldest first, at most
+    /// [`LAG_HISTORY`] entries: `yield` asks whether its source has applied them.
+    pub own_writes: VecDeque<WritesSeen>,
+    /// The source's own writes as last read, and since when this server has applied all of
+    /// them: `handover` asks whether the peer has stopped taking writes.
+    pub source_writes: Option<SourceWrites>,
+}
+
+/// This server's own writes as one poll first showed them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WritesSeen {
+    pub at: Instant,
+    pub writes: Origin,
+    /// False for the first reading: replguard did not see them come, they may be old.
+    pub changed: bool,
+}
+
+/// A source's own writes (in master-master: the writes its peer took) as the guard last read
+/// them, and what this server had applied of them then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceWrites {
+    /// `host:port` of the source read.
+    pub addr: String,
+    pub writes: Origin,
+    /// When a reading last showed them change; `None`: unchanged since replguard first read
+    /// this source, and applied here already then.
+    pub changed_at: Option<Instant>,
+    /// Since when this server has applied every one of them (`None`: it has not).
+    pub applied_since: Option<Instant>,
+    /// The reading that showed them.
+    pub read_at: Instant,
 }
 
 /// A channel's read position (`Source_Log_File`, `Read_Source_Log_Pos`) and since when.
@@ -101,6 +133,38 @@ pub struct SeenConnected {
     pub source: String,
 }
 
+/// The memory of a source's own writes after a reading (`at`) that showed `writes`, with
+/// `state` read just before it.
+fn source_writes(
+    prev: Option<&SourceWrites>,
+    addr: &str,
+    writes: Origin,
+    state: &ServerState,
+    at: Instant,
+) -> SourceWrites {
+    let prev = prev.filter(|p| p.addr == addr);
+    let unchanged = prev.filter(|p| p.writes == writes);
+    let applied = state.has_applied(&writes) == Some(true);
+    let changed_at = match (prev, unchanged) {
+        // The first reading cannot tell when they were taken: old if this server has them
+        // all already (a guard started beside a caught-up writer), new if it lacks some.
+        (None, _) if applied => None,
+        (None, _) | (Some(_), None) => Some(at),
+        (Some(p), Some(_)) => p.changed_at,
+    };
+    let applied_since = match applied {
+        true => unchanged.and_then(|p| p.applied_since).or(Some(at)),
+        false => None,
+    };
+    SourceWrites {
+        addr: addr.to_string(),
+        writes,
+        changed_at,
+        applied_since,
+        read_at: at,
+    }
+}
+
 impl Snapshot {
     /// The snapshot that follows `self` once `sample` has been taken.
     pub fn next(&self, sample: Sample) -> Snapshot {
@@ -152,6 +216,36 @@ impl Snapshot {
                 }
             }
             Err(err) => memory.last_error = Some((sample.taken_at_wall, err.clone())),
+        }
+        if let Ok(state) = &sample.outcome {
+            if let Some(writes) = state.own_writes() {
+                if memory.own_writes.back().is_none_or(|w| w.writes != writes) {
+                    if memory.own_writes.len() == LAG_HISTORY {
+                        memory.own_writes.pop_front();
+                    }
+                    let changed = !memory.own_writes.is_empty();
+                    memory.own_writes.push_back(WritesSeen {
+                        at: sample.taken_at,
+                        writes,
+                        changed,
+                    });
+                }
+            }
+            if let Some(SourceSample {
+                addr,
+                outcome: Ok(src),
+            }) = &sample.source
+            {
+                memory.source_writes = src.own_writes().map(|writes| {
+                    source_writes(
+                        memory.source_writes.as_ref(),
+                        addr,
+                        writes,
+                        state,
+                        sample.taken_at,
+                    )
+                });
+            }
         }
         if let Some(SourceSample {
             addr,

@@ -264,6 +264,7 @@ const KNOWN_KEYS: &[&str] = &[
     "max_flow_control_paused",
     "max_applier_queue",
     "max_cert_queue",
+    "handover_delay",
     "source",
     "heartbeat",
     "heartbeat_write",

@@ -77,6 +77,8 @@ pub(super) struct RawInstance {
     pub(super) max_flow_control_paused: Option<crate::policy::file::Fraction>,
     pub(super) max_applier_queue: Option<u64>,
     pub(super) max_cert_queue: Option<u64>,
+    #[serde(default, with = "serde_humantime::option")]
+    pub(super) handover_delay: Option<Duration>,
     pub(super) source: Option<RawSource>,
     pub(super) heartbeat: Option<RawHeartbeat>,
     pub(super) heartbeat_write: Option<bool>,
@@ -301,6 +303,7 @@ pub(super) fn resolve_instance(
             max_flow_control_paused: ri.max_flow_control_paused,
             max_applier_queue: ri.max_applier_queue,
             max_cert_queue: ri.max_cert_queue,
+            handover_delay: ri.handover_delay,
         },
         maintenance_file,
         source,

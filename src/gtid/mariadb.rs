@@ -252,6 +252,17 @@ impl MariadbBinlogState {
             })
     }
 
+    /// The last GTID per domain of the transactions `server_id` originated: its own writes,
+    /// as opposed to the ones it replicated.
+    pub fn originated_by(&self, server_id: u32) -> MariadbGtidPos {
+        let by_domain = self
+            .iter()
+            .filter(|g| g.server_id == server_id)
+            .map(|g| (g.domain, g))
+            .collect();
+        MariadbGtidPos { by_domain }
+    }
+
     /// The entries of `self` that `other` has not reached: `other` has no entry for that
     /// (domain, server_id), or a lower seq. On a replica compared with its source, these are
     /// transactions the source never had (errant), each named by its origin's latest GTID.

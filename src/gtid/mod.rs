@@ -15,9 +15,11 @@
 
 mod mariadb;
 mod mysql;
+mod origin;
 
 pub use mariadb::{MariadbBinlogState, MariadbGtid, MariadbGtidPos};
 pub use mysql::MysqlGtidSet;
+pub use origin::Origin;
 
 use std::str::FromStr;
 

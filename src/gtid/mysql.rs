@@ -221,6 +221,19 @@ impl MysqlGtidSet {
         MysqlGtidSet { sets }
     }
 
+    /// The transactions `uuid` originated (tagged or not): a server's own writes when `uuid` is
+    /// its `@@server_uuid`.
+    pub fn originated_by(&self, uuid: &str) -> Result<MysqlGtidSet, GtidError> {
+        let uuid = Uuid::parse(trim_ws(uuid))?;
+        let sets = self
+            .sets
+            .iter()
+            .filter(|(tsid, _)| tsid.uuid == uuid)
+            .map(|(tsid, list)| (tsid.clone(), list.clone()))
+            .collect();
+        Ok(MysqlGtidSet { sets })
+    }
+
     /// Transactions in both `self` and `other`.
     pub fn intersection(&self, other: &MysqlGtidSet) -> MysqlGtidSet {
         let sets = self

@@ -513,6 +513,8 @@ mod tests {
             server_uuid: Some(A.into()),
             gtid_binlog_state: None,
             binlog_position: None,
+            read_only: None,
+            gtid_slave_pos: None,
         }
     }
 

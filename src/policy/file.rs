@@ -81,6 +81,15 @@ pub enum Rule {
     /// A Group Replication member fit to serve reads: ONLINE, role SECONDARY, a majority, and
     /// its applier and certification queues within `max_applier_queue` and `max_cert_queue`.
     GrSecondary,
+    /// Master-master for a writer: the peer's own writes (the GTIDs it originated) are all
+    /// applied here and have not changed for `handover_delay`: the peer stopped taking writes
+    /// long enough for HAProxy to have marked it DOWN. A writer without a replica status, or
+    /// whose peer never took writes, passes.
+    Handover,
+    /// The backup gate in master-master: a backup that took writes of its own lately (within
+    /// twice `handover_delay`) fails while its source is back, writable, and has applied its
+    /// writes up to `max_lag` ago: it gives the writes back, stopping first.
+    Yield,
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
@@ -147,6 +156,11 @@ pub struct Thresholds {
     /// `gr_secondary`: transactions waiting for certification tolerated (default 10).
     #[serde(default)]
     pub max_cert_queue: Option<u64>,
+    /// `handover` and `yield`: how long a writer waits after its master-master peer stopped
+    /// taking writes (at least HAProxy's `fall` x `inter` + `timeout check` on the write
+    /// port, plus one poll), default 20s.
+    #[serde(default, with = "serde_humantime::option")]
+    pub handover_delay: Option<Duration>,
 }
 
 /// A fraction between 0 and 1, kept in millionths so thresholds stay `Eq` and `Hash`.
@@ -197,6 +211,7 @@ impl Thresholds {
                 .or(self.max_flow_control_paused),
             max_applier_queue: over.max_applier_queue.or(self.max_applier_queue),
             max_cert_queue: over.max_cert_queue.or(self.max_cert_queue),
+            handover_delay: over.handover_delay.or(self.handover_delay),
         }
     }
 }
@@ -359,5 +374,7 @@ pub(super) fn rule_name(rule: Rule) -> &'static str {
         Rule::Galera => "galera",
         Rule::GrPrimary => "gr_primary",
         Rule::GrSecondary => "gr_secondary",
+        Rule::Handover => "handover",
+        Rule::Yield => "yield",
     }
 }

@@ -40,7 +40,12 @@ pub struct Limits {
     pub max_flow_control_paused: Option<super::file::Fraction>,
     pub max_applier_queue: u64,
     pub max_cert_queue: u64,
+    pub handover_delay: Duration,
 }
+
+/// Default `handover_delay`: the seed HAProxy settings' `fall 3` x `inter 5000` plus a
+/// `timeout check` and a poll.
+pub const DEFAULT_HANDOVER_DELAY: Duration = Duration::from_secs(20);
 
 /// Default `max_applier_queue` and `max_cert_queue`: a few transactions.
 pub const DEFAULT_MAX_GROUP_QUEUE: u64 = 10;
@@ -69,6 +74,7 @@ impl Limits {
             max_flow_control_paused: t.max_flow_control_paused,
             max_applier_queue: t.max_applier_queue.unwrap_or(DEFAULT_MAX_GROUP_QUEUE),
             max_cert_queue: t.max_cert_queue.unwrap_or(DEFAULT_MAX_GROUP_QUEUE),
+            handover_delay: t.handover_delay.unwrap_or(DEFAULT_HANDOVER_DELAY),
         }
     }
 }

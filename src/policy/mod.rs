@@ -11,6 +11,7 @@
 //! - `rules`: the per-rule dispatch and the root cause;
 //! - `channel`: per-channel checks (threads, errors, lag, relay log applied);
 //! - `source`: `source`, `peer` and the memory they fall back on;
+//! - `handover`: `handover` and `yield`, the ordered write handover in master-master;
 //! - `lag`: heartbeat, hysteresis and stall;
 //! - `galera`: the `galera` rule (a Galera node fit for traffic);
 //! - `group`: the `gr_primary` and `gr_secondary` rules (Group Replication);
@@ -23,6 +24,7 @@ pub mod evidence;
 pub mod file;
 mod galera;
 mod group;
+mod handover;
 mod lag;
 pub mod limits;
 pub mod promotion;

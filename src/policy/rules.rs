@@ -6,6 +6,7 @@ use super::evidence;
 use super::file::{rule_name, Rule};
 use super::galera::galera_checks;
 use super::group::group_checks;
+use super::handover::{handover_check, yield_check};
 use super::lag::{heartbeat_check, lag_stable_check, stall_check};
 use super::limits::Limits;
 use super::promotion;
@@ -51,6 +52,10 @@ fn default_fix(name: &str) -> Option<&'static str> {
         "lag" => "wait until it catches up, or find what slows it (long transactions, load)",
         "source_lost" => "rely on a server that was caught up when the source was lost",
         "peer" => "let it reconnect to its peer and catch up before it takes traffic",
+        "handover" => {
+            "none needed: it takes the writes handover_delay after its peer stopped taking them \
+             (make sure HAProxy marks the peer DOWN: on-marked-down shutdown-sessions)"
+        }
         "read_only" | "super_read_only" | "innodb_read_only" => {
             "SET GLOBAL read_only = OFF (and super_read_only) on the intended writer only"
         }
@@ -136,6 +141,8 @@ fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>
         Rule::Galera => out.extend(galera_checks(state, limits)),
         Rule::GrPrimary => out.extend(group_checks(state, limits, true)),
         Rule::GrSecondary => out.extend(group_checks(state, limits, false)),
+        Rule::Handover => out.push(handover_check(state, limits, input)),
+        Rule::Yield => out.push(yield_check(limits, input)),
         Rule::Binlog => out.push(promotion::binlog(state)),
         Rule::Gtid => out.extend(promotion::gtid_in_use(state)),
         Rule::ReadOnlyOn => out.push(promotion::read_only_on(state)),

@@ -101,7 +101,8 @@ fn policy_rules_table() {
         ("primary", Ok(with(primary(), |s| { s.flavor = Flavor::MySql; s.super_read_only = Some(true) })), fresh, None, false, "FAIL super_read_only ON, want OFF"),
         ("primary", Ok(with(primary(), |s| s.innodb_read_only = true)), fresh, None, false, "FAIL innodb_read_only ON, want OFF"),
         ("primary", Ok(with(primary(), |s| s.channels = vec![with_ch(replica(), |c| c.lag = None).channels[0].clone()])), fresh, None, false, "FAIL peer 127.0.0.1:3306 connected, lag NULL (unknown), want <= 2s"),
-        ("primary", Ok(with(primary(), |s| s.channels = replica().channels)), fresh, None, true, ""),
+        // Master-master without a reading of the peer: whether it takes writes is unknown.
+        ("primary", Ok(with(primary(), |s| s.channels = replica().channels)), fresh, None, false, "UNKNOWN handover no reading of the peer: cannot tell whether it still takes writes"),
         ("primary", Err(refused.clone()), fresh, None, false, "FAIL reachable connection refused: 127.0.0.1:3307"),
         ("auto", Ok(primary()), fresh, None, true, ""),
         ("auto", Ok(replica()), fresh, None, true, ""),
@@ -289,5 +290,6 @@ fn overrides_replace_only_what_they_set() {
 
 mod galera;
 mod group;
+mod handover;
 mod lag;
 mod memory;

@@ -391,10 +391,11 @@ impl ServerKind {
                            @@global.innodb_read_only, NULL, NULL, @@global.gtid_binlog_pos, \
                            @@global.gtid_slave_pos, @@global.gtid_current_pos, \
                            @@global.log_bin, @@global.log_slave_updates, \
-                           @@global.gtid_binlog_state",
+                           @@global.gtid_binlog_state, NULL",
                 source_sql:
                     "SELECT @@global.server_id, VERSION(), @@global.gtid_binlog_pos, NULL, \
-                             @@global.gtid_binlog_state",
+                             @@global.gtid_binlog_state, @@global.read_only, NULL, \
+                             @@global.gtid_slave_pos",
                 // Unused: MariaDB always has GTIDs in its binary log.
                 binlog_status_sql: "SHOW MASTER STATUS",
                 version,
@@ -410,11 +411,13 @@ impl ServerKind {
             let vars_sql = if (major, minor, patch) >= (8, 0, 26) {
                 "SELECT @@global.server_id, @@global.read_only, @@global.super_read_only, \
                  @@global.innodb_read_only, @@global.gtid_mode, @@global.gtid_executed, NULL, \
-                 NULL, NULL, @@global.log_bin, @@global.log_replica_updates"
+                 NULL, NULL, @@global.log_bin, @@global.log_replica_updates, NULL, \
+                 @@global.server_uuid"
             } else {
                 "SELECT @@global.server_id, @@global.read_only, @@global.super_read_only, \
                  @@global.innodb_read_only, @@global.gtid_mode, @@global.gtid_executed, NULL, \
-                 NULL, NULL, @@global.log_bin, @@global.log_slave_updates"
+                 NULL, NULL, @@global.log_bin, @@global.log_slave_updates, NULL, \
+                 @@global.server_uuid"
             };
             let replica_status_sql = if (major, minor, patch) >= (8, 0, 22) {
                 "SHOW REPLICA STATUS"
@@ -426,7 +429,8 @@ impl ServerKind {
                 replica_status_sql,
                 vars_sql,
                 source_sql: "SELECT @@global.server_id, VERSION(), @@global.gtid_executed, \
-                             @@global.server_uuid",
+                             @@global.server_uuid, NULL, @@global.read_only, \
+                             @@global.super_read_only, NULL",
                 binlog_status_sql: if (major, minor) >= (8, 2) {
                     "SHOW BINARY LOG STATUS"
                 } else {

@@ -55,6 +55,8 @@ pub(super) async fn read_state(
         flavor: kind.flavor,
         version: kind.version.clone(),
         server_id,
+        // MySQL only; the MariaDB statement has NULL there.
+        server_uuid: var(12),
         read_only: flag(1).ok_or_else(|| protocol("@@read_only is NULL"))?,
         super_read_only: flag(2),
         innodb_read_only: flag(3).unwrap_or(false),
@@ -303,6 +305,7 @@ pub(super) async fn read_source(
     .await?
     .ok_or_else(|| protocol("source query returned no row"))?;
     let var = |i: usize| row.as_ref(i).and_then(text);
+    let flag = |i: usize| var(i).map(|v| !matches!(v.as_str(), "0" | "OFF"));
     let gtid_executed = var(2).ok_or_else(|| protocol("the source's executed GTIDs are NULL"))?;
     // Without GTIDs (MySQL gtid_mode OFF) the binary log position is the only measure of what
     // the source has; MariaDB always has GTIDs in its binary log. No binary log: nothing to
@@ -340,6 +343,11 @@ pub(super) async fn read_source(
         // MariaDB only; the MySQL statement has no column 4.
         gtid_binlog_state: var(4),
         binlog_position,
+        read_only: match (flag(5), flag(6)) {
+            (None, None) => None,
+            (ro, sro) => Some(ro == Some(true) || sro == Some(true)),
+        },
+        gtid_slave_pos: var(7),
     })
 }
 

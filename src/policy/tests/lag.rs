@@ -138,6 +138,8 @@ fn stall_needs_a_frozen_read_position_and_an_advancing_source() {
             server_uuid: None,
             gtid_binlog_state: None,
             binlog_position: None,
+            read_only: None,
+            gtid_slave_pos: None,
         }),
     };
     // Polls `ago` seconds before now, each with the replica's read position and the
