@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod app;
 pub mod certs;
 pub mod client;
 pub mod galera;
