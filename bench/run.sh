@@ -13,6 +13,9 @@
 #   3. reaction time: STOP SLAVE SQL_THREAD / SIGKILL of mariadbd -> first non-200 of /replica
 #   4. footprint: RSS and CPU of an idle guard watching 1 and 50 instances
 #   5. scale: one guard watching 200 instances on one server (fresh samples, connections)
+#   6. the write handover: master-master behind a real HAProxy (deploy/haproxy.cfg's options),
+#      an application at ~1000+ writes/s; failover p50/p99, failback write gap, dual writes,
+#      stale reads, and the read farm's staleness (tests/handover.rs figure_6_handover)
 # and prints a table (also written to $BENCH_DIR/results.md). Every process it starts is
 # stopped on exit; it never touches a MariaDB already running on the machine.
 #
@@ -29,7 +32,11 @@
 #   BENCH_FOOTPRINT_INSTANCES ["1 50"]  instance counts for figure 4
 #   BENCH_SCALE_INSTANCES [200]         instances for figure 5
 #   BENCH_SCALE_WINDOW* [20 | quick 6]  seconds of /status sampling (figure 5)
-#   BENCH_FIGURES ["1 1b 2 3 4 5"]      which figures to run (1b: where a check's CPU goes;
+#   BENCH_HANDOVER_TRIALS* [20 | quick 3]       failovers + failbacks, recommended profile (figure 6)
+#   BENCH_HANDOVER_SEED_TRIALS* [3 | quick 1]   the same with the seed's inter 5000 rise 3 fall 3
+#   BENCH_HANDOVER_STEADY* [60 | quick 10]      seconds of a caught-up pair under load (figure 6)
+#   BENCH_READFARM_HOLD* [25 | quick 20]        seconds a read-farm replica's applier is held
+#   BENCH_FIGURES ["1 1b 2 3 4 5 6"]    which figures to run (1b: where a check's CPU goes;
 #                                       "hold": keep the guard up for profiling until $BENCH_DIR/run/hold is removed)
 #   BENCH_WAIT_QUIET [0]                wait up to this many seconds for other processes to use
 #                                       < 0.25 core before measuring (a shared machine skews figure 1)
@@ -166,8 +173,10 @@ sandbox_wait_caught_up primary replica
 # ---------------------------------------------------------------------------
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   d_runs=1 d_wrk=2 d_bd=1 d_load=4 d_trials=3 d_kill=2 d_fp=5 d_scale=6
+  d_ho=3 d_ho_seed=1 d_ho_steady=10 d_rf_hold=20
 else
   d_runs=5 d_wrk=5 d_bd=3 d_load=10 d_trials=20 d_kill=20 d_fp=20 d_scale=20
+  d_ho=20 d_ho_seed=3 d_ho_steady=60 d_rf_hold=25
 fi
 export BENCH_WORK="$WORK" BENCH_RUN="$RUN" BENCH_LOGS="$LOGS" BENCH_PWFILE="$PWFILE"
 export BENCH_REPLGUARD="$REPLGUARD" BENCH_MARIADB="$MARIADB" BENCH_MARIADBD="$MARIADBD" BENCH_WRK="$WRK"
@@ -183,10 +192,26 @@ export BENCH_FOOTPRINT_WINDOW=${BENCH_FOOTPRINT_WINDOW:-$d_fp}
 export BENCH_FOOTPRINT_INSTANCES=${BENCH_FOOTPRINT_INSTANCES:-"1 50"}
 export BENCH_SCALE_INSTANCES=${BENCH_SCALE_INSTANCES:-200}
 export BENCH_SCALE_WINDOW=${BENCH_SCALE_WINDOW:-$d_scale}
-export BENCH_FIGURES=${BENCH_FIGURES:-"1 1b 2 3 4 5"}
+export BENCH_FIGURES=${BENCH_FIGURES:-"1 1b 2 3 4 5 6"}
 export BENCH_QUICK=${BENCH_QUICK:-0}
 export BENCH_WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
 export BENCH_COMMAND
 
 say "measuring (bench/bench.py); logs in $LOGS"
 "$PYTHON" -u "$SCRIPT_DIR/bench.py"
+
+# ---------------------------------------------------------------------------
+# 5. figure 6: the write handover, on the test harness's servers and a real HAProxy
+# ---------------------------------------------------------------------------
+if [[ " $BENCH_FIGURES " == *" 6 "* ]]; then
+  sandbox_require HAPROXY=haproxy:/usr/sbin/haproxy:haproxy
+  say "figure 6: the write handover (cargo test --test handover figure_6_handover -- --ignored)"
+  (cd "$REPO_ROOT" && RUST_LOG=error BENCH_FIGURE6_OUT="$WORK/figure6.md" \
+    BENCH_HANDOVER_TRIALS=${BENCH_HANDOVER_TRIALS:-$d_ho} \
+    BENCH_HANDOVER_SEED_TRIALS=${BENCH_HANDOVER_SEED_TRIALS:-$d_ho_seed} \
+    BENCH_HANDOVER_STEADY=${BENCH_HANDOVER_STEADY:-$d_ho_steady} \
+    BENCH_READFARM_HOLD=${BENCH_READFARM_HOLD:-$d_rf_hold} \
+    cargo test --test handover figure_6_handover -- --ignored --exact --nocapture) >"$LOGS/figure6.log" 2>&1 \
+    || die "figure 6 failed; see $LOGS/figure6.log"
+  tee -a "$WORK/results.md" < "$WORK/figure6.md"
+fi
