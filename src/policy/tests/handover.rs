@@ -173,3 +173,114 @@ fn the_backup_that_took_writes_yields_to_a_caught_up_writable_source() {
         assert_eq!(ok, healthy, "case {i}: {got}");
     }
 }
+
+/// MySQL: own writes are the transactions of the server's `server_uuid` in `gtid_executed`.
+#[test]
+fn mysql_handover_and_yield_judge_by_server_uuid() {
+    const UA: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    const UB: &str = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let start = Instant::now();
+    let delay = Thresholds {
+        handover_delay: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let mysql = |s: ServerState, uuid: &str, executed: String| {
+        with(s, |s| {
+            s.flavor = Flavor::MySql;
+            s.super_read_only = Some(false);
+            s.read_only = false;
+            s.server_uuid = Some(uuid.into());
+            s.gtid.executed = Some(executed);
+        })
+    };
+    let reading = |uuid: &str, executed: String| SourceState {
+        flavor: Flavor::MySql,
+        server_id: 9,
+        version: "8.0.36".into(),
+        gtid_executed: executed,
+        server_uuid: Some(uuid.into()),
+        gtid_binlog_state: None,
+        binlog_position: None,
+        read_only: Some(false),
+        gtid_slave_pos: None,
+    };
+    let step = |s: Snapshot, at: u64, state: ServerState, src: SourceState| {
+        s.next(Sample {
+            taken_at: start + Duration::from_secs(at),
+            taken_at_wall: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_millis(2),
+            outcome: Ok(state),
+            source: Some(SourceSample {
+                addr: "127.0.0.1:3306".into(),
+                outcome: Ok(src),
+            }),
+            maintenance: None,
+            maintenance_error: None,
+        })
+    };
+    let a = with(primary(), |s| s.channels = replica().channels);
+    // A has B's first write; B takes a second; A applies it and B stays quiet.
+    let mut snap_a = step(
+        Snapshot::default(),
+        0,
+        mysql(a.clone(), UA, format!("{UA}:1-100")),
+        reading(UB, format!("{UA}:1-100")),
+    );
+    snap_a = step(
+        snap_a,
+        1,
+        mysql(a.clone(), UA, format!("{UA}:1-100,{UB}:1")),
+        reading(UB, format!("{UA}:1-100,{UB}:1-2")),
+    );
+    let v = eval_with(
+        &PolicySet::builtin(),
+        "primary",
+        &snap_a,
+        &delay,
+        start + Duration::from_secs(1),
+    );
+    assert!(
+        line(&v, "handover").contains(&format!("not applied here yet (its own: {UB}:1-2)")),
+        "{v:#?}"
+    );
+    snap_a = step(
+        snap_a,
+        2,
+        mysql(a.clone(), UA, format!("{UA}:1-100,{UB}:1-2")),
+        reading(UB, format!("{UA}:1-100,{UB}:1-2")),
+    );
+    let v = eval_with(
+        &PolicySet::builtin(),
+        "primary",
+        &snap_a,
+        &delay,
+        start + Duration::from_secs(7),
+    );
+    assert!(line(&v, "handover").starts_with("ok handover"), "{v:#?}");
+
+    // B took them and its source A has them all: B yields.
+    let b = replica();
+    let mut snap_b = step(
+        Snapshot::default(),
+        0,
+        mysql(b.clone(), UB, format!("{UA}:1-100")),
+        reading(UA, format!("{UA}:1-100")),
+    );
+    snap_b = step(
+        snap_b,
+        1,
+        mysql(b.clone(), UB, format!("{UA}:1-100,{UB}:1-2")),
+        reading(UA, format!("{UA}:1-100,{UB}:1-2")),
+    );
+    let v = eval_with(
+        &PolicySet::builtin(),
+        "backup",
+        &snap_b,
+        &delay,
+        start + Duration::from_secs(1),
+    );
+    assert!(
+        line(&v, "yield").starts_with("FAIL yield took writes 0s ago"),
+        "{v:#?}"
+    );
+}
