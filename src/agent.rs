@@ -22,8 +22,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest `agent-send` line: an instance name or a port is short. A client sending more
 /// without a newline is cut off, so no client can make the guard buffer without bound.
 pub const MAX_LINE: u64 = 256;
-/// Agent connections answered at once; one more is closed on arrival. HAProxy holds one per
-/// server for a moment per check.
+/// Agent connections held at once (fair admission: a newer one displaces the oldest that has
+/// not sent its line). HAProxy holds one per server for a moment per check.
 pub const MAX_CONNECTIONS: usize = 256;
 
 /// Serves agent checks until `shutdown`, each connection from the hub of the config in force
@@ -32,9 +32,9 @@ pub async fn serve(
     listener: TcpListener,
     hubs: tokio::sync::watch::Receiver<Arc<Hub>>,
     gate: Arc<crate::gate::Gate>,
+    admission: Arc<crate::admission::Admission>,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -51,22 +51,48 @@ pub async fn serve(
         if !gate.allows(peer.ip(), "agent") {
             continue; // not in allow_from: closed at once
         }
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            gate.count_limit_refusal("agent");
-            tracing::debug!("agent connection refused: {MAX_CONNECTIONS} already open");
+        let hub = hubs.borrow().clone();
+        // One instance: the reply needs nothing from the client. It fits the new socket's
+        // buffer, so it is written here and the connection closed, holding no place at all:
+        // a flood of agent connections from one address costs it one small write each.
+        if hub.instances().len() == 1 {
+            let mut reply = match hub.find(&Selector::Only) {
+                Ok(w) => reply_for(&hub, w, tokio::time::Instant::now().into_std()),
+                Err(e) => format!("down #{e}"),
+            };
+            reply.push('\n');
+            if matches!(stream.try_write(reply.as_bytes()), Ok(n) if n == reply.len()) {
+                continue; // dropped: the reply goes out, then the FIN
+            }
+        }
+        let Ok(ticket) = admission.admit(peer.ip()) else {
+            tracing::debug!(%peer, "agent connection refused: every place answers a request");
             continue; // dropped: closed at once
         };
-        let hub = hubs.borrow().clone();
+        // One instance: answered at once, whatever was sent; several: once the line is in.
+        if hub.instances().len() == 1 || crate::httpd::waiting(&stream, crate::httpd::Waiting::Line)
+        {
+            ticket.conn.arrived();
+        }
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, &hub).await {
+            // A displaced connection (it had not sent its line yet) is dropped at once.
+            let result = tokio::select! {
+                r = answer(stream, &hub, &ticket.conn) => r,
+                _ = ticket.conn.displaced() => Ok(()),
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "agent connection");
             }
-            drop(slot);
+            drop(ticket);
         });
     }
 }
 
-async fn answer(stream: TcpStream, hub: &Hub) -> std::io::Result<()> {
+async fn answer(
+    stream: TcpStream,
+    hub: &Hub,
+    conn: &crate::admission::Conn,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     // With one instance there is nothing to choose: reply at once, whatever HAProxy sends.
     let selector = if hub.instances().len() == 1 {
@@ -85,6 +111,8 @@ async fn answer(stream: TcpStream, hub: &Hub) -> std::io::Result<()> {
             _ => Selector::Only,
         }
     };
+    // The request is in: from here the connection is answering, never displaced.
+    conn.busy();
     let reply = match hub.find(&selector) {
         Ok(w) => reply_for(hub, w, tokio::time::Instant::now().into_std()),
         Err(e) => format!("down #{e}; set agent-send \"<instance name or port>\\n\""),

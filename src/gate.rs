@@ -54,11 +54,6 @@ impl Gate {
         }
     }
 
-    /// Counts a connection closed because `listener` already serves its most connections.
-    pub fn count_limit_refusal(&self, listener: &str) {
-        self.metrics.count_refused(listener, "limit");
-    }
-
     /// Counts an HTTPS connection whose TLS handshake failed (no or a bad client certificate).
     pub fn count_tls_refusal(&self) {
         self.metrics.count_refused("http", "tls");

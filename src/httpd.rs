@@ -7,6 +7,7 @@
 //! configure), and it answers HTTP/2, which replguard does not document: HAProxy's checks and
 //! browsers speak HTTP/1.1.
 
+use crate::admission::{Admission, Conn};
 use crate::gate::{Gate, Refusal};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -29,11 +30,9 @@ const MAX_BUF: usize = 16 * 1024;
 /// The most headers a request may carry.
 const MAX_HEADERS: usize = 48;
 
-/// The bounds of the HTTP listener.
+/// The bounds of the HTTP listener (the connection caps are the [`Admission`]'s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once; one more is closed on arrival.
-    pub max_connections: usize,
     /// A request's headers must arrive within this (slowloris), counted from when the server
     /// waits for them, so it also bounds a keep-alive connection waiting for its next request.
     pub header_read_timeout: Duration,
@@ -45,7 +44,8 @@ pub struct Limits {
 }
 
 /// Serves `filter` on `listener` until `shutdown`, then drains connections for at most
-/// `limits.shutdown_grace`. `gate` decides who is served; `tls`, when given, wraps every
+/// `limits.shutdown_grace`. `gate` decides who is served, `admission` how many and which
+/// connection makes room for a newer one; `tls`, when given, wraps every
 /// connection (its handshake bounded by the header-read timeout) with the acceptor current when
 /// the connection arrives (certificates re-read on SIGHUP replace it). Each connection is served
 /// by the `filters` current when it arrives (a config reload replaces them).
@@ -54,12 +54,12 @@ pub async fn serve<F>(
     filters: tokio::sync::watch::Receiver<F>,
     limits: Limits,
     gate: Arc<Gate>,
+    admission: Arc<Admission>,
     tls: Option<tokio::sync::watch::Receiver<tokio_rustls::TlsAcceptor>>,
     shutdown: CancellationToken,
 ) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -86,40 +86,78 @@ pub async fn serve<F>(
             }
             continue;
         }
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            gate.count_limit_refusal("http");
-            tracing::debug!(%peer, max = limits.max_connections, "http connection refused: limit reached");
-            continue; // dropped: closed at once
+        let ticket = match admission.admit(peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(why) => {
+                tracing::debug!(%peer, ?why, "http connection refused: every place answers a request");
+                continue; // dropped: closed at once
+            }
         };
+        let conn = ticket.conn.clone();
+        // Already in (the usual case for a check under load: the client wrote before the
+        // accept): busy at once.
+        if waiting(
+            &stream,
+            if tls.is_some() {
+                Waiting::TlsHello
+            } else {
+                Waiting::HttpHead
+            },
+        ) {
+            conn.arrived();
+        }
         let handler = Handler {
             service: warp::service(filters.borrow().clone()),
             gate: gate.clone(),
+            conn: conn.clone(),
         };
-        let io = Idle::new(stream, limits.idle_timeout);
+        let io = Idle::new(stream, limits.idle_timeout, conn.clone());
         let (tls, watcher) = (tls.as_ref().map(|t| t.borrow().clone()), graceful.watcher());
+        let what = if tls.is_some() {
+            Waiting::TlsHello
+        } else {
+            Waiting::HttpHead
+        };
         connections.spawn(async move {
-            let result = match tls {
-                None => serve_connection(io, handler, limits, watcher).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io))
-                        .await
-                    {
-                        Ok(Ok(tls_stream)) => {
-                            serve_connection(tls_stream, handler, limits, watcher).await
+            let served = async {
+                // Read the first request head (or ClientHello) here, so the connection is
+                // marked busy the moment it is in, not once TLS and hyper have got to it.
+                let first = first_delivery(io, what, &handler.conn);
+                let io = match tokio::time::timeout(limits.header_read_timeout, first).await {
+                    Ok(Ok(io)) => io,
+                    Ok(Err(e)) => {
+                        return Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                    }
+                    Err(_) => return Err("no request within header_read_timeout".into()),
+                };
+                match tls {
+                    None => serve_connection(io, handler, limits, watcher).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io))
+                            .await
+                        {
+                            Ok(Ok(tls_stream)) => {
+                                serve_connection(tls_stream, handler, limits, watcher).await
+                            }
+                            Ok(Err(e)) => {
+                                handler.gate.count_tls_refusal();
+                                Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                            }
+                            Err(_) => Err("TLS handshake took too long".into()),
                         }
-                        Ok(Err(e)) => {
-                            handler.gate.count_tls_refusal();
-                            Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-                        }
-                        Err(_) => Err("TLS handshake took too long".into()),
                     }
                 }
+            };
+            // A displaced connection (it had delivered no request) is dropped at once.
+            let result = tokio::select! {
+                r = served => r,
+                _ = conn.displaced() => Err("displaced by a newer connection".into()),
             };
             // A client that goes away mid-request is the client's business: debug only.
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "http connection ended");
             }
-            drop(slot);
+            drop(ticket);
         });
     }
     drop(listener);
@@ -162,12 +200,129 @@ where
     watcher.watch(conn).await.map_err(Into::into)
 }
 
+/// What a new connection may already have sent, complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// An HTTP request head (up to the blank line).
+    HttpHead,
+    /// A TLS record (the ClientHello) whole.
+    TlsHello,
+    /// A line (an agent-send).
+    Line,
+}
+
+/// Whether `stream` already holds a complete `what`, looked at without reading it (a peek of
+/// at most 4 KiB that never waits; more than that counts as incomplete).
+pub(crate) fn waiting(stream: &tokio::net::TcpStream, what: Waiting) -> bool {
+    let mut bytes = [0u8; 4096];
+    let mut buf = ReadBuf::new(&mut bytes);
+    // Polled once with a waker that does nothing: ready data or not, no waiting. The
+    // connection's own reads register their wakers later.
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    if !matches!(stream.poll_peek(&mut cx, &mut buf), Poll::Ready(Ok(_))) {
+        return false;
+    }
+    complete(buf.filled(), what)
+}
+
+/// Whether `got` begins with a complete `what`.
+fn complete(got: &[u8], what: Waiting) -> bool {
+    match what {
+        Waiting::HttpHead => got.windows(4).any(|w| w == b"\r\n\r\n"),
+        Waiting::Line => got.contains(&b'\n'),
+        Waiting::TlsHello => {
+            got.len() >= 5
+                && got[0] == 0x16
+                && got.len() >= 5 + usize::from(u16::from_be_bytes([got[3], got[4]]))
+        }
+    }
+}
+
+/// Reads from `io` until it holds a complete `what` (or [`MAX_BUF`] bytes, or the end), marks
+/// `conn` busy once it does, and gives back a stream that replays what was read first.
+async fn first_delivery<S: AsyncRead + Unpin>(
+    mut io: S,
+    what: Waiting,
+    conn: &Conn,
+) -> io::Result<Prefixed<S>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if complete(&buf, what) {
+            conn.arrived();
+            break;
+        }
+        if buf.len() >= MAX_BUF {
+            break; // hyper refuses an oversized head itself
+        }
+        let mut chunk = [0u8; 2048];
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            break; // closed: hyper sees the end after the replay
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Prefixed {
+        prefix: buf,
+        at: 0,
+        inner: io,
+    })
+}
+
+/// A stream that first yields `prefix` (bytes read ahead), then reads from `inner`.
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.at < self.prefix.len() {
+            let n = (self.prefix.len() - self.at).min(buf.remaining());
+            let at = self.at;
+            buf.put_slice(&self.prefix[at..at + n]);
+            self.at += n;
+            if self.at == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// One connection's request handler: the gate's credentials check first (401), then the
 /// endpoints. (An address not in `allow_from` never gets this far: it is answered at accept.)
 struct Handler<S> {
     /// warp's service for the endpoints (its type cannot be named outside warp).
     service: S,
     gate: Arc<Gate>,
+    /// Marked busy from a request's arrival until its answer is flushed ([`Idle`]).
+    conn: Arc<Conn>,
 }
 
 impl<S> hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Handler<S>
@@ -188,15 +343,22 @@ where
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         let mut service = self.service.clone();
         let gate = self.gate.clone();
+        // The head has arrived: from here the connection is answering, never displaced.
+        self.conn.busy();
+        let conn = self.conn.clone();
         Box::pin(async move {
             let auth = req
                 .headers()
                 .get(warp::http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes().to_vec());
             if let Err(r) = gate.authorize(req.uri().path(), auth.as_deref()).await {
+                conn.responded();
                 return Ok(refusal(r));
             }
-            tower_service::Service::call(&mut service, req).await
+            let answer = tower_service::Service::call(&mut service, req).await;
+            // Busy until the transport has flushed it (`Idle::poll_flush`).
+            conn.responded();
+            answer
         })
     }
 }
@@ -230,15 +392,18 @@ struct Idle<S> {
     /// When something last moved.
     last: Instant,
     deadline: Pin<Box<Sleep>>,
+    /// Told when a flush has sent the answers handed to the transport.
+    conn: Arc<Conn>,
 }
 
 impl<S> Idle<S> {
-    fn new(inner: S, timeout: Duration) -> Idle<S> {
+    fn new(inner: S, timeout: Duration, conn: Arc<Conn>) -> Idle<S> {
         Idle {
             inner,
             timeout,
             last: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(timeout)),
+            conn,
         }
     }
 
@@ -309,6 +474,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match Pin::new(&mut self.inner).poll_flush(cx) {
             Poll::Pending => self.check(cx),
+            Poll::Ready(Ok(())) => {
+                self.conn.flushed();
+                Poll::Ready(Ok(()))
+            }
             done => done,
         }
     }

@@ -19,7 +19,9 @@
 //! - [`hub`]: the read façade: latest snapshots, instance lookup, every verdict for readers.
 //! - [`report`]: text/JSON rendering of verdicts and `/status`.
 //! - [`http`]: warp endpoints for HAProxy and people, and their answer cache; never touches MySQL.
-//! - [`httpd`]: the HTTP/1.1 listener: connection cap, header and idle timeouts, shutdown deadline.
+//! - [`httpd`]: the HTTP/1.1 listener: header and idle timeouts, shutdown deadline.
+//! - [`admission`]: fair admission for both listeners: caps in all and per client address,
+//!   displacement of silent connections instead of refusal.
 //! - [`store`]: the state file that carries memory across replguard restarts.
 //! - [`serve`]: wiring of the hub, pollers and listeners under one shutdown token.
 //! - [`metrics`]: the counters and histograms (check requests, polls, refusals).
@@ -35,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod agent;
 pub mod check;
 pub mod config;

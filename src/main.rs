@@ -278,19 +278,17 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
 }
 
 async fn run_serve(mut config: Config) -> Result<ExitCode, Failure> {
-    fit_descriptors(&mut config);
+    fit_descriptors(&mut config)?;
     // A port in use or not ours to bind is a configuration error (exit 2), like a bad key.
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| {
-            Failure::Usage(format!(
-                "{}: listen: cannot listen on {}: {e}",
-                config.path.display(),
-                config.listen
-            ))
-        })?;
+    let listener = replguard::admission::bind(config.listen).map_err(|e| {
+        Failure::Usage(format!(
+            "{}: listen: cannot listen on {}: {e}",
+            config.path.display(),
+            config.listen
+        ))
+    })?;
     let agent = match config.agent_listen {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Some(addr) => Some(replguard::admission::bind(addr).map_err(|e| {
             Failure::Usage(format!(
                 "{}: agent_listen: cannot listen on {addr}: {e}",
                 config.path.display()
@@ -343,25 +341,32 @@ async fn run_serve(mut config: Config) -> Result<ExitCode, Failure> {
 
 /// Raises the soft descriptor limit to the hard one and keeps the HTTP connection cap below
 /// what is left after a reserve for polls, source connections, state and maintenance files and
-/// the agent: a flood of HTTP clients must never leave a poll without a descriptor.
-fn fit_descriptors(config: &mut Config) {
+/// (when configured) the agent: a flood of HTTP clients must never leave a poll without a
+/// descriptor. Too little room to serve is an error naming `LimitNOFILE`.
+fn fit_descriptors(config: &mut Config) -> Result<(), Failure> {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the file descriptor limit");
     }
     let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
-        return;
+        return Ok(());
     };
-    let reserve = 64 + 4 * config.instances.len() as u64 + replguard::agent::MAX_CONNECTIONS as u64;
-    let room = soft.saturating_sub(reserve).max(1);
-    if config.max_connections as u64 > room {
+    let fit = replguard::admission::fit_descriptors(
+        soft,
+        config.instances.len(),
+        config.agent_listen.is_some(),
+        config.max_connections,
+    )
+    .map_err(Failure::Usage)?;
+    if fit < config.max_connections {
         tracing::warn!(
             max_connections = config.max_connections,
             nofile = soft,
-            lowered_to = room,
+            lowered_to = fit,
             "max_connections lowered to fit the file descriptor limit (raise LimitNOFILE)"
         );
-        config.max_connections = room as usize;
+        config.max_connections = fit;
     }
+    Ok(())
 }
 
 /// SIGUSR1, SIGUSR2 and SIGQUIT would end the daemon without a word (their default): log and

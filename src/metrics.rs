@@ -95,6 +95,8 @@ pub struct Metrics {
     poll_errors: Family<ErrorLabels, Counter>,
     /// Connections and requests refused by the listeners, by listener and reason.
     refused: Family<RefusedLabels, Counter>,
+    /// Connections displaced by newer ones (fair admission), by listener and reason.
+    displaced: Family<RefusedLabels, Counter>,
     /// The check counters already created, by endpoint and code: counting a check is then a
     /// short scan and an atomic increment, with no allocation on the hot path.
     check_counters: Arc<RwLock<CheckCounters>>,
@@ -107,6 +109,7 @@ impl Default for Metrics {
             poll_duration: Family::new_with_constructor(new_poll_histogram),
             poll_errors: Family::default(),
             refused: Family::default(),
+            displaced: Family::default(),
             check_counters: Default::default(),
         }
     }
@@ -146,6 +149,18 @@ impl Metrics {
     /// Counts a connection or request refused by `listener` (`http`, `agent`) for `reason`.
     pub fn count_refused(&self, listener: &str, reason: &str) {
         self.refused
+            .get_or_create(&RefusedLabels {
+                listener: listener.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a connection of `listener` displaced to admit a newer one, for `reason`
+    /// (`per_client`: its address was at `max_connections_per_client`; `full`: the listener was
+    /// at its cap).
+    pub fn count_displaced(&self, listener: &str, reason: &str) {
+        self.displaced
             .get_or_create(&RefusedLabels {
                 listener: listener.to_string(),
                 reason: reason.to_string(),
@@ -197,6 +212,12 @@ impl Metrics {
             "refused",
             "Connections and requests refused by the HTTP and agent listeners, by reason",
             self.refused.clone(),
+        );
+        registry.register(
+            "displaced",
+            "Connections that had not delivered a request, closed to admit a newer one (fair \
+             admission), by listener and reason",
+            self.displaced.clone(),
         );
     }
 }

@@ -65,23 +65,42 @@ pub async fn serve_reloading(
         config.web.clone(),
         hub.metrics().clone(),
     ));
+    // Fair admission, per listener: caps in all and per client address (README, Security).
+    let admission = |listener, max| {
+        crate::admission::Admission::new(
+            listener,
+            max,
+            config.max_connections_per_client,
+            config.check_from.clone(),
+            hub.metrics().clone(),
+        )
+    };
     if let Some(agent) = agent {
         tokio::spawn(crate::agent::serve(
             agent,
             fleet.hubs(),
             gate.clone(),
+            admission("agent", crate::agent::MAX_CONNECTIONS),
             shutdown.clone(),
         ));
     }
+    let http_admission = admission("http", config.max_connections);
     tokio::spawn(crate::notify::run(fleet.hubs(), shutdown.clone()));
     let (routes_tx, routes) = watch::channel(crate::http::routes(hub));
     let limits = crate::httpd::Limits {
-        max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
         idle_timeout: config.idle_timeout,
         shutdown_grace: SHUTDOWN_GRACE,
     };
-    let server = crate::httpd::serve(listener, routes, limits, gate, tls, shutdown.clone());
+    let server = crate::httpd::serve(
+        listener,
+        routes,
+        limits,
+        gate,
+        http_admission,
+        tls,
+        shutdown.clone(),
+    );
     tokio::pin!(server);
     let mut died = None;
     loop {
@@ -174,6 +193,12 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     }
     if running.max_connections != new.max_connections {
         keys.push("max_connections");
+    }
+    if running.max_connections_per_client != new.max_connections_per_client {
+        keys.push("max_connections_per_client");
+    }
+    if running.check_from != new.check_from {
+        keys.push("check_from");
     }
     if running.header_read_timeout != new.header_read_timeout {
         keys.push("header_read_timeout");

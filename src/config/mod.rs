@@ -69,6 +69,11 @@ pub struct Config {
     pub agent_listen: Option<SocketAddr>,
     /// HTTP connections served at once (`max_connections`).
     pub max_connections: usize,
+    /// Connections one client address may hold on each listener
+    /// (`max_connections_per_client`); addresses in `check_from` are held only to the cap.
+    pub max_connections_per_client: usize,
+    /// Where HAProxy checks from (`check_from`): no per-client cap, displaced last.
+    pub check_from: Vec<ipnet::IpNet>,
     /// How long a client may take to send a request's headers (`header_read_timeout`).
     pub header_read_timeout: Duration,
     /// How long an HTTP connection may sit with nothing moving (`idle_timeout`).
@@ -272,6 +277,8 @@ const KNOWN_KEYS: &[&str] = &[
     "server_id",
     "utc",
     "max_connections",
+    "max_connections_per_client",
+    "check_from",
     "header_read_timeout",
     "idle_timeout",
     "ssl_mode",
@@ -463,6 +470,17 @@ impl Config {
         if !(1..=65536).contains(&max_connections) {
             return Err(err("max_connections", "must be between 1 and 65536".into()));
         }
+        let max_connections_per_client = raw
+            .max_connections_per_client
+            .unwrap_or(crate::admission::DEFAULT_PER_CLIENT);
+        if !(1..=65536).contains(&max_connections_per_client) {
+            return Err(err(
+                "max_connections_per_client",
+                "must be between 1 and 65536".into(),
+            ));
+        }
+        let check_from =
+            raw::parse_cidrs("check_from", &raw.check_from).map_err(|(k, m)| err(k, m))?;
         let bounded = |key: &str, value: Option<Duration>, default: Duration| {
             let d = value.unwrap_or(default);
             if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
@@ -550,6 +568,8 @@ impl Config {
             state_dir,
             agent_listen,
             max_connections,
+            max_connections_per_client,
+            check_from,
             header_read_timeout,
             idle_timeout,
             web,

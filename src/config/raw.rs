@@ -18,6 +18,9 @@ pub(super) struct RawConfig {
     pub(super) agent_listen: Option<String>,
     pub(super) maintenance_file: Option<PathBuf>,
     pub(super) max_connections: Option<usize>,
+    pub(super) max_connections_per_client: Option<usize>,
+    #[serde(default)]
+    pub(super) check_from: Vec<String>,
     #[serde(default, with = "serde_humantime::option")]
     pub(super) header_read_timeout: Option<Duration>,
     #[serde(default, with = "serde_humantime::option")]
@@ -381,29 +384,7 @@ pub(super) fn resolve_web(
             ));
         }
     }
-    let allow_from = w
-        .allow_from
-        .iter()
-        .map(|net| {
-            let parsed = net
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    (
-                        "allow_from",
-                        format!("{net:?} is not a CIDR (e.g. \"10.0.0.0/8\")"),
-                    )
-                })?;
-            // 10.1.2.3/8 is most likely a typo for a host or for 10.0.0.0/8: say which.
-            if parsed != parsed.trunc() {
-                return Err((
-                    "allow_from",
-                    format!("{net:?} has host bits set; write {}", parsed.trunc()),
-                ));
-            }
-            Ok(parsed)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let allow_from = parse_cidrs("allow_from", &w.allow_from)?;
     Ok(crate::web::WebSettings {
         tls,
         users: w.basic_auth_users,
@@ -456,4 +437,27 @@ pub(super) fn resolve_tls(raw: &RawTls, base: &Path) -> Result<Tls, (&'static st
         cert,
         key,
     })
+}
+
+/// A list of CIDRs (a bare address is its /32 or /128) for `key`; host bits set are refused.
+pub(super) fn parse_cidrs(
+    key: &'static str,
+    list: &[String],
+) -> Result<Vec<ipnet::IpNet>, (&'static str, String)> {
+    list.iter()
+        .map(|net| {
+            let parsed = net
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| (key, format!("{net:?} is not a CIDR (e.g. \"10.0.0.0/8\")")))?;
+            // 10.1.2.3/8 is most likely a typo for a host or for 10.0.0.0/8: say which.
+            if parsed != parsed.trunc() {
+                return Err((
+                    key,
+                    format!("{net:?} has host bits set; write {}", parsed.trunc()),
+                ));
+            }
+            Ok(parsed)
+        })
+        .collect()
 }
