@@ -52,6 +52,11 @@ pub enum Kind {
     GroupDegraded,
     /// A Group Replication member is ONLINE again.
     GroupOnline,
+    /// Semi-sync turned off (or fell back to asynchronous) at a source: this server, or the
+    /// source this replica reads.
+    SemiSyncOff,
+    /// Semi-sync is on again at a source.
+    SemiSyncOn,
 }
 
 impl Kind {
@@ -66,6 +71,7 @@ impl Kind {
                 | Kind::MaintenanceOn
                 | Kind::GaleraDegraded
                 | Kind::GroupDegraded
+                | Kind::SemiSyncOff
         )
     }
 
@@ -86,6 +92,8 @@ impl Kind {
             Kind::GroupRoleChanged => "group role changed",
             Kind::GroupDegraded => "group member not online",
             Kind::GroupOnline => "group member online",
+            Kind::SemiSyncOff => "semi-sync off at a source",
+            Kind::SemiSyncOn => "semi-sync on at a source",
         }
     }
 }
@@ -191,6 +199,9 @@ pub struct Observer {
     galera: Option<(String, String)>,
     /// A Group Replication member's state and role at the last successful poll.
     group: Option<(String, String)>,
+    /// Semi-sync really on at this server as a source, and at its source, at the last readings.
+    semi_sync: Option<bool>,
+    source_semi_sync: Option<bool>,
 }
 
 impl Observer {
@@ -357,6 +368,53 @@ impl Observer {
                 self.galera = Some(seen);
             }
         }
+        // Semi-sync at a source: this server's own source side, and the source it reads. The
+        // first sight is no transition; a server without semi-sync has none to report.
+        let own = state
+            .semi_sync
+            .as_ref()
+            .filter(|s| s.error.is_none() && s.source_enabled.is_some())
+            .map(|s| s.source_status == Some(true));
+        let source = match &sample.source {
+            Some(crate::sample::SourceSample {
+                addr,
+                outcome: Ok(src),
+            }) => src
+                .semi_sync
+                .as_ref()
+                .filter(|s| s.error.is_none() && s.source_enabled.is_some())
+                .map(|s| (addr.clone(), s.source_status == Some(true))),
+            _ => None,
+        };
+        let mut transition = |before: &mut Option<bool>, now: Option<bool>, whose: String| {
+            if let (Some(was), Some(on)) = (*before, now) {
+                if was != on {
+                    out.push(Event::new(
+                        at,
+                        instance,
+                        if on {
+                            Kind::SemiSyncOn
+                        } else {
+                            Kind::SemiSyncOff
+                        },
+                        if on {
+                            format!("{whose}: semi-sync on")
+                        } else {
+                            format!("{whose}: semi-sync off (asynchronous)")
+                        },
+                    ));
+                }
+            }
+            if now.is_some() {
+                *before = now;
+            }
+        };
+        transition(&mut self.semi_sync, own, "this server".to_string());
+        let (addr, on) = match source {
+            Some((addr, on)) => (addr, Some(on)),
+            None => (String::new(), None),
+        };
+        transition(&mut self.source_semi_sync, on, format!("source {addr}"));
         out
     }
 }

@@ -83,6 +83,10 @@ pub struct SourceState {
     /// master-master, the writes its peer took). `None` on MySQL.
     #[serde(default)]
     pub gtid_slave_pos: Option<String>,
+    /// The source's semi-synchronous replication at this reading; `None`: no semi-sync (or a
+    /// state file written before it was read).
+    #[serde(default)]
+    pub semi_sync: Option<SemiSync>,
 }
 
 /// The replication-relevant state of one server at one moment.
@@ -126,6 +130,50 @@ pub struct ServerState {
     /// The Group Replication member's view, on a MySQL server in a group; `None` elsewhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupState>,
+    /// Semi-synchronous replication as this server reports it; `None` where no semi-sync
+    /// variable exists (no plugin).
+    pub semi_sync: Option<SemiSync>,
+}
+
+/// Semi-synchronous replication on one server, both sides, whichever names the server uses
+/// (MariaDB and MySQL < 8.0.26 `rpl_semi_sync_master_*`/`_slave_*`, MySQL >= 8.0.26
+/// `rpl_semi_sync_source_*`/`_replica_*`). Every field is `None` where the server did not
+/// report it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SemiSync {
+    /// Why the variables could not be read (then the rest is `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The source side is enabled (`rpl_semi_sync_master_enabled`).
+    #[serde(default)]
+    pub source_enabled: Option<bool>,
+    /// The source side is really on now (`Rpl_semi_sync_master_status`): OFF after a timeout
+    /// without an ack (fallen back to asynchronous) even while enabled.
+    #[serde(default)]
+    pub source_status: Option<bool>,
+    /// `rpl_semi_sync_master_wait_point`: `AFTER_SYNC` or `AFTER_COMMIT`.
+    #[serde(default)]
+    pub wait_point: Option<String>,
+    /// `rpl_semi_sync_master_timeout`, in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Acking replicas connected (`Rpl_semi_sync_master_clients`).
+    #[serde(default)]
+    pub clients: Option<u64>,
+    /// Sessions waiting for an ack now (`Rpl_semi_sync_master_wait_sessions`).
+    #[serde(default)]
+    pub wait_sessions: Option<u64>,
+    /// Commits acknowledged or timed out so far (`..._yes_tx` + `..._no_tx`): while it does
+    /// not move, waiting sessions are stuck.
+    #[serde(default)]
+    pub acked_tx: Option<u64>,
+    /// The replica side is enabled (`rpl_semi_sync_slave_enabled`).
+    #[serde(default)]
+    pub replica_enabled: Option<bool>,
+    /// This server is an acking semi-sync replica of its source now
+    /// (`Rpl_semi_sync_slave_status`).
+    #[serde(default)]
+    pub replica_status: Option<bool>,
 }
 
 /// A Group Replication member's view of its group, from
@@ -569,6 +617,7 @@ pub mod fixtures {
             channels: vec![channel()],
             galera: None,
             group: None,
+            semi_sync: None,
         }
     }
 

@@ -95,6 +95,10 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
     let gr_members_online = Family::<InstanceLabels, Gauge>::default();
     let gr_applier = Family::<InstanceLabels, Gauge>::default();
     let gr_cert = Family::<InstanceLabels, Gauge>::default();
+    let semi_status = Family::<InstanceLabels, Gauge>::default();
+    let semi_clients = Family::<InstanceLabels, Gauge>::default();
+    let semi_waiting = Family::<InstanceLabels, Gauge>::default();
+    let semi_replica = Family::<InstanceLabels, Gauge>::default();
 
     for w in hub.instances() {
         let snap = w.latest();
@@ -151,6 +155,19 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
                     .get_or_create(&inst)
                     .set(i64::try_from(q).unwrap_or(i64::MAX));
             }
+        }
+        // Absent where unknown (no semi-sync, unreadable, not reported): never a made-up 0.
+        if let Some(s) = state.semi_sync.as_ref().filter(|s| s.error.is_none()) {
+            let set = |f: &Family<InstanceLabels, Gauge>, v: Option<u64>| {
+                if let Some(v) = v {
+                    f.get_or_create(&inst)
+                        .set(i64::try_from(v).unwrap_or(i64::MAX));
+                }
+            };
+            set(&semi_status, s.source_status.map(u64::from));
+            set(&semi_clients, s.clients);
+            set(&semi_waiting, s.wait_sessions);
+            set(&semi_replica, s.replica_status.map(u64::from));
         }
         if let Some(g) = &state.galera {
             galera_state
@@ -314,6 +331,26 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
         "galera_recv_queue",
         "Write-sets received but not applied (wsrep_local_recv_queue)",
         galera_recv,
+    );
+    registry.register(
+        "semi_sync_status",
+        "1 when semi-sync is really on at this server as a source (Rpl_semi_sync_master_status / _source_status); 0 when enabled but fallen back to asynchronous, or off",
+        semi_status,
+    );
+    registry.register(
+        "semi_sync_clients",
+        "Acking semi-sync replicas connected to this server (Rpl_semi_sync_master_clients)",
+        semi_clients,
+    );
+    registry.register(
+        "semi_sync_wait_sessions",
+        "Sessions waiting for a semi-sync ack now (Rpl_semi_sync_master_wait_sessions)",
+        semi_waiting,
+    );
+    registry.register(
+        "semi_sync_replica_status",
+        "1 when this server is an acking semi-sync replica of its source (Rpl_semi_sync_slave_status)",
+        semi_replica,
     );
     registry.register(
         "galera_flow_control_paused",

@@ -54,6 +54,39 @@ pub struct Memory {
     /// The source's own writes as last read, and since when this server has applied all of
     /// them: `handover` asks whether the peer has stopped taking writes.
     pub source_writes: Option<SourceWrites>,
+    /// Whether the source was really semi-synchronous at its readings, since when, and whether
+    /// this server was an acking replica at the last one: `semi_sync` judges on it, also after
+    /// the source is lost.
+    pub source_semi_sync: Option<SourceSemiSync>,
+    /// Since when this server's commits have waited for a semi-sync ack with no ack arriving:
+    /// `semi_sync_wait` judges on it.
+    pub semi_sync_stuck: Option<SemiSyncStuck>,
+}
+
+/// The source's semi-sync status across its readings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSemiSync {
+    /// `Rpl_semi_sync_master_status` ON at the last reading.
+    pub on: bool,
+    /// The first reading that showed `on` as it is now.
+    pub since: Instant,
+    pub since_wall: SystemTime,
+    /// `since` is replguard's first reading of this source: it was so already before.
+    pub since_first_reading: bool,
+    /// This server's `Rpl_semi_sync_slave_status` at the last reading (`None`: no semi-sync
+    /// here).
+    pub acking: Option<bool>,
+}
+
+/// Commits waiting for a semi-sync ack while the ack count stands still.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemiSyncStuck {
+    pub since: Instant,
+    pub since_wall: SystemTime,
+    /// Sessions waiting at the latest poll.
+    pub sessions: u64,
+    /// `yes_tx + no_tx` when the wait began: an ack (or a timeout) moves it.
+    pub acked_tx: Option<u64>,
 }
 
 /// This server's own writes as one poll first showed them.
@@ -218,6 +251,44 @@ impl Snapshot {
             Err(err) => memory.last_error = Some((sample.taken_at_wall, err.clone())),
         }
         if let Ok(state) = &sample.outcome {
+            memory.semi_sync_stuck = match state.semi_sync.as_ref() {
+                Some(s) if s.wait_sessions.unwrap_or(0) > 0 => {
+                    let sessions = s.wait_sessions.unwrap_or(0);
+                    match &memory.semi_sync_stuck {
+                        Some(p) if p.acked_tx == s.acked_tx => Some(SemiSyncStuck {
+                            sessions,
+                            ..p.clone()
+                        }),
+                        _ => Some(SemiSyncStuck {
+                            since: sample.taken_at,
+                            since_wall: sample.taken_at_wall,
+                            sessions,
+                            acked_tx: s.acked_tx,
+                        }),
+                    }
+                }
+                _ => None,
+            };
+            if let Some(SourceSample {
+                outcome: Ok(src), ..
+            }) = &sample.source
+            {
+                let on = src.semi_sync.as_ref().and_then(|s| s.source_status) == Some(true);
+                let acking = state.semi_sync.as_ref().and_then(|s| s.replica_status);
+                memory.source_semi_sync = Some(match &memory.source_semi_sync {
+                    Some(p) if p.on == on => SourceSemiSync {
+                        acking,
+                        ..p.clone()
+                    },
+                    prev => SourceSemiSync {
+                        on,
+                        since: sample.taken_at,
+                        since_wall: sample.taken_at_wall,
+                        since_first_reading: prev.is_none(),
+                        acking,
+                    },
+                });
+            }
             if let Some(writes) = state.own_writes() {
                 if memory.own_writes.back().is_none_or(|w| w.writes != writes) {
                     if memory.own_writes.len() == LAG_HISTORY {

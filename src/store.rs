@@ -37,6 +37,18 @@ pub struct PersistedSource {
     /// The errant transactions that reading showed on this server, if any.
     #[serde(default)]
     pub errant: Option<String>,
+    /// The source's semi-sync status at its readings: on or not, since when, and whether this
+    /// server was acking then (the semi-sync state itself is in `state`).
+    #[serde(default)]
+    pub semi_sync: Option<PersistedSemiSync>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedSemiSync {
+    pub on: bool,
+    pub since_unix_ms: u64,
+    pub since_first_reading: bool,
+    pub acking: Option<bool>,
 }
 
 /// Where the server's data stands: moves with every applied event and every local write.
@@ -118,6 +130,12 @@ impl Persisted {
                 addr: s.addr.clone(),
                 state: s.state.clone(),
                 errant: memory.errant_at_last_source.clone(),
+                semi_sync: memory.source_semi_sync.as_ref().map(|t| PersistedSemiSync {
+                    on: t.on,
+                    since_unix_ms: unix_ms(t.since_wall),
+                    since_first_reading: t.since_first_reading,
+                    acking: t.acking,
+                }),
             }),
         }
     }
@@ -141,6 +159,19 @@ impl Persisted {
                     state: src.state.clone(),
                 });
                 memory.errant_at_last_source = src.errant.clone();
+                if let Some(t) = &src.semi_sync {
+                    // A since that cannot be carried over (the clock stepped back) is the
+                    // reading's own time: the status held then at least.
+                    let (since, since_wall) =
+                        carry(sample, t.since_unix_ms).unwrap_or((at, at_wall));
+                    memory.source_semi_sync = Some(crate::snapshot::SourceSemiSync {
+                        on: t.on,
+                        since,
+                        since_wall,
+                        since_first_reading: t.since_first_reading,
+                        acking: t.acking,
+                    });
+                }
             }
         }
         let now = position(state);

@@ -47,6 +47,9 @@ struct Replica {
     pxc: Option<Pxc>,
     /// A Group Replication member: the group as this member sees it.
     group: Option<Group>,
+    /// Semi-sync status and variables (lower-case names, as MySQL's tables hold them); empty:
+    /// no semi-sync plugin.
+    semi_sync: Vec<(&'static str, String)>,
 }
 
 /// A three-member group as one member sees it; `members[0]` is this server.
@@ -494,6 +497,34 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Server {
                 return w.finish().await;
             }
         }
+        if q.contains("RPL_SEMI_SYNC") {
+            // performance_schema.global_status and global_variables filtered by each UNION ALL
+            // part's IN list; without the plugin they hold no such row.
+            let mut out: Vec<(String, String)> = Vec::new();
+            for part in q.split(" UNION ALL ") {
+                if let Some((_, list)) = part.split_once(" IN (") {
+                    for name in list.trim_end_matches(')').split(',') {
+                        let name = name.trim().trim_matches('\'').to_ascii_lowercase();
+                        if let Some((n, v)) = r.semi_sync.iter().find(|(n, _)| *n == name) {
+                            out.push((n.to_string(), v.clone()));
+                        }
+                    }
+                }
+            }
+            let columns = ["LOWER(VARIABLE_NAME)", "VARIABLE_VALUE"].map(|c| Column {
+                table: String::new(),
+                column: c.to_string(),
+                coltype: ColumnType::MYSQL_TYPE_VAR_STRING,
+                colflags: ColumnFlags::empty(),
+            });
+            let mut w = results.start(&columns).await?;
+            for (name, value) in &out {
+                w.write_col(Some(name.as_str()))?;
+                w.write_col(Some(value.as_str()))?;
+                w.end_row().await?;
+            }
+            return w.finish().await;
+        }
         if q.contains(" FROM performance_schema.global_status ") {
             // As MySQL would: each UNION ALL part answered in turn, the status rows filtered by
             // the IN list, a `SELECT 'name', @@global.var` part as one row.
@@ -597,6 +628,7 @@ async fn standin(version: &'static str) -> (u16, Shared) {
         down: false,
         pxc: None,
         group: None,
+        semi_sync: Vec::new(),
     }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -1063,4 +1095,67 @@ async fn group_replication_member_on_mysql_8_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_replication_member_on_mysql_8_4() {
     group_member("8.4.3").await;
+}
+
+/// MySQL >= 8.0.26 names semi-sync `rpl_semi_sync_source_*` / `_replica_*`: read, judged
+/// (`semi_sync_wait` on a source whose waiting sessions see no ack) and exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semi_sync_with_the_mysql_8_0_26_names() {
+    let (port, state) = standin("8.0.36").await;
+    state.lock().unwrap().semi_sync = vec![
+        ("rpl_semi_sync_source_enabled", "ON".into()),
+        ("rpl_semi_sync_source_status", "ON".into()),
+        ("rpl_semi_sync_source_wait_point", "AFTER_SYNC".into()),
+        ("rpl_semi_sync_source_timeout", "10000".into()),
+        ("rpl_semi_sync_source_clients", "1".into()),
+        ("rpl_semi_sync_source_wait_sessions", "2".into()),
+        ("rpl_semi_sync_source_yes_tx", "7".into()),
+        ("rpl_semi_sync_source_no_tx", "0".into()),
+        ("rpl_semi_sync_replica_enabled", "OFF".into()),
+        ("rpl_semi_sync_replica_status", "OFF".into()),
+    ];
+    let g = Guard::start(FAST, |dir| {
+        user_block(dir, port, "replguard", "secret", "primary") + "max_semi_sync_wait = \"1s\"\n"
+    })
+    .await;
+    let limit = Duration::from_secs(20);
+    let stuck = g
+        .wait_for("/primary", limit, |r| {
+            r.line("semi_sync_wait")
+                .is_some_and(|l| l.starts_with("FAIL"))
+        })
+        .await;
+    let line = stuck.line("semi_sync_wait").unwrap();
+    assert!(
+        line.starts_with("FAIL semi_sync_wait 2 sessions waiting for an ack for ")
+            && line.contains("> max_semi_sync_wait 1s (since ")
+            && line.contains("no ack since, 1 acking replicas): clients hang"),
+        "{line}"
+    );
+    let metrics = g.get("/metrics").await.body;
+    for want in [
+        "replguard_semi_sync_status{instance=\"db\"} 1",
+        "replguard_semi_sync_clients{instance=\"db\"} 1",
+        "replguard_semi_sync_wait_sessions{instance=\"db\"} 2",
+        "replguard_semi_sync_replica_status{instance=\"db\"} 0",
+    ] {
+        assert!(metrics.contains(want), "no {want} in\n{metrics}");
+    }
+    // An ack arrives: the wait is not stuck any more.
+    state.lock().unwrap().semi_sync[6].1 = "8".into();
+    let moving = g
+        .wait_for("/primary", limit, |r| {
+            r.line("semi_sync_wait")
+                .is_some_and(|l| l.starts_with("ok"))
+        })
+        .await;
+    assert!(
+        moving
+            .line("semi_sync_wait")
+            .unwrap()
+            .contains("<= max_semi_sync_wait 1s"),
+        "{}",
+        moving.body
+    );
+    g.stop().await;
 }

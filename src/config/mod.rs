@@ -270,6 +270,8 @@ const KNOWN_KEYS: &[&str] = &[
     "max_applier_queue",
     "max_cert_queue",
     "handover_delay",
+    "require_semi_sync",
+    "max_semi_sync_wait",
     "source",
     "heartbeat",
     "heartbeat_write",

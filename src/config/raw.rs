@@ -82,6 +82,9 @@ pub(super) struct RawInstance {
     pub(super) max_cert_queue: Option<u64>,
     #[serde(default, with = "serde_humantime::option")]
     pub(super) handover_delay: Option<Duration>,
+    pub(super) require_semi_sync: Option<bool>,
+    #[serde(default, with = "serde_humantime::option")]
+    pub(super) max_semi_sync_wait: Option<Duration>,
     pub(super) source: Option<RawSource>,
     pub(super) heartbeat: Option<RawHeartbeat>,
     pub(super) heartbeat_write: Option<bool>,
@@ -307,6 +310,8 @@ pub(super) fn resolve_instance(
             max_applier_queue: ri.max_applier_queue,
             max_cert_queue: ri.max_cert_queue,
             handover_delay: ri.handover_delay,
+            require_semi_sync: ri.require_semi_sync,
+            max_semi_sync_wait: ri.max_semi_sync_wait,
         },
         maintenance_file,
         source,

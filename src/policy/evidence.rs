@@ -515,6 +515,7 @@ mod tests {
             binlog_position: None,
             read_only: None,
             gtid_slave_pos: None,
+            semi_sync: None,
         }
     }
 

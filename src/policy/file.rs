@@ -90,6 +90,14 @@ pub enum Rule {
     /// twice `handover_delay`) fails while its source is back, writable, and has applied its
     /// writes up to `max_lag` ago: it gives the writes back, stopping first.
     Yield,
+    /// The backup gate and the checklist: whether the source was semi-synchronous
+    /// (`AFTER_SYNC`, this server the acking replica) at its last reading, so that no commit
+    /// it acknowledged can be missing here; an honest account otherwise, failing only with
+    /// `require_semi_sync`.
+    SemiSync,
+    /// A primary whose commits wait for a semi-sync ack, with no ack arriving, for longer than
+    /// `max_semi_sync_wait`: its clients hang.
+    SemiSyncWait,
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
@@ -161,6 +169,14 @@ pub struct Thresholds {
     /// port, plus one poll), default 20s.
     #[serde(default, with = "serde_humantime::option")]
     pub handover_delay: Option<Duration>,
+    /// `semi_sync`: fail unless the source was semi-sync (AFTER_SYNC) with this server acking
+    /// at its last reading (default false: the account is a warning).
+    #[serde(default)]
+    pub require_semi_sync: Option<bool>,
+    /// `semi_sync_wait`: fail a primary whose commits have waited for a semi-sync ack longer
+    /// than this (default: not judged).
+    #[serde(default, with = "serde_humantime::option")]
+    pub max_semi_sync_wait: Option<Duration>,
 }
 
 /// A fraction between 0 and 1, kept in millionths so thresholds stay `Eq` and `Hash`.
@@ -212,6 +228,8 @@ impl Thresholds {
             max_applier_queue: over.max_applier_queue.or(self.max_applier_queue),
             max_cert_queue: over.max_cert_queue.or(self.max_cert_queue),
             handover_delay: over.handover_delay.or(self.handover_delay),
+            require_semi_sync: over.require_semi_sync.or(self.require_semi_sync),
+            max_semi_sync_wait: over.max_semi_sync_wait.or(self.max_semi_sync_wait),
         }
     }
 }
@@ -376,5 +394,7 @@ pub(super) fn rule_name(rule: Rule) -> &'static str {
         Rule::GrSecondary => "gr_secondary",
         Rule::Handover => "handover",
         Rule::Yield => "yield",
+        Rule::SemiSync => "semi_sync",
+        Rule::SemiSyncWait => "semi_sync_wait",
     }
 }

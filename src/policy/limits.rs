@@ -41,6 +41,8 @@ pub struct Limits {
     pub max_applier_queue: u64,
     pub max_cert_queue: u64,
     pub handover_delay: Duration,
+    pub require_semi_sync: bool,
+    pub max_semi_sync_wait: Option<Duration>,
 }
 
 /// Default `handover_delay`: the seed HAProxy settings' `fall 3` x `inter 5000` plus a
@@ -75,6 +77,8 @@ impl Limits {
             max_applier_queue: t.max_applier_queue.unwrap_or(DEFAULT_MAX_GROUP_QUEUE),
             max_cert_queue: t.max_cert_queue.unwrap_or(DEFAULT_MAX_GROUP_QUEUE),
             handover_delay: t.handover_delay.unwrap_or(DEFAULT_HANDOVER_DELAY),
+            require_semi_sync: t.require_semi_sync == Some(true),
+            max_semi_sync_wait: t.max_semi_sync_wait,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - `channel`: per-channel checks (threads, errors, lag, relay log applied);
 //! - `source`: `source`, `peer` and the memory they fall back on;
 //! - `handover`: `handover` and `yield`, the ordered write handover in master-master;
+//! - `semisync`: `semi_sync` (what acknowledged commits a backup can miss) and `semi_sync_wait`;
 //! - `lag`: heartbeat, hysteresis and stall;
 //! - `galera`: the `galera` rule (a Galera node fit for traffic);
 //! - `group`: the `gr_primary` and `gr_secondary` rules (Group Replication);
@@ -29,6 +30,7 @@ mod lag;
 pub mod limits;
 pub mod promotion;
 mod rules;
+mod semisync;
 pub mod set;
 mod source;
 pub mod verdict;

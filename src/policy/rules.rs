@@ -10,6 +10,7 @@ use super::handover::{handover_check, yield_check};
 use super::lag::{heartbeat_check, lag_stable_check, stall_check};
 use super::limits::Limits;
 use super::promotion;
+use super::semisync::{semi_sync_check, semi_sync_wait_check};
 use super::source::{peer_check, source_check};
 use super::verdict::{on_off, Check, Input, Level};
 
@@ -143,6 +144,8 @@ fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>
         Rule::GrSecondary => out.extend(group_checks(state, limits, false)),
         Rule::Handover => out.push(handover_check(state, limits, input)),
         Rule::Yield => out.push(yield_check(limits, input)),
+        Rule::SemiSync => out.push(semi_sync_check(state, limits, input)),
+        Rule::SemiSyncWait => out.push(semi_sync_wait_check(state, limits, input)),
         Rule::Binlog => out.push(promotion::binlog(state)),
         Rule::Gtid => out.extend(promotion::gtid_in_use(state)),
         Rule::ReadOnlyOn => out.push(promotion::read_only_on(state)),

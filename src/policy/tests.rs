@@ -293,3 +293,4 @@ mod group;
 mod handover;
 mod lag;
 mod memory;
+mod semisync;

@@ -15,8 +15,8 @@ pub use source::{SourceReads, SourceWatch};
 
 use conn::{bounded, protocol, ssl_opts};
 use read::{
-    parse_version, read_galera, read_group, read_heartbeat, read_source, read_state, text,
-    write_heartbeat,
+    parse_version, read_galera, read_group, read_heartbeat, read_semi_sync, read_source,
+    read_state, text, write_heartbeat,
 };
 
 use crate::config::{Addr, Heartbeat, SslMode, Target, Tls};
@@ -144,6 +144,12 @@ impl Probe {
         if let (Ok(state), true) = (&mut result, kind.galera) {
             match read_galera(conn, kind, self.timeout).await {
                 Ok(g) => state.galera = Some(g),
+                Err(e) => result = Err(e),
+            }
+        }
+        if let Ok(state) = &mut result {
+            match read_semi_sync(conn, kind, self.timeout).await {
+                Ok(s) => state.semi_sync = s,
                 Err(e) => result = Err(e),
             }
         }

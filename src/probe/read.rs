@@ -3,7 +3,7 @@
 
 use super::conn::{bounded, protocol};
 use super::*;
-use crate::sample::{GaleraState, GroupMember, GroupState, HeartbeatError};
+use crate::sample::{GaleraState, GroupMember, GroupState, HeartbeatError, SemiSync};
 
 /// `8.0.36-log` → (8, 0, 36); unknown parts are 0.
 pub(super) fn parse_version(v: &str) -> (u32, u32, u32) {
@@ -77,6 +77,100 @@ pub(super) async fn read_state(
         channels,
         galera: None,
         group: None,
+        semi_sync: None,
+    })
+}
+
+/// The semi-sync status and variable names asked for, both spellings (upper case).
+const SEMI_SYNC_STATUS: &str = "'RPL_SEMI_SYNC_MASTER_STATUS', 'RPL_SEMI_SYNC_MASTER_CLIENTS', \
+     'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS', 'RPL_SEMI_SYNC_MASTER_YES_TX', \
+     'RPL_SEMI_SYNC_MASTER_NO_TX', 'RPL_SEMI_SYNC_SLAVE_STATUS', 'RPL_SEMI_SYNC_SOURCE_STATUS', \
+     'RPL_SEMI_SYNC_SOURCE_CLIENTS', 'RPL_SEMI_SYNC_SOURCE_WAIT_SESSIONS', \
+     'RPL_SEMI_SYNC_SOURCE_YES_TX', 'RPL_SEMI_SYNC_SOURCE_NO_TX', 'RPL_SEMI_SYNC_REPLICA_STATUS'";
+const SEMI_SYNC_VARIABLES: &str = "'RPL_SEMI_SYNC_MASTER_ENABLED', \
+     'RPL_SEMI_SYNC_MASTER_TIMEOUT', 'RPL_SEMI_SYNC_MASTER_WAIT_POINT', \
+     'RPL_SEMI_SYNC_SLAVE_ENABLED', 'RPL_SEMI_SYNC_SOURCE_ENABLED', \
+     'RPL_SEMI_SYNC_SOURCE_TIMEOUT', 'RPL_SEMI_SYNC_SOURCE_WAIT_POINT', \
+     'RPL_SEMI_SYNC_REPLICA_ENABLED'";
+
+/// One statement for both sides of semi-sync, status and variables, from the flavour's
+/// tables (MySQL 5.7+ moved them to performance_schema).
+pub(super) fn semi_sync_sql(kind: &ServerKind) -> String {
+    let (status, variables) = match kind.flavor {
+        Flavor::MariaDb => (
+            "information_schema.GLOBAL_STATUS",
+            "information_schema.GLOBAL_VARIABLES",
+        ),
+        Flavor::MySql => (
+            "performance_schema.global_status",
+            "performance_schema.global_variables",
+        ),
+    };
+    format!(
+        "SELECT LOWER(VARIABLE_NAME), VARIABLE_VALUE FROM {status} \
+         WHERE UPPER(VARIABLE_NAME) IN ({SEMI_SYNC_STATUS}) \
+         UNION ALL SELECT LOWER(VARIABLE_NAME), VARIABLE_VALUE FROM {variables} \
+         WHERE UPPER(VARIABLE_NAME) IN ({SEMI_SYNC_VARIABLES})"
+    )
+}
+
+/// Reads semi-sync (see [`semi_sync_sql`]): `None` when the server has no semi-sync variable
+/// (no plugin). A server error (a table the user may not read, performance_schema off) is
+/// kept in [`SemiSync::error`], not a failed poll; a timeout or a lost connection is one.
+pub(super) async fn read_semi_sync(
+    conn: &mut Conn,
+    kind: &ServerKind,
+    timeout: Duration,
+) -> Result<Option<SemiSync>, ProbeError> {
+    let rows: Result<Vec<(String, Option<String>)>, ProbeError> =
+        bounded(timeout, "semi-sync", conn.query(semi_sync_sql(kind))).await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) if e.kind == crate::sample::ProbeErrorKind::Server => {
+            return Ok(Some(SemiSync {
+                error: Some(e.message),
+                ..SemiSync::default()
+            }))
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(parse_semi_sync(&rows))
+}
+
+/// Maps semi-sync rows (either spelling) onto [`SemiSync`]; `None` without any row.
+pub(super) fn parse_semi_sync(rows: &[(String, Option<String>)]) -> Option<SemiSync> {
+    if rows.is_empty() {
+        return None;
+    }
+    let get = |suffix: &str| {
+        rows.iter()
+            .find(|(name, _)| {
+                let name = name
+                    .to_ascii_lowercase()
+                    .replace("_source_", "_master_")
+                    .replace("_replica_", "_slave_");
+                name == format!("rpl_semi_sync_{suffix}")
+            })
+            .and_then(|(_, v)| v.clone())
+    };
+    let flag = |suffix: &str| {
+        get(suffix).map(|v| matches!(v.to_ascii_uppercase().as_str(), "ON" | "1" | "TRUE"))
+    };
+    let num = |suffix: &str| get(suffix).and_then(|v| v.trim().parse::<u64>().ok());
+    Some(SemiSync {
+        error: None,
+        source_enabled: flag("master_enabled"),
+        source_status: flag("master_status"),
+        wait_point: get("master_wait_point").map(|v| v.to_ascii_uppercase()),
+        timeout_ms: num("master_timeout"),
+        clients: num("master_clients"),
+        wait_sessions: num("master_wait_sessions"),
+        acked_tx: match (num("master_yes_tx"), num("master_no_tx")) {
+            (None, None) => None,
+            (yes, no) => Some(yes.unwrap_or(0).saturating_add(no.unwrap_or(0))),
+        },
+        replica_enabled: flag("slave_enabled"),
+        replica_status: flag("slave_status"),
     })
 }
 
@@ -348,6 +442,7 @@ pub(super) async fn read_source(
             (ro, sro) => Some(ro == Some(true) || sro == Some(true)),
         },
         gtid_slave_pos: var(7),
+        semi_sync: read_semi_sync(conn, kind, timeout).await?,
     })
 }
 

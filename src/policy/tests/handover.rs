@@ -18,6 +18,7 @@ fn peer(server_id: u32, binlog_state: &str, slave_pos: &str, read_only: bool) ->
         binlog_position: None,
         read_only: Some(read_only),
         gtid_slave_pos: Some(slave_pos.into()),
+        semi_sync: None,
     }
 }
 
@@ -203,6 +204,7 @@ fn mysql_handover_and_yield_judge_by_server_uuid() {
         binlog_position: None,
         read_only: Some(false),
         gtid_slave_pos: None,
+        semi_sync: None,
     };
     let step = |s: Snapshot, at: u64, state: ServerState, src: SourceState| {
         s.next(Sample {

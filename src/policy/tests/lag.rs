@@ -140,6 +140,7 @@ fn stall_needs_a_frozen_read_position_and_an_advancing_source() {
             binlog_position: None,
             read_only: None,
             gtid_slave_pos: None,
+            semi_sync: None,
         }),
     };
     // Polls `ago` seconds before now, each with the replica's read position and the

@@ -40,6 +40,7 @@ fn source_at(gtid: &str, state: Option<&str>) -> crate::sample::SourceState {
         binlog_position: None,
         read_only: None,
         gtid_slave_pos: None,
+        semi_sync: None,
     }
 }
 
