@@ -1,8 +1,9 @@
 //! Fair admission for the HTTP and agent listeners: no client can take the checks away.
 //!
-//! Each listener admits at most `max` connections in all and `per_client` from one address
-//! (addresses in `check_from`, where HAProxy checks from, are held only to `max`). A connection
-//! that arrives when its address or the listener is full is not refused: it displaces the oldest
+//! Each listener admits at most `max` connections in all and, once it is half full,
+//! `per_client` from one address (addresses in `check_from`, where HAProxy checks from, are
+//! held only to `max`). A connection that arrives when its address or the listener is full is
+//! not refused: it displaces the oldest
 //! connection that has not delivered a request (still handshaking, still sending its headers,
 //! or idle between keep-alive requests) — of its own address first, then, with the listener
 //! full, of any address outside `check_from` before those inside. A connection whose request is
@@ -210,22 +211,19 @@ impl Admission {
         let ip = ip.to_canonical();
         let trusted = self.check_from.iter().any(|net| net.contains(&ip));
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if !trusted && inner.per_ip.get(&ip).copied().unwrap_or(0) >= self.per_client {
-            match inner.oldest_idle(|e| e.ip == ip) {
-                Some(victim) => {
-                    inner.displace(victim);
-                    self.metrics.count_displaced(self.listener, "per_client");
-                }
-                // Every one of its connections is answering a request (a burst of checks):
-                // it may go over its share while the listener is less than half full, so one
-                // address never holds more than half of it, whatever it does.
-                None if inner.conns.len() < self.max / 2 => {}
-                None => {
-                    drop(inner);
-                    self.metrics.count_refused(self.listener, "per_client");
-                    return Err(Refused::PerClient);
-                }
-            }
+        // Shares count once the listener is half full: below that, room is plenty and one
+        // client may hold many keep-alive connections (a load test, a central HAProxy); above,
+        // an address over its share makes room among its own connections first, so one
+        // address never holds more than half of the listener, whatever it does.
+        let pressed = inner.conns.len() >= self.max / 2;
+        if !trusted && pressed && inner.per_ip.get(&ip).copied().unwrap_or(0) >= self.per_client {
+            let Some(victim) = inner.oldest_idle(|e| e.ip == ip) else {
+                drop(inner);
+                self.metrics.count_refused(self.listener, "per_client");
+                return Err(Refused::PerClient);
+            };
+            inner.displace(victim);
+            self.metrics.count_displaced(self.listener, "per_client");
         }
         if inner.conns.len() >= self.max {
             let victim = inner
@@ -336,32 +334,33 @@ mod tests {
 
     #[test]
     fn a_flooding_address_churns_through_its_own_share() {
-        let a = admission(10, 3, &[]);
-        let flood: Vec<Ticket> = (0..3).map(|_| a.admit(ip("127.0.0.1")).unwrap()).collect();
-        // A fourth from the same address displaces its own oldest silent connection.
-        let fourth = a.admit(ip("127.0.0.1")).unwrap();
+        // max 8: shares count from 4 connections on.
+        let a = admission(8, 3, &[]);
+        let flood: Vec<Ticket> = (0..4).map(|_| a.admit(ip("127.0.0.1")).unwrap()).collect();
+        assert!(
+            flood.iter().all(|t| !t.conn.displaced.is_cancelled()),
+            "room is plenty"
+        );
+        // Half full: a fifth from the same address displaces its own oldest silent one.
+        let fifth = a.admit(ip("127.0.0.1")).unwrap();
         assert!(flood[0].conn.displaced.is_cancelled());
         assert!(!flood[1].conn.displaced.is_cancelled());
-        assert_eq!(a.len(), 3);
+        assert_eq!(a.len(), 4);
         // Another address is untouched by it.
         let other = a.admit(ip("127.0.0.2")).unwrap();
         assert!(!other.conn.displaced.is_cancelled());
-        assert_eq!(a.len(), 4);
-        // Answering requests are never displaced: with all three busy it goes over its share
-        // while the listener is less than half full (4 of 10), then is refused.
-        fourth.conn.busy();
-        flood[1].conn.busy();
-        flood[2].conn.busy();
-        let over = a.admit(ip("127.0.0.1")).unwrap();
-        over.conn.busy();
         assert_eq!(a.len(), 5);
+        // Answering requests are never displaced: with all of its own busy, it is refused.
+        for t in [&flood[1], &flood[2], &flood[3], &fifth] {
+            t.conn.busy();
+        }
         assert_eq!(a.admit(ip("127.0.0.1")).err(), Some(Refused::PerClient));
-        fourth.conn.answered();
-        let fifth = a.admit(ip("127.0.0.1")).unwrap();
-        assert!(fourth.conn.displaced.is_cancelled());
-        drop((fifth, over));
+        fifth.conn.answered();
+        let sixth = a.admit(ip("127.0.0.1")).unwrap();
+        assert!(fifth.conn.displaced.is_cancelled());
+        drop(sixth);
         drop(flood);
-        drop(fourth);
+        drop(fifth);
         assert_eq!(a.len(), 1, "dropped tickets free their places");
     }
 

@@ -277,6 +277,13 @@ fn variable(r: &Replica, expr: &str) -> Result<Option<String>, String> {
         "wait_timeout" => s("28800"),
         "socket" => s("/var/run/mysqld/mysqld.sock"),
         "server_uuid" => Some(r.uuid.clone()),
+        // Only where the semi-sync plugin is installed (then `semi_sync` lists it).
+        semi if semi.starts_with("rpl_semi_sync_") => {
+            match r.semi_sync.iter().find(|(n, _)| *n == semi) {
+                Some((_, v)) => Some(v.clone()),
+                None => return Err(format!("Unknown system variable '{semi}'")),
+            }
+        }
         other => return Err(format!("Unknown system variable '{other}'")),
     })
 }
@@ -402,7 +409,11 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Server {
                     "group_replication_single_primary_mode" if r.group.is_some() => {
                         Some("ON".to_string())
                     }
-                    _ => None,
+                    semi => r
+                        .semi_sync
+                        .iter()
+                        .find(|(n, _)| *n == semi)
+                        .map(|(_, v)| v.clone()),
                 };
                 if let Some(v) = value {
                     have.push((name.to_string(), v));

@@ -10,7 +10,7 @@ const EVENTS = "/events";
 const KEEP_MS = 10 * 60 * 1000;
 const BAD_EVENTS = new Set(["unhealthy", "source_lost", "memory_void", "maintenance_on",
   "group_degraded",
-  "galera_degraded"]);
+  "galera_degraded", "semi_sync_off"]);
 
 // Per instance: [{t (ms since epoch, client clock), lag (s or null)}], oldest first.
 const history = new Map();
@@ -48,7 +48,7 @@ function role(inst) {
   if (inst.error) return ["unreachable", inst.error.message || inst.error.kind];
   const s = inst.state;
   if (!s) return ["no sample yet", null];
-  const what = s.flavor + " " + s.version + ", server_id " + s.server_id;
+  const what = s.flavor + " " + s.version + ", server_id " + s.server_id + semiSync(s.semi_sync);
   if (s.group) {
     const g = s.group;
     const online = g.members.filter((m) => m.state === "ONLINE").length;
@@ -67,6 +67,21 @@ function role(inst) {
     return [s.read_only ? r : r + " (writable!)", what];
   }
   return [s.read_only ? "read-only, no replication" : "primary", what];
+}
+
+// A server's semi-sync, in a few words (empty without semi-sync).
+function semiSync(ss) {
+  if (!ss) return "";
+  if (ss.error) return "; semi-sync unreadable";
+  const parts = [];
+  if (ss.source_enabled) {
+    parts.push(ss.source_status ? "semi-sync " + (ss.wait_point || "") + ", " +
+      (ss.clients === null || ss.clients === undefined ? "?" : ss.clients) + " acking" +
+      (ss.wait_sessions ? ", " + ss.wait_sessions + " waiting" : "")
+      : "semi-sync OFF (asynchronous)");
+  }
+  if (ss.replica_enabled) parts.push(ss.replica_status ? "acking replica" : "replica side not acking");
+  return parts.length ? "; " + parts.join(", ") : "";
 }
 
 function worstLag(inst) {

@@ -70,9 +70,15 @@ struct ServerKind {
     uptime: Option<(Duration, Instant)>,
     /// The statement that lists replication channels on this server.
     replica_status_sql: &'static str,
-    vars_sql: &'static str,
-    /// What a replica's guard reads on this server when it is the replica's source.
-    source_sql: &'static str,
+    /// The server variables of a poll; with semi-sync variables (learnt at connect), ends with
+    /// whether each side is enabled.
+    vars_sql: String,
+    /// What a replica's guard reads on this server when it is the replica's source; the same
+    /// two semi-sync columns at the end.
+    source_sql: String,
+    /// The server has semi-sync variables (either spelling, either side): a poll reads whether
+    /// they are enabled, and the rest of semi-sync only when one is.
+    semi_sync: bool,
     /// The statement that shows this server's own binary log position (`File`, `Position`),
     /// for a source without GTIDs: `SHOW BINARY LOG STATUS` since MySQL 8.2 (the old name is
     /// gone in 8.4), `SHOW MASTER STATUS` before and on MariaDB.
@@ -148,7 +154,7 @@ impl Probe {
             }
         }
         if let Ok(state) = &mut result {
-            match read_semi_sync(conn, kind, self.timeout).await {
+            match read_semi_sync(conn, kind, state.semi_sync.take(), self.timeout).await {
                 Ok(s) => state.semi_sync = s,
                 Err(e) => result = Err(e),
             }
@@ -311,7 +317,9 @@ impl Probe {
             "SHOW GLOBAL VARIABLES",
             conn.query::<Row, _>(
                 "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('wsrep_on', 'server_uuid', \
-                 'group_replication_group_name', 'group_replication_single_primary_mode')",
+                 'group_replication_group_name', 'group_replication_single_primary_mode', \
+                 'rpl_semi_sync_master_enabled', 'rpl_semi_sync_slave_enabled', \
+                 'rpl_semi_sync_source_enabled', 'rpl_semi_sync_replica_enabled')",
             ),
         )
         .await?;
@@ -334,15 +342,35 @@ impl Probe {
             .and_then(|r| r.as_ref(1).and_then(text))
             .and_then(|v| v.parse().ok())
             .map(|secs| (Duration::from_secs(secs), at));
-        Ok((
-            conn,
-            ServerKind {
-                uptime,
-                galera,
-                group,
-                ..ServerKind::detect(version)
-            },
-        ))
+        // Semi-sync: whichever spelling of each side exists; a poll asks whether it is
+        // enabled (two more columns), and reads the rest only then.
+        let side = |old: &'static str, new: &'static str| {
+            [new, old]
+                .into_iter()
+                .find(|n| var(n).is_some())
+                .map_or("NULL".to_string(), |n| format!("@@global.{n}"))
+        };
+        let source_side = side(
+            "rpl_semi_sync_master_enabled",
+            "rpl_semi_sync_source_enabled",
+        );
+        let replica_side = side(
+            "rpl_semi_sync_slave_enabled",
+            "rpl_semi_sync_replica_enabled",
+        );
+        let mut kind = ServerKind {
+            uptime,
+            galera,
+            group,
+            ..ServerKind::detect(version)
+        };
+        if source_side != "NULL" || replica_side != "NULL" {
+            kind.semi_sync = true;
+            let extra = format!(", {source_side}, {replica_side}");
+            kind.vars_sql.push_str(&extra);
+            kind.source_sql.push_str(&extra);
+        }
+        Ok((conn, kind))
     }
 
     /// The options to connect with: as built, or for `VERIFY_CA` with the name the server's
@@ -397,17 +425,20 @@ impl ServerKind {
                            @@global.innodb_read_only, NULL, NULL, @@global.gtid_binlog_pos, \
                            @@global.gtid_slave_pos, @@global.gtid_current_pos, \
                            @@global.log_bin, @@global.log_slave_updates, \
-                           @@global.gtid_binlog_state, NULL",
+                           @@global.gtid_binlog_state, NULL"
+                    .into(),
                 source_sql:
                     "SELECT @@global.server_id, VERSION(), @@global.gtid_binlog_pos, NULL, \
                              @@global.gtid_binlog_state, @@global.read_only, NULL, \
-                             @@global.gtid_slave_pos",
+                             @@global.gtid_slave_pos"
+                        .into(),
                 // Unused: MariaDB always has GTIDs in its binary log.
                 binlog_status_sql: "SHOW MASTER STATUS",
                 version,
                 uptime: None,
                 galera: false,
                 group: None,
+                semi_sync: false,
             }
         } else {
             let (major, minor, patch) = parse_version(&version);
@@ -433,10 +464,11 @@ impl ServerKind {
             ServerKind {
                 flavor: Flavor::MySql,
                 replica_status_sql,
-                vars_sql,
+                vars_sql: vars_sql.into(),
                 source_sql: "SELECT @@global.server_id, VERSION(), @@global.gtid_executed, \
                              @@global.server_uuid, NULL, @@global.read_only, \
-                             @@global.super_read_only, NULL",
+                             @@global.super_read_only, NULL"
+                    .into(),
                 binlog_status_sql: if (major, minor) >= (8, 2) {
                     "SHOW BINARY LOG STATUS"
                 } else {
@@ -446,6 +478,7 @@ impl ServerKind {
                 uptime: None,
                 galera: false,
                 group: None,
+                semi_sync: false,
             }
         }
     }

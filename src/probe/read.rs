@@ -25,7 +25,7 @@ pub(super) async fn read_state(
     let vars: Row = bounded(
         timeout,
         "variables",
-        conn.query_first::<Row, _>(kind.vars_sql),
+        conn.query_first::<Row, _>(kind.vars_sql.as_str()),
     )
     .await?
     .ok_or_else(|| protocol("variables query returned no row"))?;
@@ -40,6 +40,12 @@ pub(super) async fn read_state(
         .uptime
         .map(|(then, at)| then + Instant::now().saturating_duration_since(at));
 
+    // The semi-sync columns at the end (see `ServerKind::semi_sync`): whether each side is on.
+    let semi_sync = kind.semi_sync.then(|| SemiSync {
+        source_enabled: flag(13),
+        replica_enabled: flag(14),
+        ..SemiSync::default()
+    });
     let rows: Vec<Row> = bounded(
         timeout,
         kind.replica_status_sql,
@@ -77,7 +83,7 @@ pub(super) async fn read_state(
         channels,
         galera: None,
         group: None,
-        semi_sync: None,
+        semi_sync,
     })
 }
 
@@ -114,14 +120,23 @@ pub(super) fn semi_sync_sql(kind: &ServerKind) -> String {
     )
 }
 
-/// Reads semi-sync (see [`semi_sync_sql`]): `None` when the server has no semi-sync variable
-/// (no plugin). A server error (a table the user may not read, performance_schema off) is
-/// kept in [`SemiSync::error`], not a failed poll; a timeout or a lost connection is one.
+/// Reads semi-sync (see [`semi_sync_sql`]) when `enabled` (from the poll's variables) says a
+/// side is on; `None` when the server has no semi-sync variable (no plugin), `enabled` as it is
+/// when neither side is on (no statement then). A server error (a table the user may not
+/// read, performance_schema off) is kept in [`SemiSync::error`], not a failed poll; a timeout
+/// or a lost connection is one.
 pub(super) async fn read_semi_sync(
     conn: &mut Conn,
     kind: &ServerKind,
+    enabled: Option<SemiSync>,
     timeout: Duration,
 ) -> Result<Option<SemiSync>, ProbeError> {
+    let Some(enabled) = enabled else {
+        return Ok(None);
+    };
+    if enabled.source_enabled != Some(true) && enabled.replica_enabled != Some(true) {
+        return Ok(Some(enabled));
+    }
     let rows: Result<Vec<(String, Option<String>)>, ProbeError> =
         bounded(timeout, "semi-sync", conn.query(semi_sync_sql(kind))).await;
     let rows = match rows {
@@ -134,7 +149,8 @@ pub(super) async fn read_semi_sync(
         }
         Err(e) => return Err(e),
     };
-    Ok(parse_semi_sync(&rows))
+    // Enabled, yet no status rows: what the variables said stands.
+    Ok(parse_semi_sync(&rows).or(Some(enabled)))
 }
 
 /// Maps semi-sync rows (either spelling) onto [`SemiSync`]; `None` without any row.
@@ -394,7 +410,7 @@ pub(super) async fn read_source(
     let row: Row = bounded(
         timeout,
         "source variables",
-        conn.query_first::<Row, _>(kind.source_sql),
+        conn.query_first::<Row, _>(kind.source_sql.as_str()),
     )
     .await?
     .ok_or_else(|| protocol("source query returned no row"))?;
@@ -442,7 +458,17 @@ pub(super) async fn read_source(
             (ro, sro) => Some(ro == Some(true) || sro == Some(true)),
         },
         gtid_slave_pos: var(7),
-        semi_sync: read_semi_sync(conn, kind, timeout).await?,
+        semi_sync: read_semi_sync(
+            conn,
+            kind,
+            kind.semi_sync.then(|| SemiSync {
+                source_enabled: flag(8),
+                replica_enabled: flag(9),
+                ..SemiSync::default()
+            }),
+            timeout,
+        )
+        .await?,
     })
 }
 
