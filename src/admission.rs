@@ -47,6 +47,25 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
 /// The fewest HTTP connections worth serving: below, the guard refuses to start.
 pub const MIN_HTTP_CONNECTIONS: u64 = 16;
 
+/// Too few file descriptors to serve: the limit, the room left and the reserve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the file descriptor limit {nofile} leaves room for {room} HTTP connections after a reserve \
+     of {reserve} (polls and sources of {instances} instances, files{agent}); at least \
+     {MIN_HTTP_CONNECTIONS} are needed: raise LimitNOFILE (systemd) or ulimit -n to {wanted} or \
+     more",
+    agent = if *.agent { ", the agent" } else { "" }
+)]
+pub struct DescriptorError {
+    pub nofile: u64,
+    pub room: u64,
+    pub reserve: u64,
+    pub instances: usize,
+    pub agent: bool,
+    /// A limit that would serve `max_connections`.
+    pub wanted: u64,
+}
+
 /// The HTTP connection cap that fits a descriptor limit of `nofile`: `max_connections`, or less
 /// after a reserve for polls and source connections (4 per instance), files and the runtime
 /// (64), and the agent's connections when `agent` is configured. An error (naming
@@ -56,7 +75,7 @@ pub fn fit_descriptors(
     instances: usize,
     agent: bool,
     max_connections: usize,
-) -> Result<usize, String> {
+) -> Result<usize, DescriptorError> {
     let agent_reserve = if agent {
         crate::agent::MAX_CONNECTIONS as u64
     } else {
@@ -65,16 +84,44 @@ pub fn fit_descriptors(
     let reserve = 64 + 4 * instances as u64 + agent_reserve;
     let room = nofile.saturating_sub(reserve);
     if room < MIN_HTTP_CONNECTIONS {
-        return Err(format!(
-            "the file descriptor limit {nofile} leaves room for {room} HTTP connections after a \
-             reserve of {reserve} (polls and sources of {instances} instances, files{}); at \
-             least {MIN_HTTP_CONNECTIONS} are needed: raise LimitNOFILE (systemd) or ulimit -n \
-             to {} or more",
-            if agent { ", the agent" } else { "" },
-            reserve + MIN_HTTP_CONNECTIONS.max(max_connections as u64)
-        ));
+        return Err(DescriptorError {
+            nofile,
+            room,
+            reserve,
+            instances,
+            agent,
+            wanted: reserve + MIN_HTTP_CONNECTIONS.max(max_connections as u64),
+        });
     }
     Ok(max_connections.min(room as usize))
+}
+
+/// Raises the soft descriptor limit to the hard one and keeps `config`'s HTTP connection cap
+/// below what is left after the reserve (see [`fit_descriptors`]): a flood of HTTP clients
+/// must never leave a poll without a descriptor. A lowered cap is logged.
+pub fn fit_config(config: &mut crate::config::Config) -> Result<(), DescriptorError> {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the file descriptor limit");
+    }
+    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return Ok(());
+    };
+    let fit = fit_descriptors(
+        soft,
+        config.instances.len(),
+        config.agent_listen.is_some(),
+        config.max_connections,
+    )?;
+    if fit < config.max_connections {
+        tracing::warn!(
+            max_connections = config.max_connections,
+            nofile = soft,
+            lowered_to = fit,
+            "max_connections lowered to fit the file descriptor limit (raise LimitNOFILE)"
+        );
+        config.max_connections = fit;
+    }
+    Ok(())
 }
 
 /// One listener's admission state.
@@ -327,7 +374,7 @@ mod tests {
         // 256 descriptors, no agent: room for 188 HTTP connections, not 1.
         assert_eq!(fit_descriptors(256, 1, false, 512), Ok(188));
         // With the agent its 256 connections are reserved: too little room, said so.
-        let e = fit_descriptors(256, 1, true, 512).unwrap_err();
+        let e = fit_descriptors(256, 1, true, 512).unwrap_err().to_string();
         assert!(e.contains("LimitNOFILE") && e.contains("room for 0"), "{e}");
         assert_eq!(fit_descriptors(65536, 10, true, 512), Ok(512));
     }

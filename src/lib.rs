@@ -20,6 +20,8 @@
 //! - [`report`]: text/JSON rendering of verdicts and `/status`.
 //! - [`http`]: warp endpoints for HAProxy and people, and their answer cache; never touches MySQL.
 //! - [`httpd`]: the HTTP/1.1 listener: header and idle timeouts, shutdown deadline.
+//! - [`signals`]: SIGTERM/SIGINT stop, SIGHUP reloads, the rest is logged and ignored.
+//! - [`logs`]: the log line formats (text, JSON, journald priorities).
 //! - [`admission`]: fair admission for both listeners: caps in all and per client address,
 //!   displacement of silent connections instead of refusal.
 //! - [`store`]: the state file that carries memory across replguard restarts.
@@ -48,6 +50,7 @@ pub mod gtid;
 pub mod http;
 pub mod httpd;
 pub mod hub;
+pub mod logs;
 pub mod maintenance;
 pub mod metrics;
 pub mod notify;
@@ -59,6 +62,7 @@ pub mod report;
 pub mod sample;
 pub mod scrape;
 pub mod serve;
+pub mod signals;
 pub mod snapshot;
 pub mod store;
 pub mod tlsname;

@@ -9,7 +9,6 @@ use replguard::config::Config;
 use replguard::{report, serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tokio_util::sync::CancellationToken;
 
 /// `replguard --version`: the version and the git commit built from.
 const VERSION: &str = concat!(
@@ -136,33 +135,6 @@ enum Format {
     Json,
 }
 
-/// A log line format with the event's syslog priority in front (`<4>`), as journald reads
-/// from a service's stderr.
-struct SyslogPriority<F>(F);
-
-impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for SyslogPriority<F>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
-    F: tracing_subscriber::fmt::FormatEvent<S, N>,
-{
-    fn format_event(
-        &self,
-        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
-        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> std::fmt::Result {
-        let priority = match *event.metadata().level() {
-            tracing::Level::ERROR => 3,
-            tracing::Level::WARN => 4,
-            tracing::Level::INFO => 6,
-            _ => 7,
-        };
-        write!(writer, "<{priority}>")?;
-        self.0.format_event(ctx, writer, event)
-    }
-}
-
 /// Why a command failed, printed once by `main`: a usage or configuration error (exit 2) or a
 /// failure at run time (exit 1).
 enum Failure {
@@ -184,26 +156,11 @@ impl From<replguard::check::CheckError> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal, and never with NO_COLOR set (no-color.org).
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        // Event fields at the top level of each object, where shippers look for them.
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-        LogFormat::Journald => logs
-            .with_ansi(false)
-            .event_format(SyslogPriority(
-                tracing_subscriber::fmt::format().without_time(),
-            ))
-            .init(),
-    }
+    replguard::logs::init(match cli.log_format {
+        LogFormat::Text => replguard::logs::Format::Text,
+        LogFormat::Json => replguard::logs::Format::Json,
+        LogFormat::Journald => replguard::logs::Format::Journald,
+    });
     match run(cli.command) {
         Ok(code) => code,
         Err(Failure::Usage(message)) => {
@@ -278,7 +235,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
 }
 
 async fn run_serve(mut config: Config) -> Result<ExitCode, Failure> {
-    fit_descriptors(&mut config)?;
+    replguard::admission::fit_config(&mut config).map_err(|e| Failure::Usage(e.to_string()))?;
     // A port in use or not ours to bind is a configuration error (exit 2), like a bad key.
     let listener = replguard::admission::bind(config.listen).map_err(|e| {
         Failure::Usage(format!(
@@ -296,99 +253,17 @@ async fn run_serve(mut config: Config) -> Result<ExitCode, Failure> {
         })?),
         None => None,
     };
-    ignore_other_signals();
-    // SIGHUP reloads the config (and re-reads the HTTPS certificates).
-    let (reload_tx, reload_rx) = tokio::sync::watch::channel(0u64);
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut hup) => {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: reloading the config and the HTTPS certificates");
-                    reload_tx.send_modify(|n| *n += 1);
-                }
-            });
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP"),
-    }
+    let (shutdown, reload_rx) = replguard::signals::watch();
     tracing::info!(
         listen = %config.listen,
         instances = config.instances.len(),
         interval = %humantime::format_duration(config.interval),
         "serving"
     );
-    let shutdown = CancellationToken::new();
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot watch SIGTERM");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        }
-        on_signal.cancel();
-    });
     serve::serve_reloading(config, listener, agent, shutdown, Some(reload_rx))
         .await
         .map_err(anyhow::Error::from)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Raises the soft descriptor limit to the hard one and keeps the HTTP connection cap below
-/// what is left after a reserve for polls, source connections, state and maintenance files and
-/// (when configured) the agent: a flood of HTTP clients must never leave a poll without a
-/// descriptor. Too little room to serve is an error naming `LimitNOFILE`.
-fn fit_descriptors(config: &mut Config) -> Result<(), Failure> {
-    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-        tracing::warn!(error = %e, "cannot raise the file descriptor limit");
-    }
-    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
-        return Ok(());
-    };
-    let fit = replguard::admission::fit_descriptors(
-        soft,
-        config.instances.len(),
-        config.agent_listen.is_some(),
-        config.max_connections,
-    )
-    .map_err(Failure::Usage)?;
-    if fit < config.max_connections {
-        tracing::warn!(
-            max_connections = config.max_connections,
-            nofile = soft,
-            lowered_to = fit,
-            "max_connections lowered to fit the file descriptor limit (raise LimitNOFILE)"
-        );
-        config.max_connections = fit;
-    }
-    Ok(())
-}
-
-/// SIGUSR1, SIGUSR2 and SIGQUIT would end the daemon without a word (their default): log and
-/// ignore them. (SIGHUP reloads the config, see `run_serve`.)
-fn ignore_other_signals() {
-    use tokio::signal::unix::{signal, SignalKind};
-    for (kind, name) in [
-        (SignalKind::user_defined1(), "SIGUSR1"),
-        (SignalKind::user_defined2(), "SIGUSR2"),
-        (SignalKind::quit(), "SIGQUIT"),
-    ] {
-        match signal(kind) {
-            Ok(mut s) => {
-                tokio::spawn(async move {
-                    while s.recv().await.is_some() {
-                        tracing::warn!(signal = name, "signal ignored (SIGTERM or SIGINT stop replguard; SIGHUP reloads the config)");
-                    }
-                });
-            }
-            Err(e) => tracing::warn!(signal = name, error = %e, "cannot watch signal"),
-        }
-    }
 }
 
 /// The man page or completions, generated from the command line definitions themselves.
