@@ -139,6 +139,7 @@ fn parse_selector(text: &str) -> Selector {
 /// Galera node).
 pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
     let snapshot = w.latest();
+    let (judge, subject) = (hub.judge(), w.config.subject());
     let galera = snapshot
         .sample
         .as_ref()
@@ -147,16 +148,26 @@ pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
     // The verdict and the weight's input come from the same snapshot.
     if let Some(g) = galera {
         let (Some(verdict), Some(limits)) = (
-            hub.evaluate_snapshot(w, &snapshot, Some("galera"), &Thresholds::default(), now),
-            hub.limits(w, "galera"),
+            judge.evaluate(
+                subject,
+                &snapshot,
+                Some("galera"),
+                &Thresholds::default(),
+                now,
+            ),
+            judge.limits(subject, "galera"),
         ) else {
             return "down #no galera policy".to_string();
         };
         return galera_line(&verdict, g.recv_queue, &limits);
     }
-    let Some(verdict) =
-        hub.evaluate_snapshot(w, &snapshot, Some("replica"), &Thresholds::default(), now)
-    else {
+    let Some(verdict) = judge.evaluate(
+        subject,
+        &snapshot,
+        Some("replica"),
+        &Thresholds::default(),
+        now,
+    ) else {
         return "down #no replica policy".to_string();
     };
     let worst = snapshot
@@ -165,7 +176,7 @@ pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
         .and_then(|s| s.outcome.as_ref().ok())
         // The lag the verdict judged: the heartbeat's when configured, else Seconds_Behind.
         .and_then(|s| s.judged_lag());
-    let Some(limits) = hub.limits(w, "replica") else {
+    let Some(limits) = judge.limits(subject, "replica") else {
         return "down #no replica policy".to_string();
     };
     line(&verdict, worst, &limits)

@@ -1,15 +1,13 @@
 //! One-shot evaluation for `replguard check` and `replguard checklist`: one poll with the
 //! daemon's own connection setup, the daemon's remembered evidence (its state file, read and
-//! never written: the daemon owns it) restored as the poller restores it, and the verdict from
-//! the hub, as HTTP would answer it.
+//! never written: the daemon owns it) restored by the poll step as the poller restores it, and
+//! the verdict from the config's judge, as HTTP would answer it.
 
 use crate::config::Config;
-use crate::hub::Hub;
 use crate::policy::{Thresholds, Verdict};
 use crate::poller::{self, Carry};
 use crate::probe::SourceReads;
 use crate::snapshot::Snapshot;
-use std::sync::Arc;
 
 /// A one-shot check that cannot run as asked: a usage error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,14 +56,7 @@ pub async fn once(
             .ok()
             .flatten()
     });
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(Snapshot::default()));
-    let hub = Hub::new(
-        vec![(inst.clone(), rx)],
-        Arc::new(config.policies.clone()),
-        config.max_sample_age,
-        Default::default(),
-    );
-    let watched = &hub.instances()[0];
+    let judge = config.judge();
     let one_shot = Snapshot {
         one_shot: true,
         ..Snapshot::default()
@@ -75,9 +66,15 @@ pub async fn once(
         ..Carry::default()
     };
     let now = tokio::time::Instant::now().into_std();
-    let step = poller::step(&hub, watched, &one_shot, sample, &mut carry, now);
-    let verdict = hub
-        .evaluate_snapshot(watched, &step.snapshot, policy, &Thresholds::default(), now)
+    let step = poller::step(&judge, inst, &one_shot, sample, &mut carry, now);
+    let verdict = judge
+        .evaluate(
+            inst.subject(),
+            &step.snapshot,
+            policy,
+            &Thresholds::default(),
+            now,
+        )
         .expect("the policy was looked up above and the instance's own is validated");
     Ok(Outcome {
         instance: inst.name.clone(),

@@ -5,6 +5,7 @@
 
 use crate::config::{Config, InstanceConfig};
 use crate::hub::{Hub, Shared};
+use crate::policy::Judge;
 use crate::poller;
 use crate::probe::{Probe, SourceReads, SourceWatch};
 use crate::snapshot::Snapshot;
@@ -86,18 +87,16 @@ pub struct Fleet {
     source_reads: SourceReads,
     shared: Shared,
     hubs: watch::Sender<Arc<Hub>>,
+    /// The judge of the config in force, for the pollers (the readers find it in the hub).
+    judges: watch::Sender<Arc<Judge>>,
 }
 
 impl Fleet {
     /// Starts one poller per instance of `config`, all stopped by `shutdown`.
     pub fn start(config: &Config, shutdown: &CancellationToken) -> Fleet {
         let shared = Shared::default();
-        let empty = Hub::new(
-            Vec::new(),
-            Arc::new(config.policies.clone()),
-            config.max_sample_age,
-            shared.clone(),
-        );
+        let judge = Arc::new(config.judge());
+        let empty = Hub::new(Vec::new(), judge.clone(), shared.clone());
         let mut fleet = Fleet {
             running: Vec::new(),
             tasks: JoinSet::new(),
@@ -106,6 +105,7 @@ impl Fleet {
             source_reads: SourceReads::default(),
             shared,
             hubs: watch::channel(Arc::new(empty)).0,
+            judges: watch::channel(judge).0,
         };
         fleet.apply(config);
         fleet
@@ -125,6 +125,9 @@ impl Fleet {
     pub fn apply(&mut self, config: &Config) -> Changes {
         let settings = PollSettings::of(config);
         let same_settings = settings == self.settings;
+        let judge = Arc::new(config.judge());
+        // Pollers that carry on judge by the new policies from their next poll.
+        self.judges.send_replace(judge.clone());
         self.settings = settings;
         let mut old: Vec<Running> = std::mem::take(&mut self.running);
         let mut changes = Changes::default();
@@ -165,8 +168,7 @@ impl Fleet {
                 .iter()
                 .map(|r| (r.config.clone(), r.snapshots.clone()))
                 .collect(),
-            Arc::new(config.policies.clone()),
-            config.max_sample_age,
+            judge,
             self.shared.clone(),
         );
         self.hubs.send_replace(Arc::new(hub));
@@ -178,8 +180,10 @@ impl Fleet {
         let (probe, source) = connections(config, inst, self.source_reads.clone());
         let stop = self.shutdown.child_token();
         let poller = poller::Poller {
-            instance: inst.name.clone(),
-            hubs: self.hubs.subscribe(),
+            instance: inst.clone(),
+            judges: self.judges.subscribe(),
+            events: self.shared.events.clone(),
+            metrics: self.shared.metrics.clone(),
             probe,
             source,
             interval: config.interval,

@@ -1,6 +1,6 @@
 //! The read façade shared by HTTP handlers, the agent, metrics, the pollers' event log and the
-//! CLI: each instance's latest snapshot, the policies, the lookup of an instance from a request,
-//! and the only place an evaluation's [`Input`] is built and a verdict computed for readers.
+//! CLI: each instance's latest snapshot, the lookup of an instance from a request, and the
+//! [`Judge`] of the config in force.
 //!
 //! Reading a snapshot clones an `Arc` out of a `watch` channel; nothing here waits on MySQL or
 //! holds a lock across an `.await`.
@@ -8,10 +8,13 @@
 use crate::config::InstanceConfig;
 use crate::events::Events;
 use crate::metrics::Metrics;
-use crate::policy::{Input, Limits, PolicySet, Thresholds, Verdict};
+use crate::policy::Judge;
+#[cfg(test)]
+use crate::policy::PolicySet;
 use crate::snapshot::Snapshot;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[cfg(test)]
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// One watched instance as readers see it.
@@ -107,8 +110,7 @@ impl ReloadStatus {
 /// One generation per config: a reload builds a new hub (sharing [`Shared`]).
 pub struct Hub {
     instances: Vec<Watched>,
-    policies: Arc<PolicySet>,
-    max_sample_age: Duration,
+    judge: Arc<Judge>,
     shared: Shared,
 }
 
@@ -116,8 +118,7 @@ impl Hub {
     /// A hub over `instances` (each with the receiving end of its poller's snapshots).
     pub fn new(
         instances: Vec<(InstanceConfig, watch::Receiver<Arc<Snapshot>>)>,
-        policies: Arc<PolicySet>,
-        max_sample_age: Duration,
+        judge: Arc<Judge>,
         shared: Shared,
     ) -> Hub {
         let instances = instances
@@ -131,8 +132,7 @@ impl Hub {
             .collect();
         Hub {
             instances,
-            policies,
-            max_sample_age,
+            judge,
             shared,
         }
     }
@@ -141,13 +141,9 @@ impl Hub {
         &self.instances
     }
 
-    pub fn policies(&self) -> &PolicySet {
-        &self.policies
-    }
-
-    /// A sample older than this fails the `sample` check (and is not fresh in `/metrics`).
-    pub fn max_sample_age(&self) -> Duration {
-        self.max_sample_age
+    /// The policies and freshness bound of this generation's config: every verdict.
+    pub fn judge(&self) -> &Judge {
+        &self.judge
     }
 
     pub fn events(&self) -> &Events {
@@ -186,59 +182,6 @@ impl Hub {
             },
         }
     }
-
-    /// Evaluates `policy` (or the instance's configured one) against the latest snapshot, with
-    /// thresholds overlaid policy file < instance config < `request`. `None`: no such policy.
-    pub fn evaluate(
-        &self,
-        watched: &Watched,
-        policy: Option<&str>,
-        request: &Thresholds,
-        now: Instant,
-    ) -> Option<Verdict> {
-        self.evaluate_snapshot(watched, &watched.latest(), policy, request, now)
-    }
-
-    /// [`Hub::evaluate`] for a snapshot the caller already holds.
-    pub fn evaluate_snapshot(
-        &self,
-        watched: &Watched,
-        snapshot: &Snapshot,
-        policy: Option<&str>,
-        request: &Thresholds,
-        now: Instant,
-    ) -> Option<Verdict> {
-        self.policies.evaluate(
-            policy.unwrap_or(&watched.config.policy),
-            &Input {
-                snapshot,
-                max_sample_age: self.max_sample_age,
-                instance: &watched.config.thresholds,
-                request,
-                now,
-            },
-        )
-    }
-
-    /// Every policy's verdict on `snapshot` with the instance's own thresholds, in policy name
-    /// order: what `/status`, `/metrics` and the event log report.
-    pub fn verdicts<'a>(
-        &'a self,
-        watched: &'a Watched,
-        snapshot: &'a Snapshot,
-        now: Instant,
-    ) -> impl Iterator<Item = Verdict> + 'a {
-        self.policies.names().filter_map(move |name| {
-            self.evaluate_snapshot(watched, snapshot, Some(name), &Thresholds::default(), now)
-        })
-    }
-
-    /// The limits `policy` judges `watched` by (no request thresholds); `None` unless it is
-    /// a policy with checks.
-    pub fn limits(&self, watched: &Watched, policy: &str) -> Option<Limits> {
-        self.policies
-            .limits(policy, &watched.config.thresholds, &Thresholds::default())
-    }
 }
 
 #[cfg(test)]
@@ -253,8 +196,7 @@ impl Hub {
             .collect();
         Hub::new(
             instances,
-            Arc::new(PolicySet::builtin()),
-            Duration::from_secs(3),
+            Arc::new(Judge::new(PolicySet::builtin(), Duration::from_secs(3))),
             Shared::default(),
         )
     }

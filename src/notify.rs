@@ -15,11 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Every instance of `hub` has a sample no older than its `max_sample_age` at `now`.
 fn all_fresh(hub: &Hub, now: Instant) -> bool {
-    hub.instances().iter().all(|w| {
-        w.current()
-            .age(now)
-            .is_some_and(|age| age <= hub.max_sample_age())
-    })
+    hub.instances()
+        .iter()
+        .all(|w| hub.judge().freshness(&w.current(), now).is_fresh())
 }
 
 /// Every instance of `hub` has had a sample.

@@ -6,8 +6,10 @@
 //! logs verdict transitions of the instance's own policy (warn when it fails, info on recovery),
 //! and source, memory and maintenance transitions, into the [`Events`](crate::events::Events) log.
 
-use crate::events::{Event, Observer};
-use crate::hub::{Hub, Watched};
+use crate::config::InstanceConfig;
+use crate::events::{Event, Events, Observer};
+use crate::metrics::Metrics;
+use crate::policy::Judge;
 use crate::probe::{Probe, SourceWatch};
 use crate::sample::Sample;
 use crate::snapshot::Snapshot;
@@ -90,11 +92,15 @@ const MAX_MAINTENANCE_FILE: u64 = 4096;
 
 /// Everything one instance's poller owns.
 pub struct Poller {
-    /// The instance's name: how it finds itself in the current hub.
-    pub instance: String,
-    /// The readers' view (a new one at each config reload), for this instance's verdicts, the
-    /// event log and the poll metrics.
-    pub hubs: watch::Receiver<Arc<Hub>>,
+    /// The instance as configured (a change restarts the poller).
+    pub instance: InstanceConfig,
+    /// The judge of the config in force (a reload may change the policies without restarting
+    /// the poller): for the verdict transitions.
+    pub judges: watch::Receiver<Arc<Judge>>,
+    /// Where transitions go (shared by every generation of the config).
+    pub events: Arc<Events>,
+    /// Where polls are counted.
+    pub metrics: Arc<Metrics>,
     pub probe: Probe,
     pub source: SourceWatch,
     pub interval: Duration,
@@ -133,14 +139,14 @@ pub struct Carry {
 /// earlier run restored into it, and every transition (source, maintenance, restore, each
 /// policy's verdict on the new snapshot at `now`).
 pub fn step(
-    hub: &Hub,
-    watched: &Watched,
+    judge: &Judge,
+    config: &InstanceConfig,
     previous: &Snapshot,
     sample: Sample,
     carry: &mut Carry,
     now: std::time::Instant,
 ) -> Step {
-    let instance = &watched.config.name;
+    let instance = &config.name;
     let at = sample.taken_at_wall;
     let mut events: Vec<Recorded> = carry
         .observer
@@ -171,11 +177,11 @@ pub fn step(
     }
     // Every policy's verdict changes go to /events ("when did the backup stop being safe?");
     // those of the instance's own policy are also the warn/info log lines.
-    let verdicts: Vec<_> = hub.verdicts(watched, &snapshot, now).collect();
+    let verdicts: Vec<_> = judge.verdicts(config.subject(), &snapshot, now).collect();
     events.extend(
         carry
             .observer
-            .verdicts(instance, &watched.config.policy, at, &verdicts)
+            .verdicts(instance, &config.policy, at, &verdicts)
             .into_iter()
             .map(|(event, quiet)| Recorded { event, quiet }),
     );
@@ -188,8 +194,10 @@ pub fn step(
 /// written back whenever it changes.
 pub async fn run(poller: Poller, shutdown: CancellationToken) {
     let Poller {
-        instance,
-        hubs,
+        instance: config,
+        judges,
+        events: log,
+        metrics,
         mut probe,
         mut source,
         interval,
@@ -197,6 +205,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         state_file,
         maintenance_file,
     } = poller;
+    let instance = &config.name;
     let mut carry = Carry {
         observer: Observer::default(),
         pending: state_file
@@ -232,17 +241,12 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             ),
             Err(err) => tracing::debug!(instance = %instance, error = %err, "poll failed"),
         }
-        // The hub of the config in force: policies and thresholds may change at a reload.
-        let hub = hubs.borrow().clone();
-        hub.metrics().observe_poll(&instance, &sample);
+        metrics.observe_poll(instance, &sample);
         let previous = tx.borrow().clone();
         let now = Instant::now().into_std();
-        let Some(watched) = hub.named(&instance) else {
-            // Removed by a reload that has not stopped this poller yet: publish, judge nothing.
-            tx.send_replace(Arc::new(previous.next(sample)));
-            continue;
-        };
-        let Step { snapshot, events } = step(&hub, watched, &previous, sample, &mut carry, now);
+        // The judge of the config in force: policies may change at a reload.
+        let judge = judges.borrow().clone();
+        let Step { snapshot, events } = step(&judge, &config, &previous, sample, &mut carry, now);
         if let (Some(path), Some(Ok(state))) = (
             &state_file,
             snapshot.sample.as_ref().map(|s| s.outcome.as_ref()),
@@ -260,9 +264,9 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         tx.send_replace(Arc::new(snapshot));
         for Recorded { event, quiet } in events {
             if quiet {
-                hub.events().record_quietly(event);
+                log.record_quietly(event);
             } else {
-                hub.events().record(event);
+                log.record(event);
             }
         }
     }
@@ -291,11 +295,11 @@ mod tests {
         }
     }
 
-    fn hub() -> Hub {
-        Hub::with_snapshots(vec![(
+    fn judge() -> (Judge, InstanceConfig) {
+        (
+            Judge::new(crate::policy::PolicySet::builtin(), Duration::from_secs(3)),
             crate::config::fixtures::instance("db2", 3307, "replica"),
-            Snapshot::default(),
-        )])
+        )
     }
 
     /// (kind, policy, quiet) of each verdict event.
@@ -311,12 +315,12 @@ mod tests {
 
     #[test]
     fn a_step_reports_its_own_policy_loudly_and_others_only_when_they_change() {
-        let hub = hub();
-        let w = &hub.instances()[0];
+        let (judge, w) = judge();
+        let w = &w;
         let mut carry = Carry::default();
         let t0 = std::time::Instant::now();
         let first = step(
-            &hub,
+            &judge,
             w,
             &Snapshot::default(),
             sample(replica(), t0),
@@ -334,7 +338,7 @@ mod tests {
         stopped.channels[0].lag = None;
         let t1 = t0 + Duration::from_secs(1);
         let second = step(
-            &hub,
+            &judge,
             w,
             &first.snapshot,
             sample(stopped.clone(), t1),
@@ -352,7 +356,7 @@ mod tests {
         );
         let t2 = t1 + Duration::from_secs(1);
         let third = step(
-            &hub,
+            &judge,
             w,
             &second.snapshot,
             sample(stopped, t2),
@@ -365,8 +369,8 @@ mod tests {
 
     #[test]
     fn a_step_restores_the_state_file_once_at_the_first_successful_poll() {
-        let hub = hub();
-        let w = &hub.instances()[0];
+        let (judge, w) = judge();
+        let w = &w;
         let t0 = std::time::Instant::now();
         // What an earlier run saw: the channel connected, lag 0.
         let earlier = Snapshot::default().next(sample(replica(), t0));
@@ -380,7 +384,7 @@ mod tests {
         lost.channels[0].last_io_errno = 2003;
         let t1 = t0 + Duration::from_secs(1);
         let s = step(
-            &hub,
+            &judge,
             w,
             &Snapshot::default(),
             sample(lost.clone(), t1),
@@ -398,11 +402,11 @@ mod tests {
         };
         assert_eq!(restores(&s), 1);
         let t2 = t1 + Duration::from_secs(1);
-        let again = step(&hub, w, &s.snapshot, sample(lost, t2), &mut carry, t2);
+        let again = step(&judge, w, &s.snapshot, sample(lost, t2), &mut carry, t2);
         assert_eq!(restores(&again), 0);
         // A primary's snapshot never carries a replica's memory it did not see.
         let p = step(
-            &hub,
+            &judge,
             w,
             &Snapshot::default(),
             sample(primary(), t2),
@@ -423,17 +427,18 @@ mod tests {
         };
         let config = crate::config::fixtures::instance("db2", port, "replica");
         let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
-        let hub = Arc::new(Hub::new(
-            vec![(config.clone(), rx.clone())],
-            Arc::new(crate::policy::PolicySet::builtin()),
+        let judge = Arc::new(Judge::new(
+            crate::policy::PolicySet::builtin(),
             Duration::from_secs(3),
-            Default::default(),
         ));
+        let events = Arc::new(Events::default());
         let interval = Duration::from_secs(1);
         let timeout = Duration::from_millis(500);
         let poller = Poller {
-            instance: "db2".into(),
-            hubs: watch::channel(hub.clone()).1,
+            instance: config.clone(),
+            judges: watch::channel(judge).1,
+            events: events.clone(),
+            metrics: Default::default(),
             probe: Probe::new(&config.target, timeout, interval),
             source: SourceWatch::new(
                 None,
@@ -460,7 +465,7 @@ mod tests {
         assert_eq!(polls.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 2, 3]);
         // Paused time moves only by the ticker: the polls are one interval apart.
         assert_eq!(polls[2].1 - polls[1].1, interval);
-        let unhealthy = hub.events().recent(Some("db2"));
+        let unhealthy = events.recent(Some("db2"));
         assert!(
             !unhealthy.is_empty(),
             "the first verdict of its own policy is an event"

@@ -140,7 +140,8 @@ pub fn status(hub: &Hub, now: Instant) -> String {
         .map(|(w, snap)| {
             let sample = snap.sample.as_deref();
             let verdicts = hub
-                .verdicts(w, snap, now)
+                .judge()
+                .verdicts(w.config.subject(), snap, now)
                 .map(|v| PolicyVerdict {
                     reason: reason(&v),
                     failing: v.first_failure().map(|c| c.line()),

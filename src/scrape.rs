@@ -108,13 +108,13 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
         };
         polls.get_or_create(&inst).inc_by(snap.polls);
         let sample_age = snap.age(now);
-        fresh.get_or_create(&inst).set(i64::from(
-            sample_age.is_some_and(|a| a <= hub.max_sample_age()),
-        ));
+        fresh
+            .get_or_create(&inst)
+            .set(i64::from(hub.judge().freshness(&snap, now).is_fresh()));
         if let Some(a) = sample_age {
             age.get_or_create(&inst).set(a.as_secs_f64());
         }
-        for v in hub.verdicts(w, &snap, now) {
+        for v in hub.judge().verdicts(w.config.subject(), &snap, now) {
             healthy
                 .get_or_create(&PolicyLabels {
                     instance: name.clone(),
@@ -485,7 +485,7 @@ mod tests {
             .observe_poll("db1", &failed(ProbeErrorKind::AccessDenied));
         h.metrics()
             .observe_poll("db1", &failed(ProbeErrorKind::Timeout));
-        let replica = h.policies().position("replica").unwrap();
+        let replica = h.judge().policies().position("replica").unwrap();
         h.metrics()
             .count_check(CheckEndpoint::Policy(replica, "replica"), 503);
         h.metrics()

@@ -103,6 +103,24 @@ pub struct InstanceConfig {
     pub maintenance_file: Option<PathBuf>,
 }
 
+impl Config {
+    /// The judge of this config's verdicts: its policies and `max_sample_age`.
+    pub fn judge(&self) -> crate::policy::Judge {
+        crate::policy::Judge::new(self.policies.clone(), self.max_sample_age)
+    }
+}
+
+impl InstanceConfig {
+    /// What the [`Judge`](crate::policy::Judge) judges this instance as: its own policy and
+    /// thresholds.
+    pub fn subject(&self) -> crate::policy::Subject<'_> {
+        crate::policy::Subject {
+            policy: &self.policy,
+            thresholds: &self.thresholds,
+        }
+    }
+}
+
 /// Connection parameters for the probe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {

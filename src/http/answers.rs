@@ -1,7 +1,7 @@
 //! The HTTP check answers reused under load: one [`AnswerCache`] per instance, owned by the
 //! HTTP routes (the hub knows nothing of HTTP).
 
-use crate::policy::Thresholds;
+use crate::policy::{Freshness, Thresholds};
 use crate::snapshot::Snapshot;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,9 +72,8 @@ impl AnswerCache {
 
     /// Keeps `answer` unless its sample could turn stale before the TTL runs out. When full,
     /// the oldest answer makes room.
-    pub fn put(&self, key: AnswerKey, answer: Answer, max_sample_age: Duration) {
-        let age = answer.snapshot.age(answer.at);
-        if age.is_none_or(|a| a + Self::TTL >= max_sample_age) {
+    pub fn put(&self, key: AnswerKey, answer: Answer, freshness: Freshness) {
+        if freshness.remaining().is_none_or(|left| left <= Self::TTL) {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -91,6 +90,7 @@ impl AnswerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{Judge, PolicySet};
     use crate::sample::fixtures::{replica, snap};
 
     fn answer(snapshot: &Arc<Snapshot>, at: Instant) -> Answer {
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn answers_are_reused_only_for_the_same_snapshot_within_the_ttl() {
         let now = Instant::now() + Duration::from_secs(60);
-        let max_age = Duration::from_secs(3);
+        let judge = Judge::new(PolicySet::builtin(), Duration::from_secs(3));
         let key = AnswerKey {
             policy: None,
             json: false,
@@ -116,7 +116,7 @@ mod tests {
         };
         let cache = AnswerCache::default();
         let s1 = Arc::new(snap(Ok(replica()), now, Duration::from_millis(100)));
-        cache.put(key.clone(), answer(&s1, now), max_age);
+        cache.put(key.clone(), answer(&s1, now), judge.freshness(&s1, now));
         assert!(cache
             .get(&key, &s1, now + Duration::from_millis(50))
             .is_some());
@@ -136,14 +136,14 @@ mod tests {
         assert!(cache.get(&other, &s1, now).is_none());
         // A sample that could turn stale within the TTL is never cached.
         let old = Arc::new(snap(Ok(replica()), now, Duration::from_millis(2950)));
-        cache.put(key.clone(), answer(&old, now), max_age);
+        cache.put(key.clone(), answer(&old, now), judge.freshness(&old, now));
         assert!(cache.get(&key, &old, now).is_none());
     }
 
     #[test]
     fn a_full_cache_drops_its_oldest_answer() {
         let now = Instant::now() + Duration::from_secs(60);
-        let max_age = Duration::from_secs(3);
+        let judge = Judge::new(PolicySet::builtin(), Duration::from_secs(3));
         let s = Arc::new(snap(Ok(replica()), now, Duration::from_millis(100)));
         // Clients choose thresholds: each distinct max_lag is a distinct question.
         let key = |secs: u64| AnswerKey {
@@ -157,7 +157,8 @@ mod tests {
         let cache = AnswerCache::default();
         let n = AnswerCache::MAX_ENTRIES as u64;
         for i in 0..=n {
-            cache.put(key(i), answer(&s, now + Duration::from_millis(i)), max_age);
+            let at = now + Duration::from_millis(i);
+            cache.put(key(i), answer(&s, at), judge.freshness(&s, at));
         }
         let at = now + Duration::from_millis(n);
         assert!(cache.get(&key(0), &s, at).is_none(), "the oldest made room");
@@ -165,7 +166,7 @@ mod tests {
             assert!(cache.get(&key(i), &s, at).is_some(), "max_lag {i}s kept");
         }
         // Asking the same question again replaces its answer rather than adding one.
-        cache.put(key(n), answer(&s, at), max_age);
+        cache.put(key(n), answer(&s, at), judge.freshness(&s, at));
         assert!(cache.get(&key(1), &s, at).is_some());
     }
 }

@@ -141,7 +141,7 @@ fn check_reply(
     // The asked policy, looked up once for the counter label and the answer cache.
     let (policy, endpoint) = match target {
         CheckPath::Own => (None, CheckEndpoint::Own),
-        CheckPath::Named(name) => match hub.policies().position(name) {
+        CheckPath::Named(name) => match hub.judge().policies().position(name) {
             Some(i) => (Some((i, name)), CheckEndpoint::Policy(i, name)),
             None => {
                 let r = unknown_policy(hub, name);
@@ -158,7 +158,7 @@ fn check_reply(
 
 /// The 404 for a policy nobody configured, naming those that exist.
 fn unknown_policy(hub: &Hub, name: &str) -> Response {
-    let known: Vec<&str> = hub.policies().names().collect();
+    let known: Vec<&str> = hub.judge().policies().names().collect();
     respond(
         StatusCode::NOT_FOUND,
         None,
@@ -204,8 +204,8 @@ fn check_answer(
         return respond_with(a.status, a.reason, content_type, a.body);
     }
     let snapshot = watched.latest();
-    let Some(verdict) = hub.evaluate_snapshot(
-        watched,
+    let Some(verdict) = hub.judge().evaluate(
+        watched.config.subject(),
         &snapshot,
         policy.map(|(_, name)| name),
         &key.thresholds,
@@ -230,6 +230,7 @@ fn check_answer(
         reason: phrase(reason),
         body: Bytes::from(body),
     };
+    let freshness = hub.judge().freshness(&snapshot, now);
     answers.put(
         key,
         Answer {
@@ -237,7 +238,7 @@ fn check_answer(
             at: now,
             rendered: rendered.clone(),
         },
-        hub.max_sample_age(),
+        freshness,
     );
     respond_with(
         rendered.status,

@@ -7,6 +7,8 @@
 //! - [`verdict`]: the vocabulary (`Input`, `Verdict`, `Check`, `Level`), the leaf the rest imports;
 //! - [`file`](mod@file): the file format (`Rule`, `Thresholds`, `Policy`) and the built-ins;
 //! - [`limits`]: `Limits`, the thresholds of one evaluation, resolved once;
+//! - [`judge`](Judge): the policies and `max_sample_age` in force; the only builder of `Input`
+//!   and the only place a sample is found fresh;
 //! - [`set`]: `PolicySet`, evaluation by name, maintenance and picking by role;
 //! - `rules`: the per-rule dispatch and the root cause;
 //! - `channel`: per-channel checks (threads, errors, lag, relay log applied);
@@ -26,6 +28,7 @@ pub mod file;
 mod galera;
 mod group;
 mod handover;
+mod judge;
 mod lag;
 pub mod limits;
 pub mod promotion;
@@ -36,10 +39,11 @@ mod source;
 pub mod verdict;
 
 pub use file::{line_of, Body, Policy, PolicyError, Rule, Thresholds, BUILTIN};
+pub use judge::{Judge, Subject};
 pub use lag::{lag_recovery, Recovery};
 pub use limits::{Limits, DEFAULT_MAX_STALL, DEFAULT_RECOVER_FOR};
 pub use set::PolicySet;
-pub use verdict::{Check, Input, Level, Verdict};
+pub use verdict::{Check, Freshness, Input, Level, Verdict};
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use super::limits::Limits;
 use super::promotion;
 use super::semisync::{semi_sync_check, semi_sync_wait_check};
 use super::source::{peer_check, source_check};
-use super::verdict::{on_off, Check, Input, Level};
+use super::verdict::{on_off, Check, Freshness, Input, Level};
 
 pub(super) fn run_rules(rules: &[Rule], limits: &Limits, input: &Input<'_>) -> Vec<Check> {
     let mut out = Vec::new();
@@ -67,14 +67,15 @@ fn default_fix(name: &str) -> Option<&'static str> {
 fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>) {
     let name = rule_name(rule);
     if rule == Rule::Sample {
-        out.push(match input.snapshot.age(input.now) {
-            None => Check::fact(name, false, "none yet: no poll has finished".to_string()),
-            Some(age) => {
-                let mut c = Check::at_most(name, age, input.max_sample_age, "age ");
-                if !c.ok {
-                    c.detail = format!("stale: {}", c.detail);
-                }
-                c
+        out.push(match input.freshness {
+            Freshness::Unsampled => {
+                Check::fact(name, false, "none yet: no poll has finished".to_string())
+            }
+            Freshness::Fresh { age, max } => Check::bounded(name, true, age, max, "age "),
+            Freshness::Stale { age, max } => {
+                let c = Check::bounded(name, false, age, max, "age ");
+                let detail = format!("stale: {}", c.detail);
+                Check { detail, ..c }
             }
         });
         return;

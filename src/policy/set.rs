@@ -119,7 +119,7 @@ impl PolicySet {
 
     /// Evaluates policy `name` for one snapshot; `None` if there is no such policy. An instance
     /// in maintenance fails every policy, with the maintenance reason first.
-    pub fn evaluate(&self, name: &str, input: &Input<'_>) -> Option<Verdict> {
+    pub(super) fn evaluate(&self, name: &str, input: &Input<'_>) -> Option<Verdict> {
         let mut verdict = self.evaluate_policy(name, input)?;
         let unreadable = input
             .snapshot

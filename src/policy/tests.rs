@@ -31,17 +31,18 @@ fn eval_with(
     overrides: &Thresholds,
     now: Instant,
 ) -> Verdict {
-    set.evaluate(
-        policy,
-        &Input {
+    Judge::new(set.clone(), Duration::from_secs(3))
+        .evaluate(
+            Subject {
+                policy,
+                thresholds: overrides,
+            },
             snapshot,
-            max_sample_age: Duration::from_secs(3),
-            instance: overrides,
-            request: &Thresholds::default(),
+            None,
+            &Thresholds::default(),
             now,
-        },
-    )
-    .expect("policy exists")
+        )
+        .expect("policy exists")
 }
 
 fn with<F: FnOnce(&mut ServerState)>(mut s: ServerState, f: F) -> ServerState {

@@ -14,14 +14,40 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
     pub snapshot: &'a Snapshot,
-    /// A sample older than this fails the `sample` check.
-    pub max_sample_age: Duration,
+    /// How fresh the sample is, as the [`Judge`](super::Judge) found it: the `sample` check.
+    pub freshness: Freshness,
     /// The instance's thresholds (its config), laid over the policy file's ...
     pub instance: &'a Thresholds,
     /// ... and the request's, laid over both.
     pub request: &'a Thresholds,
     /// The moment of evaluation; the only notion of time evaluation has.
     pub now: Instant,
+}
+
+/// Whether a snapshot's sample is fresh at a moment: decided by [`Judge::freshness`]
+/// (super::Judge::freshness) alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// No poll has finished yet.
+    Unsampled,
+    /// The sample is `age` old, within `max` (`max_sample_age`).
+    Fresh { age: Duration, max: Duration },
+    /// The sample is `age` old, beyond `max`.
+    Stale { age: Duration, max: Duration },
+}
+
+impl Freshness {
+    pub fn is_fresh(self) -> bool {
+        matches!(self, Freshness::Fresh { .. })
+    }
+
+    /// How much longer the sample stays fresh; `None` when it is not fresh now.
+    pub fn remaining(self) -> Option<Duration> {
+        match self {
+            Freshness::Fresh { age, max } => Some(max - age),
+            _ => None,
+        }
+    }
 }
 
 impl Input<'_> {
@@ -213,7 +239,17 @@ impl Check {
         limit: Duration,
         what: &str,
     ) -> Check {
-        let ok = measured <= limit;
+        Check::bounded(name, measured <= limit, measured, limit, what)
+    }
+
+    /// A duration against its limit, `ok` as decided by the caller (the judge, for freshness).
+    pub(super) fn bounded(
+        name: impl Into<String>,
+        ok: bool,
+        measured: Duration,
+        limit: Duration,
+        what: &str,
+    ) -> Check {
         let (m, l) = (fmt_duration(measured), fmt_duration(limit));
         let detail = format!("{what}{m} {} {l}", if ok { "<=" } else { ">" });
         Check::compared(name, ok, detail, m, format!("<= {l}"))
