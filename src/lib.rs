@@ -39,33 +39,13 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admission;
-pub mod agent;
-pub mod check;
+pub mod cli;
 pub mod config;
-pub mod events;
-pub mod fleet;
-pub mod gate;
 pub mod gtid;
-pub mod http;
-pub mod httpd;
 pub mod hub;
-pub mod logs;
-pub mod maintenance;
-pub mod metrics;
-pub mod notify;
-pub mod paths;
 pub mod policy;
-pub mod poller;
+pub mod poll;
 pub mod probe;
-pub mod report;
-pub mod sample;
-pub mod scrape;
 pub mod serve;
-pub mod signals;
 pub mod snapshot;
-pub mod store;
-pub mod tlsname;
-pub mod ui;
 pub mod units;
-pub mod web;

@@ -11,8 +11,8 @@ use libfuzzer_sys::fuzz_target;
 use replguard::hub::Selector;
 
 fuzz_target!(|data: &[u8]| {
-    let line = &data[..data.len().min(replguard::agent::MAX_LINE as usize)];
-    let selector = replguard::agent::parse_line(line);
+    let line = &data[..data.len().min(replguard::serve::agent::MAX_LINE as usize)];
+    let selector = replguard::serve::agent::parse_line(line);
     if let Selector::Port(p) = selector {
         let text = String::from_utf8_lossy(line);
         assert_eq!(text.trim().parse::<u16>().ok(), Some(p));

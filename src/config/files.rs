@@ -215,7 +215,7 @@ pub(super) fn load_policy_dir(dir: &Path, set: &mut PolicySet) -> Result<(), Con
             .ok_or_else(|| fail(&file, None, "policy file name is not UTF-8".into()))?
             .to_string();
         // These paths are endpoints of their own: /check/{name} would work, /{name} would not.
-        if crate::paths::RESERVED.contains(&name.as_str()) {
+        if crate::policy::file::RESERVED.contains(&name.as_str()) {
             return Err(fail(
                 &file,
                 None,

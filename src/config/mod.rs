@@ -4,6 +4,8 @@
 //! connects, and reported as one [`ConfigError`] naming the file and the key. Error messages never
 //! quote a value from a credentials file or a config line, so a password cannot leak through them.
 
+pub mod web;
+
 mod files;
 mod raw;
 
@@ -34,6 +36,9 @@ pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 /// HTTP bounds: a few seconds for headers and idleness (HAProxy sends a check at once and
 /// closes), and a connection cap well below the usual descriptor limit.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// Default `max_connections_per_client`: a browser opens six, HAProxy one per check.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -79,7 +84,7 @@ pub struct Config {
     /// How long an HTTP connection may sit with nothing moving (`idle_timeout`).
     pub idle_timeout: Duration,
     /// Who may use the listeners (`[web]`).
-    pub web: crate::web::WebSettings,
+    pub web: crate::config::web::WebSettings,
 }
 
 /// One watched server.
@@ -492,7 +497,7 @@ impl Config {
         }
         let max_connections_per_client = raw
             .max_connections_per_client
-            .unwrap_or(crate::admission::DEFAULT_PER_CLIENT);
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
         if !(1..=65536).contains(&max_connections_per_client) {
             return Err(err(
                 "max_connections_per_client",
@@ -518,8 +523,8 @@ impl Config {
         )?;
         let idle_timeout = bounded("idle_timeout", raw.idle_timeout, DEFAULT_IDLE_TIMEOUT)?;
         let web = match raw.web {
-            None => crate::web::WebSettings {
-                auth_exempt: crate::web::default_auth_exempt(),
+            None => crate::config::web::WebSettings {
+                auth_exempt: crate::config::web::default_auth_exempt(),
                 ..Default::default()
             },
             Some(w) => resolve_web(w, base).map_err(|(k, m)| err(&format!("web.{k}"), m))?,

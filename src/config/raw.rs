@@ -323,8 +323,8 @@ pub(super) fn resolve_instance(
 pub(super) fn resolve_web(
     w: RawWeb,
     base: &Path,
-) -> Result<crate::web::WebSettings, (&'static str, String)> {
-    use crate::web::{ClientAuth, TlsSettings};
+) -> Result<crate::config::web::WebSettings, (&'static str, String)> {
+    use crate::config::web::{ClientAuth, TlsSettings};
     let client_auth = match w.tls_client_auth.as_deref() {
         None | Some("none") => ClientAuth::None,
         Some("request") => ClientAuth::Request,
@@ -365,13 +365,14 @@ pub(super) fn resolve_web(
                 client_ca_file: w.tls_client_ca_file.map(|p| base.join(p)),
                 client_auth,
             };
-            crate::web::check_file(&settings.cert_file).map_err(|m| ("tls_cert_file", m))?;
+            crate::config::web::check_file(&settings.cert_file)
+                .map_err(|m| ("tls_cert_file", m))?;
             check_private(&settings.key_file).map_err(|m| ("tls_key_file", m))?;
             if let Some(ca) = &settings.client_ca_file {
-                crate::web::check_file(ca).map_err(|m| ("tls_client_ca_file", m))?;
+                crate::config::web::check_file(ca).map_err(|m| ("tls_client_ca_file", m))?;
             }
             // Loaded once here so that a bad certificate is a config error, not a runtime one.
-            crate::web::acceptor(&settings).map_err(|m| ("tls_cert_file", m))?;
+            crate::config::web::acceptor(&settings).map_err(|m| ("tls_cert_file", m))?;
             Some(settings)
         }
     };
@@ -382,7 +383,7 @@ pub(super) fn resolve_web(
                 "a user name is not empty and has no ':'".into(),
             ));
         }
-        if !crate::web::valid_hash(hash) {
+        if !crate::config::web::valid_hash(hash) {
             return Err((
                 "basic_auth_users",
                 format!("{user}: not a bcrypt hash (e.g. from htpasswd -nBC 10 {user})"),
@@ -390,12 +391,12 @@ pub(super) fn resolve_web(
         }
     }
     let allow_from = parse_cidrs("allow_from", &w.allow_from)?;
-    Ok(crate::web::WebSettings {
+    Ok(crate::config::web::WebSettings {
         tls,
         users: w.basic_auth_users,
         auth_exempt: w
             .auth_exempt
-            .unwrap_or_else(crate::web::default_auth_exempt),
+            .unwrap_or_else(crate::config::web::default_auth_exempt),
         allow_from,
     })
 }
@@ -416,7 +417,7 @@ pub(super) fn resolve_tls(raw: &RawTls, base: &Path) -> Result<Tls, (&'static st
             None => Ok(None),
             Some(p) => {
                 let p = base.join(p);
-                crate::web::check_file(&p).map_err(|m| (key, m))?;
+                crate::config::web::check_file(&p).map_err(|m| (key, m))?;
                 Ok(Some(p))
             }
         }

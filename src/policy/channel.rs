@@ -4,7 +4,7 @@
 use super::file::{rule_name, Rule};
 use super::limits::Limits;
 use super::verdict::{Check, Level};
-use crate::sample::{Channel, ThreadState};
+use crate::snapshot::sample::{Channel, ThreadState};
 use crate::units::fmt_duration;
 use std::time::Duration;
 

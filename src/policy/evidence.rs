@@ -9,7 +9,7 @@
 
 use super::verdict::{Check, Input, Level};
 use crate::gtid::{MariadbBinlogState, MariadbGtidPos, MysqlGtidSet};
-use crate::sample::{Channel, Flavor, ServerState, SourceState};
+use crate::snapshot::sample::{Channel, Flavor, ServerState, SourceState};
 use crate::units::clock_time;
 use std::time::SystemTime;
 
@@ -342,8 +342,8 @@ pub fn errant_against(state: &ServerState, src: &SourceState) -> Option<String> 
 }
 
 /// A source read that failed because of how the guard reaches it, not because it is gone.
-fn unreadable_by_config(e: &crate::sample::ProbeError) -> bool {
-    use crate::sample::ProbeErrorKind::*;
+fn unreadable_by_config(e: &crate::snapshot::sample::ProbeError) -> bool {
+    use crate::snapshot::sample::ProbeErrorKind::*;
     matches!(
         e.kind,
         AccessDenied | NotPermitted | Tls | InsecureTransport | NoTlsOffered | Protocol
@@ -492,7 +492,7 @@ fn gtid_check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::fixtures::replica;
+    use crate::snapshot::sample::fixtures::replica;
 
     const A: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
     const B: &str = "4a2bb8e0-1111-11ee-8000-000000000002";

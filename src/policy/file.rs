@@ -5,6 +5,15 @@ use crate::units::serde_humantime;
 use serde::Deserialize;
 use std::time::Duration;
 
+/// The fixed endpoints other than checks; a single segment that is none of these is a policy.
+pub const FIXED: [&str; 5] = ["healthz", "status", "metrics", "ui", "events"];
+
+/// Names no policy may have: the fixed endpoints, and the two check paths with a name of their
+/// own (`/check/{name}` would work, `/{name}` would not).
+pub const RESERVED: [&str; 7] = [
+    FIXED[0], FIXED[1], FIXED[2], FIXED[3], FIXED[4], "check", "mysqlchk",
+];
+
 /// The built-in policy files, by name; a file in `policies_dir` with the same name replaces one.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("any-lag", include_str!("../../policies/any-lag.toml")),

@@ -4,7 +4,7 @@
 
 use super::limits::Limits;
 use super::verdict::{on_off, Check};
-use crate::sample::{GaleraState, ServerState};
+use crate::snapshot::sample::{GaleraState, ServerState};
 
 /// `wsrep_local_state` values.
 const DONOR_DESYNCED: u32 = 2;

@@ -3,7 +3,7 @@
 
 use super::limits::Limits;
 use super::verdict::{on_off, Check};
-use crate::sample::{GroupState, ServerState};
+use crate::snapshot::sample::{GroupState, ServerState};
 
 /// The lines of `gr_primary` (`primary`) or `gr_secondary`; one failing line on a server that
 /// is not a group member.

@@ -7,7 +7,7 @@
 use super::lag::round_secs;
 use super::limits::Limits;
 use super::verdict::{Check, Input, Level};
-use crate::sample::{ServerState, ThreadState};
+use crate::snapshot::sample::{ServerState, ThreadState};
 use crate::units::fmt_duration;
 
 /// The writer's `handover` line (see [`Rule::Handover`](super::Rule::Handover)).

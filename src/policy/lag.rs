@@ -4,7 +4,7 @@ use super::channel::{applied, channel_check};
 use super::file::Rule;
 use super::limits::Limits;
 use super::verdict::{Check, Input, Level};
-use crate::sample::{Channel, HeartbeatError, ServerState, ThreadState};
+use crate::snapshot::sample::{Channel, HeartbeatError, ServerState, ThreadState};
 use crate::snapshot::LagPoint;
 use crate::units::fmt_duration;
 use std::collections::VecDeque;

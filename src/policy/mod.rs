@@ -32,6 +32,7 @@ mod judge;
 mod lag;
 pub mod limits;
 pub mod promotion;
+pub mod render;
 mod rules;
 mod semisync;
 pub mod set;

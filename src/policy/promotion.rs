@@ -5,7 +5,7 @@
 //! Pure, like the rest of `policy`: it reads the snapshot it is given and does no I/O.
 
 use super::verdict::{Check, Level};
-use crate::sample::{Flavor, ServerState};
+use crate::snapshot::sample::{Flavor, ServerState};
 
 /// Checks that the replica could be promoted: SQL_Delay 0 on every channel.
 pub fn not_delayed(state: &ServerState) -> Vec<Check> {
@@ -139,7 +139,7 @@ pub fn steps(flavor: Flavor) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::fixtures::replica;
+    use crate::snapshot::sample::fixtures::replica;
 
     #[test]
     fn prerequisites() {

@@ -5,7 +5,7 @@
 use super::lag::round_secs;
 use super::limits::Limits;
 use super::verdict::{Check, Input, Level};
-use crate::sample::{SemiSync, ServerState, SourceState};
+use crate::snapshot::sample::{SemiSync, ServerState, SourceState};
 use crate::units::{clock_time, fmt_duration};
 
 /// The `semi_sync` line: the source's semi-sync at its newest reading (live, or the last one

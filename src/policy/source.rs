@@ -7,7 +7,7 @@ use super::evidence;
 use super::lag::{lag_line, round_secs};
 use super::limits::Limits;
 use super::verdict::{Check, Input};
-use crate::sample::{Channel, ServerState, ThreadState};
+use crate::snapshot::sample::{Channel, ServerState, ThreadState};
 use crate::units::{clock_time, fmt_duration};
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 use super::*;
-use crate::sample::fixtures::{channel, primary, replica, snap};
-use crate::sample::Channel;
-use crate::sample::{Flavor, ProbeError, ProbeErrorKind, ServerState, ThreadState};
+use crate::snapshot::sample::fixtures::{channel, primary, replica, snap};
+use crate::snapshot::sample::Channel;
+use crate::snapshot::sample::{Flavor, ProbeError, ProbeErrorKind, ServerState, ThreadState};
 use crate::snapshot::{LagPoint, Snapshot};
 use std::collections::VecDeque;
 use std::sync::Arc;

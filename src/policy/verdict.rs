@@ -4,7 +4,7 @@
 
 use super::file::Thresholds;
 use super::limits::Limits;
-use crate::sample::ServerState;
+use crate::snapshot::sample::ServerState;
 use crate::snapshot::Snapshot;
 use crate::units::fmt_duration;
 use serde::Serialize;

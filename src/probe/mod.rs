@@ -7,6 +7,8 @@
 //! exceptions: the opt-in heartbeat `REPLACE` (`heartbeat_write = true`) and the `KILL` of its
 //! own session stuck on a timed-out query.
 
+pub mod tlsname;
+
 mod conn;
 mod read;
 mod source;
@@ -20,7 +22,7 @@ use read::{
 };
 
 use crate::config::{Addr, Heartbeat, SslMode, Target, Tls};
-use crate::sample::{
+use crate::snapshot::sample::{
     Channel, Flavor, GtidState, ProbeError, ProbeErrorKind, ServerState, SourceState, ThreadState,
 };
 use mysql_async::prelude::Queryable;
@@ -39,7 +41,7 @@ pub struct Probe {
     /// Whether the connection is in the clear (`ssl_mode = DISABLED`), for error hints.
     plain: bool,
     /// `ssl_mode = VERIFY_CA` over TCP: the host, port and CA to learn the certificate's name
-    /// from (see [`crate::tlsname`]), and the name once learnt.
+    /// from (see [`crate::probe::tlsname`]), and the name once learnt.
     verify_ca: Option<(String, u16, std::path::PathBuf)>,
     ca_name: Option<String>,
     /// Shown in errors instead of the options.
@@ -382,7 +384,7 @@ impl Probe {
         let name = match &self.ca_name {
             Some(n) => n.clone(),
             None => {
-                let name = crate::tlsname::certificate_name(host, *port, ca, self.timeout)
+                let name = crate::probe::tlsname::certificate_name(host, *port, ca, self.timeout)
                     .await
                     .map_err(|message| ProbeError {
                         kind: ProbeErrorKind::Tls,

@@ -3,7 +3,7 @@
 
 use super::conn::{bounded, protocol};
 use super::*;
-use crate::sample::{GaleraState, GroupMember, GroupState, HeartbeatError, SemiSync};
+use crate::snapshot::sample::{GaleraState, GroupMember, GroupState, HeartbeatError, SemiSync};
 
 /// `8.0.36-log` → (8, 0, 36); unknown parts are 0.
 pub(super) fn parse_version(v: &str) -> (u32, u32, u32) {
@@ -141,7 +141,7 @@ pub(super) async fn read_semi_sync(
         bounded(timeout, "semi-sync", conn.query(semi_sync_sql(kind))).await;
     let rows = match rows {
         Ok(rows) => rows,
-        Err(e) if e.kind == crate::sample::ProbeErrorKind::Server => {
+        Err(e) if e.kind == crate::snapshot::sample::ProbeErrorKind::Server => {
             return Ok(Some(SemiSync {
                 error: Some(e.message),
                 ..SemiSync::default()

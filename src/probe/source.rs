@@ -4,7 +4,7 @@
 
 use super::Probe;
 use crate::config::{Addr, Target};
-use crate::sample::{ServerState, SourceSample};
+use crate::snapshot::sample::{ServerState, SourceSample};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! The `galera` rule: clustercheck's conditions and what it misses.
 
 use super::*;
-use crate::sample::fixtures::primary;
-use crate::sample::GaleraState;
+use crate::snapshot::sample::fixtures::primary;
+use crate::snapshot::sample::GaleraState;
 
 fn node(f: impl FnOnce(&mut GaleraState)) -> ServerState {
     let mut g = GaleraState {
@@ -74,7 +74,7 @@ fn galera_rule_table() {
         assert_eq!(v.healthy, healthy, "case {i}: {v:#?}");
         if !healthy {
             assert_eq!(
-                crate::report::reason(&v).as_deref(),
+                crate::policy::render::reason(&v).as_deref(),
                 Some(reason),
                 "case {i}: {v:#?}"
             );

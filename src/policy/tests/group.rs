@@ -1,8 +1,8 @@
 //! The Group Replication rules.
 
 use super::*;
-use crate::sample::fixtures::primary;
-use crate::sample::{GroupMember, GroupState};
+use crate::snapshot::sample::fixtures::primary;
+use crate::snapshot::sample::{GroupMember, GroupState};
 
 fn member(id: &str, state: &str, role: &str) -> GroupMember {
     GroupMember {
@@ -17,7 +17,7 @@ fn member(id: &str, state: &str, role: &str) -> GroupMember {
 
 fn group(me: (&str, &str), others: [(&str, &str); 2], applier: u64) -> ServerState {
     let mut s = primary();
-    s.flavor = crate::sample::Flavor::MySql;
+    s.flavor = crate::snapshot::sample::Flavor::MySql;
     s.super_read_only = Some(me.1 != "PRIMARY");
     s.read_only = me.1 != "PRIMARY";
     s.group = Some(GroupState {
@@ -67,7 +67,7 @@ fn group_rules_table() {
         assert_eq!(v.healthy, reason.is_empty(), "case {i}: {v:#?}");
         if !reason.is_empty() {
             assert_eq!(
-                crate::report::reason(&v).as_deref(),
+                crate::policy::render::reason(&v).as_deref(),
                 Some(reason),
                 "case {i}"
             );
@@ -83,7 +83,7 @@ fn group_rules_table() {
         None,
     );
     assert_eq!(
-        crate::report::reason(&v).as_deref(),
+        crate::policy::render::reason(&v).as_deref(),
         Some("super_read_only ON, want OFF")
     );
 }

@@ -2,7 +2,7 @@
 //! backup, judged over a sequence of polls (the memory is built by `Snapshot::next`).
 
 use super::*;
-use crate::sample::{Sample, SourceSample, SourceState};
+use crate::snapshot::sample::{Sample, SourceSample, SourceState};
 use std::time::SystemTime;
 
 /// A MariaDB server's reading as its peer's guard sees it: `binlog_state` and what it applied

@@ -74,7 +74,7 @@ fn hysteresis_holds_a_recovering_replica_out() {
         let v = eval(p, &s, now, Some(60));
         assert_eq!(v.checks[0].line(), "FAIL maintenance kernel upgrade", "{p}");
         assert_eq!(
-            crate::report::reason(&v).as_deref(),
+            crate::policy::render::reason(&v).as_deref(),
             Some("maintenance: kernel upgrade")
         );
     }
@@ -128,9 +128,9 @@ type Poll = (u64, u64, Option<&'static str>);
 #[test]
 fn stall_needs_a_frozen_read_position_and_an_advancing_source() {
     let now = Instant::now() + Duration::from_secs(3600);
-    let src = |gtid: &str| crate::sample::SourceSample {
+    let src = |gtid: &str| crate::snapshot::sample::SourceSample {
         addr: "127.0.0.1:3306".into(),
-        outcome: Ok(crate::sample::SourceState {
+        outcome: Ok(crate::snapshot::sample::SourceState {
             flavor: Flavor::MariaDb,
             server_id: 1,
             version: "10.11".into(),

@@ -29,8 +29,8 @@ fn backup_history(
 }
 
 /// A MariaDB source reading at `gtid` (binary log state `state`).
-fn source_at(gtid: &str, state: Option<&str>) -> crate::sample::SourceState {
-    crate::sample::SourceState {
+fn source_at(gtid: &str, state: Option<&str>) -> crate::snapshot::sample::SourceState {
+    crate::snapshot::sample::SourceState {
         flavor: Flavor::MariaDb,
         server_id: 1,
         version: "10.11.19-MariaDB".into(),
@@ -48,12 +48,12 @@ fn source_at(gtid: &str, state: Option<&str>) -> crate::sample::SourceState {
 /// earlier one taken 3 s before `now`.
 fn with_source(
     mut s: Snapshot,
-    live: Result<crate::sample::SourceState, ()>,
-    remembered: Option<crate::sample::SourceState>,
+    live: Result<crate::snapshot::sample::SourceState, ()>,
+    remembered: Option<crate::snapshot::sample::SourceState>,
     now: Instant,
 ) -> Snapshot {
     let mut sample = (**s.sample.as_ref().unwrap()).clone();
-    sample.source = Some(crate::sample::SourceSample {
+    sample.source = Some(crate::snapshot::sample::SourceSample {
         addr: "127.0.0.1:3306".into(),
         outcome: live.map_err(|()| err(ProbeErrorKind::Refused, None, "refused")),
     });

@@ -2,7 +2,7 @@
 //! a failure with `require_semi_sync`).
 
 use super::*;
-use crate::sample::{Sample, SemiSync, SourceSample, SourceState};
+use crate::snapshot::sample::{Sample, SemiSync, SourceSample, SourceState};
 use std::time::SystemTime;
 
 fn source(semi: Option<SemiSync>) -> SourceState {

@@ -14,7 +14,7 @@
 //! No I/O here: a connection is a [`Ticket`] whose [`Conn`] the connection's task watches
 //! (it ends the connection when displaced) and marks busy while a request is answered.
 
-use crate::metrics::Metrics;
+use crate::hub::metrics::Metrics;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
-/// Default `max_connections_per_client`: a browser opens six, HAProxy one per check.
-pub const DEFAULT_PER_CLIENT: usize = 32;
+/// The agent listener's connection cap (HAProxy holds one per server and check).
+pub const AGENT_MAX_CONNECTIONS: usize = 256;
 
 /// The kernel's queue of connections not yet accepted (capped by `net.core.somaxconn`): deeper
 /// than tokio's default 1024, so that a flood of a few thousand clients does not overflow it —
@@ -77,7 +77,7 @@ pub fn fit_descriptors(
     max_connections: usize,
 ) -> Result<usize, DescriptorError> {
     let agent_reserve = if agent {
-        crate::agent::MAX_CONNECTIONS as u64
+        AGENT_MAX_CONNECTIONS as u64
     } else {
         0
     };

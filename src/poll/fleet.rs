@@ -6,7 +6,7 @@
 use crate::config::{Config, InstanceConfig};
 use crate::hub::{Hub, Shared};
 use crate::policy::Judge;
-use crate::poller;
+use crate::poll;
 use crate::probe::{Probe, SourceReads, SourceWatch};
 use crate::snapshot::Snapshot;
 use std::path::PathBuf;
@@ -179,7 +179,7 @@ impl Fleet {
         let (tx, snapshots) = watch::channel(seed);
         let (probe, source) = connections(config, inst, self.source_reads.clone());
         let stop = self.shutdown.child_token();
-        let poller = poller::Poller {
+        let poller = poll::Poller {
             instance: inst.clone(),
             judges: self.judges.subscribe(),
             events: self.shared.events.clone(),
@@ -191,13 +191,13 @@ impl Fleet {
             state_file: config
                 .state_dir
                 .as_deref()
-                .map(|dir| crate::store::file_for(dir, &inst.name)),
+                .map(|dir| crate::poll::store::file_for(dir, &inst.name)),
             maintenance_file: inst.maintenance_file.clone(),
         };
         // All pollers tick together: spreading them over the interval was measured to cost CPU
         // (each separate wake-up: 50 instances in 50 slots took 2.6% of a core, in one 0.8%),
         // while polls of 200 instances together still take only ~25 ms.
-        self.tasks.spawn(poller::run(poller, stop.clone()));
+        self.tasks.spawn(poll::run(poller, stop.clone()));
         Running {
             config: inst.clone(),
             snapshots,

@@ -2,8 +2,8 @@ use super::params::plain_pairs;
 use super::*;
 use crate::config::InstanceConfig;
 use crate::policy::Thresholds;
-use crate::sample::fixtures::{primary, replica, snap};
-use crate::sample::{ProbeError, ProbeErrorKind};
+use crate::snapshot::sample::fixtures::{primary, replica, snap};
+use crate::snapshot::sample::{ProbeError, ProbeErrorKind};
 use crate::snapshot::Snapshot;
 use std::time::{Duration, Instant};
 use warp::http::Response;
@@ -15,7 +15,7 @@ fn hub(entries: Vec<(InstanceConfig, Snapshot)>) -> Arc<Hub> {
     Arc::new(Hub::with_snapshots(entries))
 }
 
-fn fresh(state: crate::sample::ServerState) -> Snapshot {
+fn fresh(state: crate::snapshot::sample::ServerState) -> Snapshot {
     snap(Ok(state), Instant::now(), Duration::from_millis(100))
 }
 
@@ -137,7 +137,7 @@ async fn unknown_policies_are_counted_as_other() {
     let h = pair();
     assert_eq!(get(&h, "GET", "/nope?port=3307").await.status(), 404);
     assert_eq!(get(&h, "GET", "/replica?port=3307").await.status(), 200);
-    let text = crate::scrape::render(&h, Instant::now()).unwrap();
+    let text = crate::serve::http::scrape::render(&h, Instant::now()).unwrap();
     for line in [
         r#"replguard_check_requests_total{endpoint="other",code="404"} 1"#,
         r#"replguard_check_requests_total{endpoint="/replica",code="200"} 1"#,
@@ -289,7 +289,7 @@ async fn metrics_ui_and_events() {
     let h = pair();
     #[rustfmt::skip]
     let cases: &[(&str, u16, &str)] = &[
-        ("/metrics", 200, crate::scrape::CONTENT_TYPE),
+        ("/metrics", 200, crate::serve::http::scrape::CONTENT_TYPE),
         ("/ui", 200, "text/html; charset=utf-8"),
         ("/events", 200, JSON),
         ("/events?instance=db2", 200, JSON),

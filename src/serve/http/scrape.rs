@@ -4,12 +4,12 @@
 //! What describes an instance now (sample age, lag, thread states, every policy's verdict,
 //! maintenance) is built afresh at each scrape from the hub's latest snapshots and verdicts, so
 //! it can never disagree with what a check would answer; the counters that accumulate over time
-//! come from [`Metrics`](crate::metrics::Metrics). A scrape never touches MySQL and never waits
+//! come from [`Metrics`](crate::hub::metrics::Metrics). A scrape never touches MySQL and never waits
 //! on a poller; its answer is 200 whatever the verdicts are: health is a value here.
 
+use crate::hub::metrics::InstanceLabels;
 use crate::hub::Hub;
-use crate::metrics::InstanceLabels;
-use crate::sample::ThreadState;
+use crate::snapshot::sample::ThreadState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -373,10 +373,10 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
 mod tests {
     use super::*;
     use crate::config::InstanceConfig;
-    use crate::metrics::CheckEndpoint;
-    use crate::sample::fixtures::{primary, replica, snap};
-    use crate::sample::Sample;
-    use crate::sample::{ProbeError, ProbeErrorKind, ServerState};
+    use crate::hub::metrics::CheckEndpoint;
+    use crate::snapshot::sample::fixtures::{primary, replica, snap};
+    use crate::snapshot::sample::Sample;
+    use crate::snapshot::sample::{ProbeError, ProbeErrorKind, ServerState};
     use crate::snapshot::Snapshot;
     use std::time::{Duration, SystemTime};
 

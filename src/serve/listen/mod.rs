@@ -7,8 +7,11 @@
 //! configure), and it answers HTTP/2, which replguard does not document: HAProxy's checks and
 //! browsers speak HTTP/1.1.
 
-use crate::admission::{Admission, Conn};
-use crate::gate::{Gate, Refusal};
+pub mod admission;
+pub mod gate;
+
+use crate::serve::listen::admission::{Admission, Conn};
+use crate::serve::listen::gate::{Gate, Refusal};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;

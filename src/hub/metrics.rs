@@ -1,8 +1,8 @@
 //! The counters and histograms behind `GET /metrics` that accumulate over the daemon's life:
 //! check requests (HTTP handlers), poll durations and errors (pollers), refusals (listeners).
-//! What describes an instance now is built at scrape time by [`crate::scrape`] from the hub.
+//! What describes an instance now is built at scrape time by [`crate::serve::http::scrape`] from the hub.
 
-use crate::sample::Sample;
+use crate::snapshot::sample::Sample;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

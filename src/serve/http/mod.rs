@@ -6,17 +6,22 @@
 //! wait on a poller. Status codes: 200 pass, 503 fail, 400 bad parameter, 404 unknown instance or
 //! policy, 405 other methods. On 503 the reason phrase carries the first failing check.
 
+pub(crate) mod paths;
+pub mod scrape;
+mod status;
+mod ui;
+
 mod answers;
 mod params;
 
 use answers::{Answer, AnswerCache, AnswerKey, Rendered};
 pub use params::{parse_params, Params};
 
+use crate::hub::metrics::CheckEndpoint;
 use crate::hub::{Hub, LookupError, Selector};
-use crate::metrics::CheckEndpoint;
-pub use crate::paths::is_check_path;
-use crate::paths::{check_path, CheckPath};
-use crate::report;
+use crate::policy::render;
+pub use crate::serve::http::paths::is_check_path;
+use crate::serve::http::paths::{check_path, CheckPath};
 use hyper::ext::ReasonPhrase;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -218,12 +223,12 @@ fn check_answer(
     let (status, reason) = if verdict.healthy {
         (StatusCode::OK, None)
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, report::reason(&verdict))
+        (StatusCode::SERVICE_UNAVAILABLE, render::reason(&verdict))
     };
     let body = if json {
-        report::json(&watched.config.name, &verdict)
+        render::json(&watched.config.name, &verdict)
     } else {
-        report::text(&verdict)
+        render::text(&verdict)
     };
     let rendered = Rendered {
         status,
@@ -250,15 +255,20 @@ fn check_answer(
 
 fn status_reply(hub: Arc<Hub>) -> Response {
     let now = tokio::time::Instant::now().into_std();
-    let body = report::status(&hub, now);
+    let body = status::status(&hub, now);
     respond(StatusCode::OK, None, JSON, body)
 }
 
 /// `/metrics`: always 200 while replguard serves, whatever the verdicts.
 fn metrics_reply(hub: Arc<Hub>) -> Response {
     let now = tokio::time::Instant::now().into_std();
-    match crate::scrape::render(&hub, now) {
-        Ok(body) => respond(StatusCode::OK, None, crate::scrape::CONTENT_TYPE, body),
+    match crate::serve::http::scrape::render(&hub, now) {
+        Ok(body) => respond(
+            StatusCode::OK,
+            None,
+            crate::serve::http::scrape::CONTENT_TYPE,
+            body,
+        ),
         // Encoding into a String cannot fail; should it ever, say so rather than half a page.
         Err(e) => respond(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -275,11 +285,11 @@ fn ui_reply() -> Response {
         StatusCode::OK,
         None,
         "text/html; charset=utf-8",
-        crate::ui::PAGE.to_string(),
+        crate::serve::http::ui::PAGE.to_string(),
     );
     r.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(crate::ui::CSP),
+        header::HeaderValue::from_static(crate::serve::http::ui::CSP),
     );
     r
 }
@@ -306,7 +316,7 @@ fn events_reply(query: String, hub: Arc<Hub>) -> Response {
         }
     }
     let list = hub.events().recent(instance.as_deref());
-    respond(StatusCode::OK, None, JSON, crate::events::json(&list))
+    respond(StatusCode::OK, None, JSON, crate::hub::events::json(&list))
 }
 
 fn respond(
@@ -318,7 +328,7 @@ fn respond(
     respond_with(status, phrase(reason), content_type, body.into())
 }
 
-/// A status line reason from report::reason, which yields printable ASCII only (what
+/// A status line reason from render::reason, which yields printable ASCII only (what
 /// ReasonPhrase accepts).
 fn phrase(reason: Option<String>) -> Option<ReasonPhrase> {
     reason.and_then(|r| ReasonPhrase::try_from(r.into_bytes()).ok())

@@ -2,7 +2,7 @@
 //! allowlist (`allow_from`), HTTP basic auth with bcrypt hashes (`basic_auth_users`, with
 //! `auth_exempt` paths left open, by default the health checks), and TLS with optional client
 //! certificates; and the TLS acceptor built from them. Plain data and file loading: the rules
-//! are applied by [`crate::gate`].
+//! are applied by [`crate::serve::listen::gate`].
 
 use ipnet::IpNet;
 use std::collections::BTreeMap;

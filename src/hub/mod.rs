@@ -5,9 +5,12 @@
 //! Reading a snapshot clones an `Arc` out of a `watch` channel; nothing here waits on MySQL or
 //! holds a lock across an `.await`.
 
+pub mod events;
+pub mod metrics;
+
 use crate::config::InstanceConfig;
-use crate::events::Events;
-use crate::metrics::Metrics;
+use crate::hub::events::Events;
+use crate::hub::metrics::Metrics;
 use crate::policy::Judge;
 #[cfg(test)]
 use crate::policy::PolicySet;

@@ -1,4 +1,4 @@
-//! Who may use the HTTP and agent listeners: the `[web]` rules ([`crate::web`]) applied to
+//! Who may use the HTTP and agent listeners: the `[web]` rules ([`crate::config::web`]) applied to
 //! connections and requests, with refusals counted in the metrics.
 //!
 //! Nothing here touches MySQL. bcrypt is slow on purpose: verifications run off the async
@@ -6,8 +6,8 @@
 //! them), so a scraper costs one verification, and a flood of wrong passwords costs at most two
 //! threads.
 
-use crate::metrics::Metrics;
-use crate::web::WebSettings;
+use crate::config::web::WebSettings;
+use crate::hub::metrics::Metrics;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -91,7 +91,7 @@ impl Gate {
     fn exempt(&self, path: &str) -> bool {
         self.settings.auth_exempt.iter().any(|e| {
             if e == "checks" {
-                crate::paths::is_check_path(path)
+                crate::serve::http::paths::is_check_path(path)
             } else {
                 e == path
             }
@@ -158,7 +158,7 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web::default_auth_exempt;
+    use crate::config::web::default_auth_exempt;
 
     fn gate(users: &[(&str, &str)], exempt: Vec<String>, allow: &[&str]) -> Gate {
         Gate::new(

@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::policy::{Thresholds, Verdict};
-use crate::poller::{self, Carry};
+use crate::poll::{self, Carry};
 use crate::probe::SourceReads;
 use crate::snapshot::Snapshot;
 
@@ -47,12 +47,13 @@ pub async fn once(
             });
         }
     }
-    let (mut probe, mut source) = crate::fleet::connections(config, inst, SourceReads::default());
-    let sample = poller::poll_once(&mut probe, &mut source, inst.maintenance_file.as_deref()).await;
+    let (mut probe, mut source) =
+        crate::poll::fleet::connections(config, inst, SourceReads::default());
+    let sample = poll::poll_once(&mut probe, &mut source, inst.maintenance_file.as_deref()).await;
     probe.close().await;
     source.close().await;
     let pending = config.state_dir.as_deref().and_then(|dir| {
-        crate::store::load(&crate::store::file_for(dir, &inst.name))
+        crate::poll::store::load(&crate::poll::store::file_for(dir, &inst.name))
             .ok()
             .flatten()
     });
@@ -66,7 +67,7 @@ pub async fn once(
         ..Carry::default()
     };
     let now = tokio::time::Instant::now().into_std();
-    let step = poller::step(&judge, inst, &one_shot, sample, &mut carry, now);
+    let step = poll::step(&judge, inst, &one_shot, sample, &mut carry, now);
     let verdict = judge
         .evaluate(
             inst.subject(),

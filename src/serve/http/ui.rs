@@ -8,13 +8,13 @@
 /// The whole page: `ui/index.html` with `ui/style.css` and `ui/app.js` inlined in place of
 /// their markers, built once at compile time.
 pub const PAGE: &str = concat!(
-    include_str!("../ui/head.html"),
+    include_str!("../../../ui/head.html"),
     "<style>\n",
-    include_str!("../ui/style.css"),
+    include_str!("../../../ui/style.css"),
     "</style>\n",
-    include_str!("../ui/body.html"),
+    include_str!("../../../ui/body.html"),
     "<script>\n",
-    include_str!("../ui/app.js"),
+    include_str!("../../../ui/app.js"),
     "</script>\n</body>\n</html>\n"
 );
 

@@ -2,14 +2,7 @@
 //! read as warp's `path!` would match them. Shared by the HTTP routes and the access gate
 //! (`auth_exempt = ["checks"]`); pure.
 
-/// The fixed endpoints other than checks; a single segment that is none of these is a policy.
-pub const FIXED: [&str; 5] = ["healthz", "status", "metrics", "ui", "events"];
-
-/// Names no policy may have: the fixed endpoints, and the two check paths with a name of their
-/// own (`/check/{name}` would work, `/{name}` would not).
-pub const RESERVED: [&str; 7] = [
-    FIXED[0], FIXED[1], FIXED[2], FIXED[3], FIXED[4], "check", "mysqlchk",
-];
+use crate::policy::file::FIXED;
 
 /// What a check path asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -91,7 +91,7 @@ impl AnswerCache {
 mod tests {
     use super::*;
     use crate::policy::{Judge, PolicySet};
-    use crate::sample::fixtures::{replica, snap};
+    use crate::snapshot::sample::fixtures::{replica, snap};
 
     fn answer(snapshot: &Arc<Snapshot>, at: Instant) -> Answer {
         Answer {

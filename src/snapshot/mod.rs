@@ -4,8 +4,12 @@
 //! A snapshot is immutable once published (readers hold an `Arc`). Moving from one snapshot to the
 //! next is the pure [`Snapshot::next`]; no I/O and no clock reads happen here.
 
+pub mod sample;
+
 use crate::gtid::Origin;
-use crate::sample::{ProbeError, Sample, ServerState, SourceSample, SourceState, ThreadState};
+use crate::snapshot::sample::{
+    ProbeError, Sample, ServerState, SourceSample, SourceState, ThreadState,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

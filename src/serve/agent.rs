@@ -7,8 +7,8 @@
 //! from snapshots, like HTTP: never touches MySQL.
 
 use crate::hub::{Hub, Selector, Watched};
+use crate::policy::render;
 use crate::policy::{Limits, Thresholds, Verdict};
-use crate::report;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -24,15 +24,15 @@ const READ_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_LINE: u64 = 256;
 /// Agent connections held at once (fair admission: a newer one displaces the oldest that has
 /// not sent its line). HAProxy holds one per server for a moment per check.
-pub const MAX_CONNECTIONS: usize = 256;
+pub const MAX_CONNECTIONS: usize = crate::serve::listen::admission::AGENT_MAX_CONNECTIONS;
 
 /// Serves agent checks until `shutdown`, each connection from the hub of the config in force
 /// when it arrives.
 pub async fn serve(
     listener: TcpListener,
     hubs: tokio::sync::watch::Receiver<Arc<Hub>>,
-    gate: Arc<crate::gate::Gate>,
-    admission: Arc<crate::admission::Admission>,
+    gate: Arc<crate::serve::listen::gate::Gate>,
+    admission: Arc<crate::serve::listen::admission::Admission>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -70,7 +70,8 @@ pub async fn serve(
             continue; // dropped: closed at once
         };
         // One instance: answered at once, whatever was sent; several: once the line is in.
-        if hub.instances().len() == 1 || crate::httpd::waiting(&stream, crate::httpd::Waiting::Line)
+        if hub.instances().len() == 1
+            || crate::serve::listen::waiting(&stream, crate::serve::listen::Waiting::Line)
         {
             ticket.conn.arrived();
         }
@@ -91,7 +92,7 @@ pub async fn serve(
 async fn answer(
     stream: TcpStream,
     hub: &Hub,
-    conn: &crate::admission::Conn,
+    conn: &crate::serve::listen::admission::Conn,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     // With one instance there is nothing to choose: reply at once, whatever HAProxy sends.
@@ -193,7 +194,7 @@ fn not_ready(verdict: &Verdict) -> Option<String> {
         return Some("drain".to_string());
     }
     if !verdict.healthy {
-        let reason = report::reason(verdict).unwrap_or_else(|| "unhealthy".into());
+        let reason = render::reason(verdict).unwrap_or_else(|| "unhealthy".into());
         return Some(format!("down #{reason}"));
     }
     None

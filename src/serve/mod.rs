@@ -4,9 +4,15 @@
 //! Takes its listener and its shutdown token from the caller, so tests bind port 0 and stop the
 //! daemon without signals.
 
+pub mod agent;
+pub mod http;
+pub mod listen;
+mod notify;
+pub mod signals;
+
 use crate::config::Config;
-use crate::fleet::Fleet;
 use crate::hub::Reload;
+use crate::poll::fleet::Fleet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -54,20 +60,21 @@ pub async fn serve_reloading(
     // Validated with the config; a failure here (a file changed since) stops before polling.
     let (tls_tx, tls) = match &config.web.tls {
         Some(t) => {
-            let (tx, rx) = watch::channel(crate::web::acceptor(t).map_err(ServeError::Tls)?);
+            let (tx, rx) =
+                watch::channel(crate::config::web::acceptor(t).map_err(ServeError::Tls)?);
             (Some(tx), Some(rx))
         }
         None => (None, None),
     };
     let mut fleet = Fleet::start(&config, &shutdown);
     let hub = fleet.hub();
-    let gate = Arc::new(crate::gate::Gate::new(
+    let gate = Arc::new(crate::serve::listen::gate::Gate::new(
         config.web.clone(),
         hub.metrics().clone(),
     ));
     // Fair admission, per listener: caps in all and per client address (README, Security).
     let admission = |listener, max| {
-        crate::admission::Admission::new(
+        crate::serve::listen::admission::Admission::new(
             listener,
             max,
             config.max_connections_per_client,
@@ -76,23 +83,23 @@ pub async fn serve_reloading(
         )
     };
     if let Some(agent) = agent {
-        tokio::spawn(crate::agent::serve(
+        tokio::spawn(crate::serve::agent::serve(
             agent,
             fleet.hubs(),
             gate.clone(),
-            admission("agent", crate::agent::MAX_CONNECTIONS),
+            admission("agent", crate::serve::agent::MAX_CONNECTIONS),
             shutdown.clone(),
         ));
     }
     let http_admission = admission("http", config.max_connections);
-    tokio::spawn(crate::notify::run(fleet.hubs(), shutdown.clone()));
-    let (routes_tx, routes) = watch::channel(crate::http::routes(hub));
-    let limits = crate::httpd::Limits {
+    tokio::spawn(crate::serve::notify::run(fleet.hubs(), shutdown.clone()));
+    let (routes_tx, routes) = watch::channel(crate::serve::http::routes(hub));
+    let limits = crate::serve::listen::Limits {
         header_read_timeout: config.header_read_timeout,
         idle_timeout: config.idle_timeout,
         shutdown_grace: SHUTDOWN_GRACE,
     };
-    let server = crate::httpd::serve(
+    let server = crate::serve::listen::serve(
         listener,
         routes,
         limits,
@@ -123,7 +130,7 @@ pub async fn serve_reloading(
                     continue;
                 }
                 if let (Some(tx), Some(t)) = (&tls_tx, &config.web.tls) {
-                    match crate::web::acceptor(t) {
+                    match crate::config::web::acceptor(t) {
                         Ok(acceptor) => {
                             tx.send_replace(acceptor);
                             tracing::info!("TLS certificates re-read");
@@ -135,7 +142,7 @@ pub async fn serve_reloading(
                     }
                 }
                 reload_config(&config, &mut fleet);
-                routes_tx.send_replace(crate::http::routes(fleet.hub()));
+                routes_tx.send_replace(crate::serve::http::routes(fleet.hub()));
             }
         }
     }

@@ -7,7 +7,7 @@
 //! watching, both move it. Files are written atomically (temporary file, then rename); only the
 //! instance's poller writes its file. Conversions are pure; `load` and `save` do the I/O.
 
-use crate::sample::{Flavor, Sample, ServerState, SourceState};
+use crate::snapshot::sample::{Flavor, Sample, ServerState, SourceState};
 use crate::snapshot::{Memory, SeenConnected, SourceSeen};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -295,7 +295,7 @@ pub async fn save(path: &Path, p: &Persisted) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::fixtures::replica;
+    use crate::snapshot::sample::fixtures::replica;
     use crate::snapshot::Snapshot;
     use std::time::{Instant, SystemTime};
 
@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(recorded.seen.len(), 1);
 
         // A new run, first poll: the source is gone and nothing moved.
-        state.channels[0].io_thread = crate::sample::ThreadState::Connecting;
+        state.channels[0].io_thread = crate::snapshot::sample::ThreadState::Connecting;
         let fresh = at(&state, now, wall, Duration::ZERO);
         let mut memory = Memory::default();
         let sample = fresh.sample.as_deref().unwrap();
