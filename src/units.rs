@@ -5,33 +5,48 @@
 
 use std::time::Duration;
 
+/// Why a duration was refused. The text is quoted back: durations are never secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("duration {0:?} has surrounding spaces")]
+    Padded(String),
+    #[error("duration {0:?} is negative")]
+    Negative(String),
+    #[error("duration {0:?} has no unit (write e.g. \"{0}s\" or \"{0}ms\")")]
+    NoUnit(String),
+    #[error("invalid duration {text:?}: {why}")]
+    Invalid { text: String, why: String },
+    #[error("duration {0:?} is longer than the largest accepted ({days} days)", days = MAX_DURATION.as_secs() / 86400)]
+    TooLong(String),
+}
+
 /// Parses a humantime duration (`500ms`, `2s`, `1m 30s`, `4.2s`), strictly.
 ///
 /// Stricter than `humantime::parse_duration` on purpose: a unitless number (even `0`) is refused,
 /// because `max_lag=5` could mean seconds or milliseconds and a guess would be a silent default.
 /// Empty, padded, negative and garbage values are refused too.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let owned = || text.to_string();
     if text.is_empty() {
-        return Err("empty duration".to_string());
+        return Err(DurationError::Empty);
     }
     if text.trim() != text {
-        return Err(format!("duration {text:?} has surrounding spaces"));
+        return Err(DurationError::Padded(owned()));
     }
     if text.starts_with('-') {
-        return Err(format!("duration {text:?} is negative"));
+        return Err(DurationError::Negative(owned()));
     }
     if text.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(format!(
-            "duration {text:?} has no unit (write e.g. \"{text}s\" or \"{text}ms\")"
-        ));
+        return Err(DurationError::NoUnit(owned()));
     }
-    let d =
-        humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))?;
+    let d = humantime::parse_duration(text).map_err(|e| DurationError::Invalid {
+        text: owned(),
+        why: e.to_string(),
+    })?;
     if d > MAX_DURATION {
-        return Err(format!(
-            "duration {text:?} is longer than the largest accepted ({} days)",
-            MAX_DURATION.as_secs() / 86400
-        ));
+        return Err(DurationError::TooLong(owned()));
     }
     Ok(d)
 }

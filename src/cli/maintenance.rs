@@ -17,12 +17,33 @@ const ASK_LIMIT: Duration = Duration::from_secs(3);
 /// Why the switch could not be set.
 #[derive(Debug, thiserror::Error)]
 pub enum MaintenanceError {
-    /// A usage error (exit 2).
-    #[error("{0}")]
-    Usage(String),
-    /// The file could not be written or removed (exit 1).
-    #[error("{0}")]
-    Io(String),
+    /// The instance has no maintenance file configured (exit 2).
+    #[error(
+        "{}: instance[{instance}] has no maintenance_file (set it in the instance block, or \
+         maintenance_file at the top level)",
+        config.display()
+    )]
+    NoFile { config: PathBuf, instance: String },
+    /// No instance by that name (exit 2).
+    #[error("{}: no instance named {name:?}", config.display())]
+    NoSuchInstance { config: PathBuf, name: String },
+    /// Several instances and none named (exit 2).
+    #[error("{}: name an instance with --instance (configured: {configured})", config.display())]
+    NoInstance { config: PathBuf, configured: String },
+    /// The file could not be written or removed (exit 1): `what` is `write` or `remove`.
+    #[error("cannot {what} {}: {why}", file.display())]
+    Io {
+        what: &'static str,
+        file: PathBuf,
+        why: std::io::Error,
+    },
+}
+
+impl MaintenanceError {
+    /// A usage error (exit 2), rather than a failure to change the file (exit 1).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, MaintenanceError::Io { .. })
+    }
 }
 
 /// What was done to the file.
@@ -53,19 +74,19 @@ pub fn switch(
 ) -> Result<Switched, MaintenanceError> {
     let inst = pick(config, instance)?;
     let Some(file) = inst.maintenance_file.clone() else {
-        return Err(MaintenanceError::Usage(format!(
-            "{}: instance[{}] has no maintenance_file (set it in the instance block, or \
-             maintenance_file at the top level)",
-            config.path.display(),
-            inst.name
-        )));
+        return Err(MaintenanceError::NoFile {
+            config: config.path.clone(),
+            instance: inst.name.clone(),
+        });
     };
     let mut was_off = false;
     let reason = match reason {
         Some(r) => {
             let line = r.lines().next().unwrap_or("").trim().to_string();
-            std::fs::write(&file, format!("{line}\n")).map_err(|e| {
-                MaintenanceError::Io(format!("cannot write {}: {e}", file.display()))
+            std::fs::write(&file, format!("{line}\n")).map_err(|why| MaintenanceError::Io {
+                what: "write",
+                file: file.clone(),
+                why,
             })?;
             Some(line)
         }
@@ -73,11 +94,12 @@ pub fn switch(
             match std::fs::remove_file(&file) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => was_off = true,
-                Err(e) => {
-                    return Err(MaintenanceError::Io(format!(
-                        "cannot remove {}: {e}",
-                        file.display()
-                    )))
+                Err(why) => {
+                    return Err(MaintenanceError::Io {
+                        what: "remove",
+                        file,
+                        why,
+                    })
                 }
             }
             None
@@ -95,21 +117,23 @@ fn pick<'a>(
     config: &'a Config,
     instance: Option<&str>,
 ) -> Result<&'a InstanceConfig, MaintenanceError> {
-    config.named_or_only(instance).ok_or_else(|| {
-        MaintenanceError::Usage(match instance {
-            Some(name) => format!("{}: no instance named {name:?}", config.path.display()),
-            None => format!(
-                "{}: name an instance with --instance (configured: {})",
-                config.path.display(),
-                config
+    config
+        .named_or_only(instance)
+        .ok_or_else(|| match instance {
+            Some(name) => MaintenanceError::NoSuchInstance {
+                config: config.path.clone(),
+                name: name.to_string(),
+            },
+            None => MaintenanceError::NoInstance {
+                config: config.path.clone(),
+                configured: config
                     .instances
                     .iter()
                     .map(|i| i.name.as_str())
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+                    .join(", "),
+            },
         })
-    })
 }
 
 /// Where to ask the daemon: its `listen` address, loopback for an unspecified one.
@@ -143,7 +167,7 @@ pub fn confirm(config: &Config, switched: &Switched) -> Seen {
                 "it watches no instance named {:?} (another config?)",
                 switched.instance
             ),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
             return Seen::NotSeen(why);
@@ -152,10 +176,29 @@ pub fn confirm(config: &Config, switched: &Switched) -> Seen {
     }
 }
 
+/// Why the daemon's `/status` gave no answer about the switch (said after "has not seen it:").
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error("cannot ask it: {0}")]
+    Io(std::io::Error),
+    #[error("it did not answer /status within {ASK_LIMIT:?}")]
+    Slow,
+    #[error("its /status is larger than {MAX_STATUS} bytes")]
+    TooLarge,
+    #[error("it sent no HTTP answer")]
+    NotHttp,
+    #[error("its /status requires credentials ([web] basic_auth_users)")]
+    NeedsCredentials,
+    #[error("its /status answered {0}")]
+    Status(String),
+    #[error("its /status is not JSON: {0}")]
+    NotJson(serde_json::Error),
+}
+
 /// The maintenance state `/status` at `addr` shows for `instance`: `None` when it has no such
 /// instance, `Some(None)` when it is not in maintenance.
-fn ask(addr: SocketAddr, instance: &str) -> Result<Option<Option<String>>, String> {
-    let io = |e: std::io::Error| format!("cannot ask it: {e}");
+fn ask(addr: SocketAddr, instance: &str) -> Result<Option<Option<String>>, AskError> {
+    let io = AskError::Io;
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(io)?;
     stream
         .write_all(b"GET /status HTTP/1.0\r\nHost: replguard\r\nAccept: application/json\r\n\r\n")
@@ -168,14 +211,12 @@ fn ask(addr: SocketAddr, instance: &str) -> Result<Option<Option<String>>, Strin
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("it did not answer /status within {ASK_LIMIT:?}"));
+            return Err(AskError::Slow);
         }
         stream.set_read_timeout(Some(left)).map_err(io)?;
         match stream.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) if reply.len() as u64 + n as u64 > MAX_STATUS => {
-                return Err(format!("its /status is larger than {MAX_STATUS} bytes"))
-            }
+            Ok(n) if reply.len() as u64 + n as u64 > MAX_STATUS => return Err(AskError::TooLarge),
             Ok(n) => reply.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e)
@@ -184,23 +225,20 @@ fn ask(addr: SocketAddr, instance: &str) -> Result<Option<Option<String>>, Strin
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(format!("it did not answer /status within {ASK_LIMIT:?}"))
+                return Err(AskError::Slow)
             }
             Err(e) => return Err(io(e)),
         }
     }
     let text = String::from_utf8_lossy(&reply);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| "it sent no HTTP answer".to_string())?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or(AskError::NotHttp)?;
     let status = head.split(' ').nth(1).unwrap_or("");
     match status {
         "200" => {}
-        "401" => return Err("its /status requires credentials ([web] basic_auth_users)".into()),
-        other => return Err(format!("its /status answered {other}")),
+        "401" => return Err(AskError::NeedsCredentials),
+        other => return Err(AskError::Status(other.to_string())),
     }
-    let doc: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("its /status is not JSON: {e}"))?;
+    let doc: serde_json::Value = serde_json::from_str(body).map_err(AskError::NotJson)?;
     let found = doc["instances"]
         .as_array()
         .and_then(|all| all.iter().find(|i| i["name"] == instance));
@@ -239,7 +277,7 @@ mod tests {
         );
         let start = Instant::now();
         let e = ask(addr, "db").expect_err("too slow");
-        assert!(e.contains("did not answer /status within"), "{e}");
+        assert!(matches!(e, AskError::Slow), "{e}");
         assert!(start.elapsed() < ASK_LIMIT + Duration::from_secs(1));
     }
 
@@ -249,10 +287,10 @@ mod tests {
             b"HTTP/1.1 200 OK\r\n\r\n{\"instances\": [{\"name\": \"db\", \"maintenance\": \"upgrade\"}]}",
             Duration::ZERO,
         );
-        assert_eq!(ask(addr, "db"), Ok(Some(Some("upgrade".to_string()))));
+        assert_eq!(ask(addr, "db").unwrap(), Some(Some("upgrade".to_string())));
         let addr = server(b"HTTP/1.1 401 Unauthorized\r\n\r\n", Duration::ZERO);
-        assert!(ask(addr, "db")
-            .unwrap_err()
-            .contains("requires credentials"));
+        let e = ask(addr, "db").unwrap_err();
+        assert!(matches!(e, AskError::NeedsCredentials), "{e}");
+        assert!(e.to_string().contains("requires credentials"));
     }
 }

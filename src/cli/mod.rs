@@ -279,14 +279,17 @@ pub fn maintenance(
     switch: Switch,
     reason: &str,
 ) -> Result<ExitCode, Failure> {
-    use maintenance::{MaintenanceError, Seen};
+    use maintenance::Seen;
     let reason = match switch {
         Switch::On => Some(reason),
         Switch::Off => None,
     };
-    let switched = maintenance::switch(config, instance, reason).map_err(|e| match e {
-        MaintenanceError::Usage(m) => Failure::Usage(m),
-        MaintenanceError::Io(m) => Failure::Runtime(anyhow::anyhow!(m)),
+    let switched = maintenance::switch(config, instance, reason).map_err(|e| {
+        if e.is_usage() {
+            Failure::Usage(e.to_string())
+        } else {
+            Failure::Runtime(e.into())
+        }
     })?;
     let name = &switched.instance;
     let done = match (&switched.reason, switched.was_off) {

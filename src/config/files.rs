@@ -3,24 +3,96 @@
 
 use super::*;
 
+/// Why a file a config names was refused: which file and what is wrong with it, never its
+/// contents.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("{}: cannot read: {why}", path.display())]
+    Unreadable { path: PathBuf, why: String },
+    #[error("{} is not a regular file", path.display())]
+    NotRegular { path: PathBuf },
+    #[error("{} is empty", path.display())]
+    Empty { path: PathBuf },
+    #[error("{} is {how} by group or others (mode {mode:04o}); chmod 600 it", path.display())]
+    NotPrivate {
+        path: PathBuf,
+        /// `readable` or `writable`.
+        how: &'static str,
+        mode: u32,
+    },
+    #[error(
+        "{} is larger than {MAX_SECRET_FILE} bytes: not a password or option file",
+        path.display()
+    )]
+    TooLarge { path: PathBuf },
+    #[error("{}: {error}", path.display())]
+    OptionFile {
+        path: PathBuf,
+        error: OptionFileError,
+    },
+    #[error("{} is not a directory (replguard runs as {user})", path.display())]
+    NotADirectory { path: PathBuf, user: String },
+    #[error("cannot create {}: {why} (replguard runs as {user})", path.display())]
+    CannotCreate {
+        path: PathBuf,
+        why: String,
+        user: String,
+    },
+    #[error("cannot write in {}: {why} (replguard runs as {user})", path.display())]
+    NotWritable {
+        path: PathBuf,
+        why: String,
+        user: String,
+    },
+}
+
+impl FileError {
+    fn unreadable(path: &Path, e: std::io::Error) -> FileError {
+        FileError::Unreadable {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        }
+    }
+}
+
+/// What a MySQL option file has that replguard does not read as MySQL would.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionFileError {
+    #[error("line {0}: !include directives are not supported; put [client] in this file")]
+    Include(usize),
+    #[error("line {0}: port is not a number")]
+    Port(usize),
+}
+
 /// Creates `dir` (mode 0700: the state files tell hosts, positions and GTID sets) if missing,
 /// and checks that this process can write in it. Errors name the directory and the user.
-pub(super) fn check_state_dir(dir: &Path) -> Result<(), String> {
-    let fail = |what: String| format!("{what} (replguard runs as {})", current_user());
+pub(super) fn check_state_dir(dir: &Path) -> Result<(), FileError> {
+    let path = || dir.to_path_buf();
     if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
-        return Err(fail(format!("{} is not a directory", dir.display())));
+        return Err(FileError::NotADirectory {
+            path: path(),
+            user: current_user(),
+        });
     }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| FileError::CannotCreate {
+            path: path(),
+            why: e.to_string(),
+            user: current_user(),
+        })?;
     let probe = dir.join(format!(".replguard-write-test-{}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&probe)
-        .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))?;
+        .map_err(|e| FileError::NotWritable {
+            path: path(),
+            why: e.to_string(),
+            user: current_user(),
+        })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -52,46 +124,46 @@ pub fn current_user() -> String {
 }
 
 /// Reads a password file: private to its owner, not empty, one trailing newline ignored.
-pub(super) fn read_password_file(p: &Path) -> Result<Secret, String> {
+pub(super) fn read_password_file(p: &Path) -> Result<Secret, FileError> {
     check_private(p)?;
-    let text =
-        std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+    let text = std::fs::read_to_string(p).map_err(|e| FileError::unreadable(p, e))?;
     let password = text
         .strip_suffix('\n')
         .map(|t| t.strip_suffix('\r').unwrap_or(t))
         .unwrap_or(&text);
     if password.is_empty() {
-        return Err(format!("{} is empty", p.display()));
+        return Err(FileError::Empty {
+            path: p.to_path_buf(),
+        });
     }
     Ok(Secret::new(password.to_string()))
 }
 
 /// Refuses a credentials file that others may read or write (a writable one lets them swap
 /// the password, and so the server the guard trusts), or that is not a regular file.
-pub(super) fn check_private(path: &Path) -> Result<(), String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+pub(super) fn check_private(path: &Path) -> Result<(), FileError> {
+    let meta = std::fs::metadata(path).map_err(|e| FileError::unreadable(path, e))?;
     if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
+        return Err(FileError::NotRegular {
+            path: path.to_path_buf(),
+        });
     }
     let mode = meta.permissions().mode() & 0o777;
+    let shared = |how| FileError::NotPrivate {
+        path: path.to_path_buf(),
+        how,
+        mode,
+    };
     if mode & 0o044 != 0 {
-        return Err(format!(
-            "{} is readable by group or others (mode {mode:04o}); chmod 600 it",
-            path.display()
-        ));
+        return Err(shared("readable"));
     }
     if mode & 0o022 != 0 {
-        return Err(format!(
-            "{} is writable by group or others (mode {mode:04o}); chmod 600 it",
-            path.display()
-        ));
+        return Err(shared("writable"));
     }
     if meta.len() > MAX_SECRET_FILE {
-        return Err(format!(
-            "{} is larger than {MAX_SECRET_FILE} bytes: not a password or option file",
-            path.display()
-        ));
+        return Err(FileError::TooLarge {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -116,10 +188,12 @@ pub(super) struct ClientOptions {
     pub(super) ssl_key: Option<String>,
 }
 
-pub(super) fn read_option_file(path: &Path) -> Result<ClientOptions, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let opts = parse_option_file(&text).map_err(|m| format!("{}: {m}", path.display()))?;
+pub(super) fn read_option_file(path: &Path) -> Result<ClientOptions, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FileError::unreadable(path, e))?;
+    let opts = parse_option_file(&text).map_err(|error| FileError::OptionFile {
+        path: path.to_path_buf(),
+        error,
+    })?;
     if opts.password.is_some() {
         check_private(path)?;
     }
@@ -129,7 +203,7 @@ pub(super) fn read_option_file(path: &Path) -> Result<ClientOptions, String> {
 /// Parses the `[client]` group of a MySQL option file as `mysql --defaults-file` reads it:
 /// `key=value` or bare keys, `#`/`;` comments, optional quotes, `-` and `_` alike in names.
 /// Later values win, as in MySQL. `!include` is refused rather than half-supported.
-pub(super) fn parse_option_file(text: &str) -> Result<ClientOptions, String> {
+pub(super) fn parse_option_file(text: &str) -> Result<ClientOptions, OptionFileError> {
     let mut opts = ClientOptions::default();
     let mut in_client = false;
     for (n, line) in text.lines().enumerate() {
@@ -138,10 +212,7 @@ pub(super) fn parse_option_file(text: &str) -> Result<ClientOptions, String> {
             continue;
         }
         if line.starts_with('!') {
-            return Err(format!(
-                "line {}: !include directives are not supported; put [client] in this file",
-                n + 1
-            ));
+            return Err(OptionFileError::Include(n + 1));
         }
         if let Some(group) = line.strip_prefix('[') {
             in_client = group.trim_end_matches(']').trim() == "client";
@@ -163,13 +234,7 @@ pub(super) fn parse_option_file(text: &str) -> Result<ClientOptions, String> {
             "ssl_ca" => opts.ssl_ca = Some(value),
             "ssl_cert" => opts.ssl_cert = Some(value),
             "ssl_key" => opts.ssl_key = Some(value),
-            "port" => {
-                opts.port = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("line {}: port is not a number", n + 1))?,
-                )
-            }
+            "port" => opts.port = Some(value.parse().map_err(|_| OptionFileError::Port(n + 1))?),
             _ => {} // other client options (charset, ...) do not concern the guard
         }
     }

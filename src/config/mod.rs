@@ -10,6 +10,7 @@ mod files;
 mod raw;
 
 use files::*;
+pub use files::{FileError, OptionFileError};
 use raw::*;
 
 use crate::policy::{line_of, Policy, PolicySet, Thresholds};
@@ -166,18 +167,14 @@ pub enum SslMode {
 }
 
 impl SslMode {
-    fn parse(text: &str) -> Result<SslMode, String> {
+    fn parse(text: &str) -> Result<SslMode, UnknownSslMode> {
         Ok(match text.to_ascii_uppercase().as_str() {
             "DISABLED" => SslMode::Disabled,
             "PREFERRED" => SslMode::Preferred,
             "REQUIRED" => SslMode::Required,
             "VERIFY_CA" => SslMode::VerifyCa,
             "VERIFY_IDENTITY" => SslMode::VerifyIdentity,
-            _ => {
-                return Err(
-                    "must be DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY".into(),
-                )
-            }
+            _ => return Err(UnknownSslMode),
         })
     }
 }
@@ -230,6 +227,11 @@ impl fmt::Debug for Secret {
         f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
     }
 }
+
+/// An `ssl_mode` that is none of MySQL's five.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY")]
+pub struct UnknownSslMode;
 
 /// Why a configuration was refused: the file, where in it, and what is wrong.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -357,10 +359,8 @@ impl Config {
 
     /// Checks `text` against the file format only (TOML, known keys, value types), touching
     /// no file: the pure first step of [`Config::parse`], and what the fuzzer drives.
-    pub fn check_syntax(text: &str) -> Result<(), String> {
-        toml::from_str::<RawConfig>(text)
-            .map(|_| ())
-            .map_err(|e| e.message().to_string())
+    pub fn check_syntax(text: &str) -> Result<(), toml::de::Error> {
+        toml::from_str::<RawConfig>(text).map(|_| ())
     }
 
     /// Validates configuration `text` as if read from `path` (relative paths resolve against
@@ -583,7 +583,7 @@ impl Config {
         let state_dir = match raw.state_dir {
             Some(dir) => {
                 let dir = base.join(dir);
-                check_state_dir(&dir).map_err(|e| err("state_dir", e))?;
+                check_state_dir(&dir).map_err(|e| err("state_dir", e.to_string()))?;
                 Some(dir)
             }
             None => None,

@@ -146,7 +146,7 @@ pub(super) fn resolve_instance(
     let opt_file = match &ri.defaults_file {
         Some(p) if read => {
             let p = base.join(p);
-            read_option_file(&p).map_err(|m| (at("defaults_file"), m))?
+            read_option_file(&p).map_err(|m| (at("defaults_file"), m.to_string()))?
         }
         _ => ClientOptions::default(),
     };
@@ -159,7 +159,7 @@ pub(super) fn resolve_instance(
             ))
         }
         (Some(p), None) => {
-            read_password_file(&base.join(p)).map_err(|m| (at("password_file"), m))?
+            read_password_file(&base.join(p)).map_err(|m| (at("password_file"), m.to_string()))?
         }
         (None, Some(pw)) => Secret::new(pw.clone()),
         (None, None) => Secret::default(),
@@ -273,7 +273,7 @@ pub(super) fn resolve_instance(
             password: match rs.password_file {
                 Some(_) if !read => Secret::default(),
                 Some(p) => read_password_file(&base.join(p))
-                    .map_err(|m| (at("source.password_file"), m))?,
+                    .map_err(|m| (at("source.password_file"), m.to_string()))?,
                 None => password.clone(),
             },
             heartbeat: None,
@@ -366,13 +366,15 @@ pub(super) fn resolve_web(
                 client_auth,
             };
             crate::config::web::check_file(&settings.cert_file)
-                .map_err(|m| ("tls_cert_file", m))?;
-            check_private(&settings.key_file).map_err(|m| ("tls_key_file", m))?;
+                .map_err(|m| ("tls_cert_file", m.to_string()))?;
+            check_private(&settings.key_file).map_err(|m| ("tls_key_file", m.to_string()))?;
             if let Some(ca) = &settings.client_ca_file {
-                crate::config::web::check_file(ca).map_err(|m| ("tls_client_ca_file", m))?;
+                crate::config::web::check_file(ca)
+                    .map_err(|m| ("tls_client_ca_file", m.to_string()))?;
             }
             // Loaded once here so that a bad certificate is a config error, not a runtime one.
-            crate::config::web::acceptor(&settings).map_err(|m| ("tls_cert_file", m))?;
+            crate::config::web::acceptor(&settings)
+                .map_err(|m| ("tls_cert_file", m.to_string()))?;
             Some(settings)
         }
     };
@@ -405,7 +407,7 @@ pub(super) fn resolve_web(
 /// with its key, files that exist (the key private). Errors carry the key.
 pub(super) fn resolve_tls(raw: &RawTls, base: &Path) -> Result<Tls, (&'static str, String)> {
     let mode = match &raw.ssl_mode {
-        Some(m) => SslMode::parse(m).map_err(|e| ("ssl_mode", e))?,
+        Some(m) => SslMode::parse(m).map_err(|e| ("ssl_mode", e.to_string()))?,
         // Certificates given but no mode: the MySQL client verifies the CA then.
         None if raw.ssl_ca.is_some() => SslMode::VerifyCa,
         None => SslMode::Disabled,
@@ -417,7 +419,7 @@ pub(super) fn resolve_tls(raw: &RawTls, base: &Path) -> Result<Tls, (&'static st
             None => Ok(None),
             Some(p) => {
                 let p = base.join(p);
-                crate::config::web::check_file(&p).map_err(|m| (key, m))?;
+                crate::config::web::check_file(&p).map_err(|m| (key, m.to_string()))?;
                 Ok(Some(p))
             }
         }
@@ -431,7 +433,7 @@ pub(super) fn resolve_tls(raw: &RawTls, base: &Path) -> Result<Tls, (&'static st
     match (&cert, &key) {
         (Some(_), None) => return Err(("ssl_key", "ssl_cert needs its ssl_key".into())),
         (None, Some(_)) => return Err(("ssl_cert", "ssl_key needs its ssl_cert".into())),
-        (Some(_), Some(k)) => check_private(k).map_err(|m| ("ssl_key", m))?,
+        (Some(_), Some(k)) => check_private(k).map_err(|m| ("ssl_key", m.to_string()))?,
         (None, None) => {}
     }
     if mode == SslMode::Disabled && (ca.is_some() || cert.is_some()) {

@@ -46,35 +46,53 @@ pub fn default_auth_exempt() -> Vec<String> {
     vec!["checks".to_string(), "/healthz".to_string()]
 }
 
+/// Why the HTTPS listener's certificate, key or client CA cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {why}", path.display())]
+    File { path: PathBuf, why: String },
+    #[error("{}: no certificate in it", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("tls_client_auth needs tls_client_ca_file")]
+    NoClientCa,
+    #[error("{0}")]
+    Rustls(String),
+}
+
 /// Builds the TLS acceptor for `tls`: certificate chain and key from PEM files, client
 /// certificates verified against `client_ca_file` when asked for.
-pub fn acceptor(tls: &TlsSettings) -> Result<tokio_rustls::TlsAcceptor, String> {
+pub fn acceptor(tls: &TlsSettings) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let in_file = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: &dyn std::fmt::Display| TlsError::File {
+            path,
+            why: e.to_string(),
+        }
+    };
     let certs = CertificateDer::pem_file_iter(&tls.cert_file)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", tls.cert_file.display()))?;
+        .map_err(|e| in_file(&tls.cert_file)(&e))?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate in it", tls.cert_file.display()));
+        return Err(TlsError::NoCertificate {
+            path: tls.cert_file.clone(),
+        });
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| format!("{}: {e}", tls.key_file.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| in_file(&tls.key_file)(&e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
     let builder = match (tls.client_auth, &tls.client_ca_file) {
         (ClientAuth::None, _) => builder.with_no_client_auth(),
-        (_, None) => return Err("tls_client_auth needs tls_client_ca_file".to_string()),
+        (_, None) => return Err(TlsError::NoClientCa),
         (auth, Some(ca)) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in
-                CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?
-            {
-                let cert = cert.map_err(|e| format!("{}: {e}", ca.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| in_file(ca)(&e))? {
+                let cert = cert.map_err(|e| in_file(ca)(&e))?;
+                roots.add(cert).map_err(|e| in_file(ca)(&e))?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
@@ -85,12 +103,16 @@ pub fn acceptor(tls: &TlsSettings) -> Result<tokio_rustls::TlsAcceptor, String> 
             } else {
                 verifier
             };
-            builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
+            builder.with_client_cert_verifier(
+                verifier
+                    .build()
+                    .map_err(|e| TlsError::Rustls(e.to_string()))?,
+            )
         }
     };
     let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", tls.key_file.display()))?;
+        .map_err(|e| in_file(&tls.key_file)(&e))?;
     // HTTP/1.1 only, like the plain listener.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
@@ -106,10 +128,15 @@ pub fn valid_hash(hash: &str) -> bool {
 }
 
 /// A file the `[web]` table names must exist as a regular file.
-pub fn check_file(path: &Path) -> Result<(), String> {
+pub fn check_file(path: &Path) -> Result<(), super::FileError> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() => Ok(()),
-        Ok(_) => Err(format!("{} is not a regular file", path.display())),
-        Err(e) => Err(format!("{}: cannot read: {e}", path.display())),
+        Ok(_) => Err(super::FileError::NotRegular {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(super::FileError::Unreadable {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        }),
     }
 }

@@ -169,7 +169,11 @@ impl Event {
     }
 
     /// The event for memory read back from the state file (`Ok(channels)`) or refused.
-    pub fn restore(at: SystemTime, instance: &str, outcome: Result<usize, String>) -> Event {
+    pub fn restore(
+        at: SystemTime,
+        instance: &str,
+        outcome: Result<usize, crate::poll::store::RestoreError>,
+    ) -> Event {
         match outcome {
             Ok(n) => Event::new(
                 at,
@@ -177,7 +181,7 @@ impl Event {
                 Kind::MemoryRestored,
                 format!("{n} channel(s) remembered from the state file"),
             ),
-            Err(why) => Event::new(at, instance, Kind::MemoryVoid, why),
+            Err(why) => Event::new(at, instance, Kind::MemoryVoid, why.to_string()),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! that evidence can warn, never be "ok".
 
 use super::verdict::{Check, Input, Level};
-use crate::gtid::{MariadbBinlogState, MariadbGtidPos, MysqlGtidSet};
+use crate::gtid::{GtidError, MariadbBinlogState, MariadbGtidPos, MysqlGtidSet};
 use crate::snapshot::sample::{Channel, Flavor, ServerState, SourceState};
 use crate::units::clock_time;
 use std::time::SystemTime;
@@ -365,19 +365,17 @@ fn compare(
     state: &ServerState,
     src: &SourceState,
     remembered: bool,
-) -> Result<(Diff, Diff), String> {
+) -> Result<(Diff, Diff), GtidError> {
     match state.flavor {
         Flavor::MySql => {
-            let mine = MysqlGtidSet::parse(state.gtid.executed.as_deref().unwrap_or(""))
-                .map_err(|e| e.to_string())?;
-            let theirs = MysqlGtidSet::parse(&src.gtid_executed).map_err(|e| e.to_string())?;
+            let mine = MysqlGtidSet::parse(state.gtid.executed.as_deref().unwrap_or(""))?;
+            let theirs = MysqlGtidSet::parse(&src.gtid_executed)?;
             let missing = theirs.subtract(&mine);
             let mut errant = mine.subtract(&theirs);
             if remembered {
                 if let Some(uuid) = &src.server_uuid {
                     let from_source =
-                        MysqlGtidSet::parse(&format!("{uuid}:1-{}", crate::gtid::MAX_GNO))
-                            .map_err(|e| e.to_string())?;
+                        MysqlGtidSet::parse(&format!("{uuid}:1-{}", crate::gtid::MAX_GNO))?;
                     errant = errant.subtract(&from_source);
                 }
             }
@@ -387,9 +385,8 @@ fn compare(
             ))
         }
         Flavor::MariaDb => {
-            let current = MariadbGtidPos::parse(state.gtid.current_pos.as_deref().unwrap_or(""))
-                .map_err(|e| e.to_string())?;
-            let theirs = MariadbGtidPos::parse(&src.gtid_executed).map_err(|e| e.to_string())?;
+            let current = MariadbGtidPos::parse(state.gtid.current_pos.as_deref().unwrap_or(""))?;
+            let theirs = MariadbGtidPos::parse(&src.gtid_executed)?;
             let missing = current.missing(&theirs);
             let missing_text = missing
                 .iter()
@@ -420,9 +417,9 @@ fn errant_by_origin(
     mine: &str,
     theirs: &str,
     remembered: bool,
-) -> Result<Diff, String> {
-    let mine = MariadbBinlogState::parse(mine).map_err(|e| e.to_string())?;
-    let theirs = MariadbBinlogState::parse(theirs).map_err(|e| e.to_string())?;
+) -> Result<Diff, GtidError> {
+    let mine = MariadbBinlogState::parse(mine)?;
+    let theirs = MariadbBinlogState::parse(theirs)?;
     let ahead: Vec<String> = mine
         .ahead_of(&theirs)
         .into_iter()
@@ -439,9 +436,8 @@ fn errant_by_domain(
     state: &ServerState,
     theirs: &MariadbGtidPos,
     remembered: bool,
-) -> Result<Diff, String> {
-    let binlog = MariadbGtidPos::parse(state.gtid.binlog_pos.as_deref().unwrap_or(""))
-        .map_err(|e| e.to_string())?;
+) -> Result<Diff, GtidError> {
+    let binlog = MariadbGtidPos::parse(state.gtid.binlog_pos.as_deref().unwrap_or(""))?;
     // Domains where the replica's own binary log is ahead of the source's.
     let ahead = theirs.missing(&binlog);
     let errant: Vec<_> = ahead

@@ -39,7 +39,7 @@ pub async fn poll_once(
     let (maintenance, maintenance_error) = match maintenance_file {
         Some(path) => match maintenance_reason(path).await {
             Ok(reason) => (reason, None),
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         },
         None => (None, None),
     };
@@ -68,9 +68,12 @@ pub async fn poll_once(
 /// cannot be read is its own failure, never taken for "maintenance on": running out of file
 /// descriptors must not read as an operator's decision. Reads at most [`MAX_MAINTENANCE_FILE`]
 /// bytes of a regular file.
-async fn maintenance_reason(path: &Path) -> Result<Option<String>, String> {
+async fn maintenance_reason(path: &Path) -> Result<Option<String>, Unreadable> {
     use tokio::io::AsyncReadExt;
-    let unreadable = |e: std::io::Error| format!("{} unreadable: {e}", path.display());
+    let unreadable = |e: std::io::Error| Unreadable {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    };
     // Opened without blocking (a FIFO put there would otherwise wait for a writer forever),
     // then checked on the opened file, so nothing can be swapped in between.
     let file = match tokio::fs::OpenOptions::new()
@@ -84,7 +87,10 @@ async fn maintenance_reason(path: &Path) -> Result<Option<String>, String> {
         Err(e) => return Err(unreadable(e)),
     };
     if !file.metadata().await.map_err(unreadable)?.is_file() {
-        return Err(format!("{} unreadable: not a regular file", path.display()));
+        return Err(Unreadable {
+            path: path.to_path_buf(),
+            why: "not a regular file".to_string(),
+        });
     }
     let mut head = Vec::new();
     file.take(MAX_MAINTENANCE_FILE)
@@ -93,6 +99,14 @@ async fn maintenance_reason(path: &Path) -> Result<Option<String>, String> {
         .map_err(unreadable)?;
     let text = String::from_utf8_lossy(&head);
     Ok(Some(text.lines().next().unwrap_or("").trim().to_string()))
+}
+
+/// A maintenance file that exists but cannot be read: its own failure in every policy.
+#[derive(Debug, thiserror::Error)]
+#[error("{} unreadable: {why}", path.display())]
+struct Unreadable {
+    path: PathBuf,
+    why: String,
 }
 
 /// How much of a maintenance file is read: its first line is the reason.

@@ -84,6 +84,15 @@ pub enum StoreError {
     Format(PathBuf, u32),
 }
 
+/// Why a state file's memory was void at the first poll.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The server executed transactions (or was replaced) since the file was written: what it
+    /// remembers no longer describes this server.
+    #[error("executed position moved since it was recorded (was {was}, now {now})")]
+    Moved { was: String, now: String },
+}
+
 /// The state file of `instance` in `dir`.
 pub fn file_for(dir: &Path, instance: &str) -> PathBuf {
     dir.join(format!("{instance}.json"))
@@ -148,7 +157,7 @@ impl Persisted {
         memory: &mut Memory,
         sample: &Sample,
         state: &ServerState,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, RestoreError> {
         // Source evidence is about the source at its own time, whatever the replica did since.
         if let (None, Some(src)) = (&memory.last_source, &self.source) {
             if let Some((at, at_wall)) = carry(sample, src.at_unix_ms) {
@@ -176,11 +185,10 @@ impl Persisted {
         }
         let now = position(state);
         if now != self.position {
-            return Err(format!(
-                "executed position moved since it was recorded (was {}, now {})",
-                describe(&self.position),
-                describe(&now)
-            ));
+            return Err(RestoreError::Moved {
+                was: describe(&self.position),
+                now: describe(&now),
+            });
         }
         let mut restored = 0;
         for s in &self.seen {
@@ -342,7 +350,8 @@ mod tests {
         moved.gtid.current_pos = Some("0-2-43".into());
         let err = recorded
             .restore_into(&mut Memory::default(), sample, &moved)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("was gtid 0-1-42") && err.contains("now gtid 0-2-43"),
             "{err}"

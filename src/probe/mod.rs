@@ -386,10 +386,10 @@ impl Probe {
             None => {
                 let name = crate::probe::tlsname::certificate_name(host, *port, ca, self.timeout)
                     .await
-                    .map_err(|message| ProbeError {
+                    .map_err(|e| ProbeError {
                         kind: ProbeErrorKind::Tls,
                         errno: None,
-                        message,
+                        message: e.to_string(),
                     })?;
                 self.ca_name = Some(name.clone());
                 name

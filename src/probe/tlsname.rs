@@ -24,19 +24,48 @@ pub async fn certificate_name(
     port: u16,
     ca: &Path,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<String, NameError> {
     tokio::time::timeout(timeout, learn(host, port, ca))
         .await
-        .map_err(|_| "TLS: the certificate check took too long".to_string())?
+        .map_err(|_| NameError::Timeout)?
 }
 
-async fn learn(host: &str, port: u16, ca: &Path) -> Result<String, String> {
+/// Why the name of a server's certificate could not be learnt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("TLS: the certificate check took too long")]
+    Timeout,
+    #[error("{}: {why}", path.display())]
+    Ca {
+        path: std::path::PathBuf,
+        why: String,
+    },
+    /// The TLS library refused a setting or the handshake (its own words).
+    #[error("{0}")]
+    Tls(String),
+    /// The connection failed before TLS (the OS's words).
+    #[error("{0}")]
+    Io(String),
+    #[error("the server's greeting is too large")]
+    GreetingTooLarge,
+    #[error("the server refused the connection before TLS")]
+    Refused,
+    #[error("TLS: the certificate holds no usable name")]
+    NoName,
+}
+
+async fn learn(host: &str, port: u16, ca: &Path) -> Result<String, NameError> {
     use rustls::pki_types::pem::PemObject;
+    let bad_ca = |e: &dyn std::fmt::Display| NameError::Ca {
+        path: ca.to_path_buf(),
+        why: e.to_string(),
+    };
+    let io = |e: std::io::Error| NameError::Io(e.to_string());
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad_ca(&e))? {
         roots
-            .add(cert.map_err(|e| format!("{}: {e}", ca.display()))?)
-            .map_err(|e| format!("{}: {e}", ca.display()))?;
+            .add(cert.map_err(|e| bad_ca(&e))?)
+            .map_err(|e| bad_ca(&e))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -44,7 +73,7 @@ async fn learn(host: &str, port: u16, ca: &Path) -> Result<String, String> {
         provider.clone(),
     )
     .build()
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| NameError::Tls(e.to_string()))?;
     let names = Arc::new(Mutex::new(None));
     let verifier = Arc::new(NameRecorder {
         inner,
@@ -52,31 +81,25 @@ async fn learn(host: &str, port: u16, ca: &Path) -> Result<String, String> {
     });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| NameError::Tls(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
 
     let mut stream = tokio::net::TcpStream::connect((host, port))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(io)?;
     // The server's greeting: 3-byte length, sequence id, then the handshake packet.
     let mut header = [0u8; 4];
-    stream
-        .read_exact(&mut header)
-        .await
-        .map_err(|e| e.to_string())?;
+    stream.read_exact(&mut header).await.map_err(io)?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
     if len > 64 * 1024 {
-        return Err("the server's greeting is too large".to_string());
+        return Err(NameError::GreetingTooLarge);
     }
     let mut greeting = vec![0u8; len];
-    stream
-        .read_exact(&mut greeting)
-        .await
-        .map_err(|e| e.to_string())?;
+    stream.read_exact(&mut greeting).await.map_err(io)?;
     if greeting.first() == Some(&0xff) {
-        return Err("the server refused the connection before TLS".to_string());
+        return Err(NameError::Refused);
     }
     // SSL request: capabilities (SSL, protocol 4.1, secure connection, long password),
     // max packet size, character set, 23 zero bytes; sequence id 1.
@@ -86,10 +109,7 @@ async fn learn(host: &str, port: u16, ca: &Path) -> Result<String, String> {
     request.extend_from_slice(&(16u32 << 20).to_le_bytes());
     request.push(45); // utf8mb4_general_ci
     request.extend_from_slice(&[0u8; 23]);
-    stream
-        .write_all(&request)
-        .await
-        .map_err(|e| e.to_string())?;
+    stream.write_all(&request).await.map_err(io)?;
     // Any name will do: the verifier records the certificate's own and aborts.
     let probe_name = ServerName::try_from("replguard.invalid").expect("a valid DNS name");
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
@@ -98,11 +118,12 @@ async fn learn(host: &str, port: u16, ca: &Path) -> Result<String, String> {
         return Ok(name);
     }
     match handshake {
-        Ok(_) => Err("TLS: the certificate holds no usable name".to_string()),
-        Err(e) => Err(e
-            .get_ref()
-            .map(|inner| inner.to_string())
-            .unwrap_or_else(|| e.to_string())),
+        Ok(_) => Err(NameError::NoName),
+        Err(e) => Err(NameError::Tls(
+            e.get_ref()
+                .map(|inner| inner.to_string())
+                .unwrap_or_else(|| e.to_string()),
+        )),
     }
 }
 

@@ -29,7 +29,7 @@ pub enum ServeError {
     #[error("a poller died ({0}): its instance would have stayed stale; stopping so a supervisor restarts replguard")]
     PollerDied(String),
     #[error("web.tls_cert_file: {0}")]
-    Tls(String),
+    Tls(crate::config::web::TlsError),
 }
 
 /// Runs the daemon on `listener` (and the agent-check listener, if given) until `shutdown` is

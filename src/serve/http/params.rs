@@ -7,8 +7,30 @@ use std::borrow::Cow;
 
 /// Why a check request's query was refused (a 400), in words for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParamError(pub String);
+pub enum ParamError {
+    #[error("{0} given more than once")]
+    Repeated(String),
+    #[error("give port or instance, not both")]
+    PortAndInstance,
+    #[error("port {0:?} is not a port number")]
+    NotAPort(String),
+    #[error("instance is empty")]
+    EmptyInstance,
+    #[error("{key}: {error}")]
+    Duration {
+        key: String,
+        error: crate::units::DurationError,
+    },
+    #[error("recover_for {0:?} is not a number of polls")]
+    NotAPollCount(String),
+    #[error("format {0:?}: use json or text")]
+    Format(String),
+    #[error(
+        "unknown parameter {0:?} (known: port, instance, max_lag, recover_lag, recover_for, \
+         soft_lag, format)"
+    )]
+    Unknown(String),
+}
 
 /// A check request's parameters, parsed strictly.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -23,11 +45,11 @@ pub struct Params {
 /// threshold that silently fell back to a default would pass a check it should fail.
 pub fn parse_params(raw: &str) -> Result<Params, ParamError> {
     if raw.contains(['%', '+']) {
-        parse_pairs(form_urlencoded::parse(raw.as_bytes())).map_err(ParamError)
+        parse_pairs(form_urlencoded::parse(raw.as_bytes()))
     } else {
         // Nothing to decode (what HAProxy sends): the pairs are slices of the query itself,
         // split as form_urlencoded would split them.
-        parse_pairs(plain_pairs(raw)).map_err(ParamError)
+        parse_pairs(plain_pairs(raw))
     }
 }
 
@@ -41,7 +63,7 @@ pub(super) fn plain_pairs(raw: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<
 
 fn parse_pairs<'a>(
     pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
-) -> Result<Params, String> {
+) -> Result<Params, ParamError> {
     const KNOWN: [&str; 7] = [
         "port",
         "instance",
@@ -57,33 +79,37 @@ fn parse_pairs<'a>(
     for (key, value) in pairs {
         if let Some(i) = KNOWN.iter().position(|k| *k == key) {
             if std::mem::replace(&mut seen[i], true) {
-                return Err(format!("{key} given more than once"));
+                return Err(ParamError::Repeated(key.into_owned()));
             }
         }
         match key.as_ref() {
             "port" => {
                 if p.selector.is_some() {
-                    return Err("give port or instance, not both".into());
+                    return Err(ParamError::PortAndInstance);
                 }
                 let port = value
                     .parse::<u16>()
                     .ok()
                     .filter(|p| *p != 0 && !value.starts_with('+'))
-                    .ok_or_else(|| format!("port {value:?} is not a port number"))?;
+                    .ok_or_else(|| ParamError::NotAPort(value.to_string()))?;
                 p.selector = Some(Selector::Port(port));
             }
             "instance" => {
                 if p.selector.is_some() {
-                    return Err("give port or instance, not both".into());
+                    return Err(ParamError::PortAndInstance);
                 }
                 if value.is_empty() {
-                    return Err("instance is empty".into());
+                    return Err(ParamError::EmptyInstance);
                 }
                 p.selector = Some(Selector::Name(value.into_owned()));
             }
             "max_lag" | "recover_lag" | "soft_lag" => {
-                let d =
-                    Some(crate::units::parse_duration(&value).map_err(|e| format!("{key}: {e}"))?);
+                let d = Some(crate::units::parse_duration(&value).map_err(|error| {
+                    ParamError::Duration {
+                        key: key.to_string(),
+                        error,
+                    }
+                })?);
                 match key.as_ref() {
                     "max_lag" => p.thresholds.max_lag = d,
                     "recover_lag" => p.thresholds.recover_lag = d,
@@ -96,22 +122,17 @@ fn parse_pairs<'a>(
                         .parse::<u32>()
                         .ok()
                         .filter(|_| value.chars().all(|c| c.is_ascii_digit()))
-                        .ok_or_else(|| format!("recover_for {value:?} is not a number of polls"))?,
+                        .ok_or_else(|| ParamError::NotAPollCount(value.to_string()))?,
                 )
             }
             "format" => {
                 p.json = match value.as_ref() {
                     "json" => Some(true),
                     "text" => Some(false),
-                    other => return Err(format!("format {other:?}: use json or text")),
+                    other => return Err(ParamError::Format(other.to_string())),
                 }
             }
-            other => {
-                return Err(format!(
-                    "unknown parameter {other:?} (known: port, instance, max_lag, recover_lag, \
-                     recover_for, soft_lag, format)"
-                ))
-            }
+            other => return Err(ParamError::Unknown(other.to_string())),
         }
     }
     Ok(p)
