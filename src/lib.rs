@@ -42,10 +42,21 @@
 pub mod cli;
 pub mod config;
 pub mod gtid;
-pub mod hub;
-pub mod policy;
-pub mod poll;
-pub mod probe;
-pub mod serve;
-pub mod snapshot;
-pub mod units;
+mod hub;
+mod policy;
+mod poll;
+mod probe;
+mod serve;
+mod snapshot;
+mod units;
+
+// The rest of the face: what tests and fuzz targets drive besides the command line.
+pub use hub::Selector;
+pub use policy::{Body, Policy, Rule};
+pub use poll::store::{parse as parse_state_file, Persisted};
+pub use serve::agent::{
+    parse_line as parse_agent_line, MAX_CONNECTIONS as AGENT_MAX_CONNECTIONS,
+    MAX_LINE as AGENT_MAX_LINE,
+};
+pub use serve::http::{is_check_path, parse_params, Params};
+pub use serve::{serve_reloading, ServeError};

@@ -90,17 +90,9 @@ pub fn clock_time(t: std::time::SystemTime) -> String {
         .unwrap_or(text)
 }
 
-/// Serde helper: a duration field written as a humantime string.
+/// Serde helpers: duration fields written as humantime strings.
 pub mod serde_humantime {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-
-    /// The same for an optional field (absent means `None`; present must parse).
+    /// An optional field (absent means `None`; present must parse).
     pub mod option {
         use serde::{Deserialize, Deserializer};
         use std::time::Duration;

@@ -71,7 +71,7 @@ async fn an_endless_agent_line_is_cut_off() {
 async fn agent_connections_are_bounded_and_fair() {
     let g = guard().await;
     let mut idle = Vec::new();
-    for _ in 0..replguard::serve::agent::MAX_CONNECTIONS {
+    for _ in 0..replguard::AGENT_MAX_CONNECTIONS {
         idle.push(TcpStream::connect(g.agent).await.unwrap());
     }
     // Give the listener time to take them all.
@@ -88,7 +88,7 @@ async fn agent_connections_are_bounded_and_fair() {
     }
     // Shares count once the listener is half full: one address holds at most half of it.
     assert!(
-        open <= replguard::serve::agent::MAX_CONNECTIONS / 2,
+        open <= replguard::AGENT_MAX_CONNECTIONS / 2,
         "{open} silent connections from one address still held"
     );
     g.stop().await;

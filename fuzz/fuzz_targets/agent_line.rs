@@ -8,11 +8,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use replguard::hub::Selector;
+use replguard::Selector;
 
 fuzz_target!(|data: &[u8]| {
-    let line = &data[..data.len().min(replguard::serve::agent::MAX_LINE as usize)];
-    let selector = replguard::serve::agent::parse_line(line);
+    let line = &data[..data.len().min(replguard::AGENT_MAX_LINE as usize)];
+    let selector = replguard::parse_agent_line(line);
     if let Selector::Port(p) = selector {
         let text = String::from_utf8_lossy(line);
         assert_eq!(text.trim().parse::<u16>().ok(), Some(p));

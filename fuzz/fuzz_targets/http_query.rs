@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(params) = replguard::serve::http::parse_params(text) {
+    if let Ok(params) = replguard::parse_params(text) {
         if params.thresholds.max_lag.is_some() {
             assert!(
                 text.contains("max_lag"),
@@ -21,5 +21,5 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    let _ = replguard::serve::http::is_check_path(text);
+    let _ = replguard::is_check_path(text);
 });

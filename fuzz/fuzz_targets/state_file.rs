@@ -12,11 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(p) = replguard::poll::store::parse(std::path::Path::new("fuzz.json"), text) {
+    if let Ok(p) = replguard::parse_state_file(std::path::Path::new("fuzz.json"), text) {
         // What parses can be written back and read again unchanged.
         let again = serde_json::to_string(&p).unwrap();
         assert_eq!(
-            replguard::poll::store::parse(std::path::Path::new("fuzz.json"), &again).unwrap(),
+            replguard::parse_state_file(std::path::Path::new("fuzz.json"), &again).unwrap(),
             p
         );
     }

@@ -4,9 +4,9 @@
 //! completions). Exit codes: 0 ok/healthy, 1 unhealthy or runtime failure, 2 usage or
 //! configuration error, 3 maintenance not confirmed by the daemon.
 
-pub mod check;
+mod check;
 pub mod logs;
-pub mod maintenance;
+mod maintenance;
 
 use crate::config::Config;
 use crate::policy::render;

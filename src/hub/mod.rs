@@ -162,11 +162,6 @@ impl Hub {
         &self.shared
     }
 
-    /// The instance named `name`.
-    pub fn named(&self, name: &str) -> Option<&Watched> {
-        self.instances.iter().find(|w| w.config.name == name)
-    }
-
     pub fn find(&self, selector: &Selector) -> Result<&Watched, LookupError> {
         match selector {
             Selector::Port(port) => self

@@ -39,12 +39,16 @@ pub mod set;
 mod source;
 pub mod verdict;
 
-pub use file::{line_of, Body, Policy, PolicyError, Rule, Thresholds, BUILTIN};
+pub use file::{line_of, Body, Policy, Rule, Thresholds};
 pub use judge::{Judge, Subject};
-pub use lag::{lag_recovery, Recovery};
-pub use limits::{Limits, DEFAULT_MAX_STALL, DEFAULT_RECOVER_FOR};
+pub use limits::Limits;
 pub use set::PolicySet;
-pub use verdict::{Check, Freshness, Input, Level, Verdict};
+pub use verdict::{Freshness, Verdict};
+#[cfg(test)]
+pub(crate) use {
+    lag::{lag_recovery, Recovery},
+    verdict::{Check, Level},
+};
 
 #[cfg(test)]
 mod tests;

@@ -35,17 +35,7 @@ pub enum ServeError {
 /// Runs the daemon on `listener` (and the agent-check listener, if given) until `shutdown` is
 /// cancelled, then stops the HTTP server gracefully and waits (bounded) for every poller to
 /// close its connection. A poller that dies (a bug) stops the daemon with an error rather than
-/// leaving its instance silently stale.
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    agent: Option<TcpListener>,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
-    serve_reloading(config, listener, agent, shutdown, None).await
-}
-
-/// [`serve`], reloading each time `reload` changes (SIGHUP): the config file is read again and,
+/// leaving its instance silently stale. Reloads each time `reload` changes (SIGHUP): the config file is read again and,
 /// when it validates, applied without a gap (see [`Fleet::apply`]); one that does not is logged
 /// and reported (`/status`, `replguard_config_last_reload_success`) while the old one stays in
 /// force. The HTTPS certificates are re-read too. Listener settings (`listen`, `agent_listen`,

@@ -126,7 +126,7 @@ impl Guard {
         let agent = agent_listener.local_addr().expect("agent addr");
         let shutdown = CancellationToken::new();
         let (reload, reloads) = tokio::sync::watch::channel(0u64);
-        let serving = replguard::serve::serve_reloading(
+        let serving = replguard::serve_reloading(
             config.clone(),
             listener,
             Some(agent_listener),

@@ -304,16 +304,13 @@ impl Admission {
     }
 
     /// Connections admitted now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .conns
             .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn remove(&self, id: u64) {
