@@ -4,6 +4,7 @@
 //! connects, and reported as one [`ConfigError`] naming the file and the key. Error messages never
 //! quote a value from a credentials file or a config line, so a password cannot leak through them.
 
+pub mod coordination;
 pub mod web;
 
 mod files;
@@ -86,6 +87,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Who may use the listeners (`[web]`).
     pub web: crate::config::web::WebSettings,
+    /// The writer lease in etcd (`[coordination]`); `None`: each guard judges alone.
+    pub coordination: Option<coordination::Coordination>,
 }
 
 /// One watched server.
@@ -107,6 +110,17 @@ pub struct InstanceConfig {
     /// A file whose presence takes the instance out of every policy (its first line is the
     /// reason); `None`: no maintenance switch for this instance.
     pub maintenance_file: Option<PathBuf>,
+    /// The writer group whose lease its writer policies need (`writer_group`).
+    pub writer: Option<Writer>,
+}
+
+/// An instance's place in a writer group (`writer_group`, `writer_preferred`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writer {
+    /// The group: the instances, on any guard, that may take its writes.
+    pub group: String,
+    /// The group's primary: gets the writes back by handover once caught up.
+    pub preferred: bool,
 }
 
 impl Config {
@@ -320,6 +334,18 @@ const KNOWN_KEYS: &[&str] = &[
     "basic_auth_users",
     "auth_exempt",
     "allow_from",
+    "coordination",
+    "etcd_endpoints",
+    "etcd_prefix",
+    "lease_ttl",
+    "etcd_ca_file",
+    "etcd_cert_file",
+    "etcd_key_file",
+    "etcd_user",
+    "etcd_password_file",
+    "guard_name",
+    "writer_group",
+    "writer_preferred",
 ];
 
 impl Config {
@@ -529,8 +555,16 @@ impl Config {
             },
             Some(w) => resolve_web(w, base).map_err(|(k, m)| err(&format!("web.{k}"), m))?,
         };
+        let coordination = match raw.coordination {
+            Some(c) => Some(
+                coordination::resolve(c, base, secrets)
+                    .map_err(|(k, m)| err(&format!("coordination.{k}"), m))?,
+            ),
+            None => None,
+        };
         let mut names = HashSet::new();
         let mut ports = HashSet::new();
+        let mut preferred = std::collections::HashMap::new();
         let mut instances = Vec::new();
         for (i, ri) in raw.instances.into_iter().enumerate() {
             let shown = display_name(&ri.name, i);
@@ -577,6 +611,25 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(w) = &inst.writer {
+                if coordination.is_none() {
+                    return Err(err(
+                        &at("writer_group"),
+                        "needs a [coordination] section (the etcd that holds the lease)".into(),
+                    ));
+                }
+                if w.preferred {
+                    if let Some(other) = preferred.insert(w.group.clone(), inst.name.clone()) {
+                        return Err(err(
+                            &at("writer_preferred"),
+                            format!(
+                                "instance {other} is already the preferred writer of {}",
+                                w.group
+                            ),
+                        ));
+                    }
+                }
+            }
             instances.push(inst);
         }
 
@@ -598,6 +651,7 @@ impl Config {
             header_read_timeout,
             idle_timeout,
             web,
+            coordination,
             path: path.to_path_buf(),
             listen,
             interval,
@@ -649,6 +703,7 @@ pub mod fixtures {
             thresholds: Thresholds::default(),
             source: None,
             maintenance_file: None,
+            writer: None,
         }
     }
 }

@@ -26,6 +26,7 @@ pub(super) struct RawConfig {
     #[serde(default, with = "serde_humantime::option")]
     pub(super) idle_timeout: Option<Duration>,
     pub(super) web: Option<RawWeb>,
+    pub(super) coordination: Option<super::coordination::RawCoordination>,
     #[serde(default, rename = "instance")]
     pub(super) instances: Vec<RawInstance>,
 }
@@ -92,6 +93,8 @@ pub(super) struct RawInstance {
     pub(super) ssl_ca: Option<PathBuf>,
     pub(super) ssl_cert: Option<PathBuf>,
     pub(super) ssl_key: Option<PathBuf>,
+    pub(super) writer_group: Option<String>,
+    pub(super) writer_preferred: Option<bool>,
 }
 
 /// `ssl_mode`, `ssl_ca`, `ssl_cert`, `ssl_key` (an instance's, or its `source`'s).
@@ -315,6 +318,25 @@ pub(super) fn resolve_instance(
         },
         maintenance_file,
         source,
+        writer: match (ri.writer_group, ri.writer_preferred) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err((
+                    at("writer_preferred"),
+                    "needs writer_group (the group whose writes it takes back)".into(),
+                ))
+            }
+            (Some(group), preferred) if super::coordination::valid_name(&group) => Some(Writer {
+                group,
+                preferred: preferred.unwrap_or(false),
+            }),
+            (Some(_), _) => {
+                return Err((
+                    at("writer_group"),
+                    "use letters, digits, '.', '_' and '-' only (it is part of an etcd key)".into(),
+                ))
+            }
+        },
     })
 }
 

@@ -270,3 +270,105 @@ fn a_state_dir_that_cannot_be_used_is_named_with_the_user() {
         "the write test leaves nothing behind"
     );
 }
+
+#[test]
+fn coordination_is_checked_without_contacting_etcd() {
+    let d = Dir::new();
+    d.file("pw", "x", 0o600);
+    let with = |coordination: &str, instance: &str| {
+        d.parse(&format!(
+            "[coordination]\n{coordination}\n[[instance]]\nname = \"db201\"\nport = 3306\n\
+             user = \"u\"\npassword_file = \"pw\"\n{instance}"
+        ))
+    };
+    let c = with(
+        "etcd_endpoints = [\"http://10.0.0.11:2379\", \"http://10.0.0.12:2379\"]\nguard_name = \"g1\"",
+        "writer_group = \"mysql-m0\"\nwriter_preferred = true\n",
+    )
+    .unwrap();
+    let co = c.coordination.as_ref().unwrap();
+    assert_eq!(
+        (co.prefix.as_str(), co.lease_ttl, co.handover_delay),
+        (
+            coordination::DEFAULT_PREFIX,
+            coordination::DEFAULT_LEASE_TTL,
+            coordination::DEFAULT_HANDOVER_DELAY
+        )
+    );
+    assert_eq!(co.writer_key("mysql-m0"), "/replguard/mysql-m0/writer");
+    assert_eq!(
+        c.instances[0].writer,
+        Some(Writer {
+            group: "mysql-m0".into(),
+            preferred: true
+        })
+    );
+    // Without [coordination] nothing changes: no writer.
+    assert_eq!(d.parse(ONE).unwrap().coordination, None);
+    assert_eq!(d.parse(ONE).unwrap().instances[0].writer, None);
+
+    let refused = |coordination: &str, instance: &str| {
+        with(coordination, instance)
+            .expect_err("refused")
+            .to_string()
+    };
+    let e = refused(
+        "etcd_endpoints = [\"http://e:2379\"]\nlease_ttl = \"5s\"\nhandover_delay = \"5s\"",
+        "",
+    );
+    assert!(
+        e.contains("coordination.handover_delay: must be shorter than lease_ttl"),
+        "{e}"
+    );
+    let e = refused("etcd_endpoints = []", "");
+    assert!(e.contains("coordination.etcd_endpoints"), "{e}");
+    let e = refused("etcd_endpoints = [\"e:2379\"]", "");
+    assert!(
+        e.contains("not a URL") || e.contains("want http://host:port"),
+        "{e}"
+    );
+    let e = refused("etcd_endpoints = [\"https://e:2379\"]", "");
+    assert!(e.contains("https needs etcd_ca_file"), "{e}");
+    let e = refused(
+        "etcd_endpoints = [\"http://e:2379\"]\nlease_ttl = \"2500ms\"",
+        "",
+    );
+    assert!(e.contains("whole seconds"), "{e}");
+    let e = refused(
+        "etcd_endpoints = [\"http://e:2379\"]\netcd_prefix = \"replguard/\"",
+        "",
+    );
+    assert!(e.contains("coordination.etcd_prefix"), "{e}");
+    let e = refused(
+        "etcd_endpoints = [\"http://e:2379\"]\netcd_user = \"root\"",
+        "",
+    );
+    assert!(e.contains("etcd_user needs etcd_password_file"), "{e}");
+    let e = refused(
+        "etcd_endpoints = [\"https://e:2379\"]\netcd_ca_file = \"missing.pem\"",
+        "",
+    );
+    assert!(
+        e.contains("coordination.etcd_ca_file") && e.contains("missing.pem"),
+        "{e}"
+    );
+    let e = refused(
+        "etcd_endpoints = [\"http://e:2379\"]",
+        "writer_preferred = true\n",
+    );
+    assert!(e.contains("writer_preferred: needs writer_group"), "{e}");
+    let e = refused(
+        "etcd_endpoints = [\"http://e:2379\"]",
+        "writer_group = \"a/b\"\n",
+    );
+    assert!(e.contains("writer_group: use letters"), "{e}");
+    // A writer group needs the section.
+    let e = d
+        .parse(&format!("{ONE}writer_group = \"g\"\n"))
+        .expect_err("no [coordination]")
+        .to_string();
+    assert!(
+        e.contains("writer_group: needs a [coordination] section"),
+        "{e}"
+    );
+}
