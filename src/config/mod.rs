@@ -137,6 +137,7 @@ impl InstanceConfig {
         crate::policy::Subject {
             policy: &self.policy,
             thresholds: &self.thresholds,
+            judge_lease: true,
         }
     }
 }

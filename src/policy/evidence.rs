@@ -355,6 +355,41 @@ const MISSING_FIX: &str = "let it replicate them before promoting (start replica
 const ERRANT_FIX: &str = "written on the replica directly: inspect them, then remove them \
                           (empty transactions on the source) or re-clone the replica";
 
+/// The executed position of `state` as a writer records it when it hands over: MySQL
+/// `gtid_executed`, MariaDB `gtid_binlog_pos` (what it wrote to its binary log). `None`
+/// without GTIDs.
+pub fn writer_position(state: &ServerState) -> Option<String> {
+    match state.flavor {
+        Flavor::MySql => state.gtid.executed.clone(),
+        Flavor::MariaDb => state.gtid.binlog_pos.clone(),
+    }
+}
+
+/// Whether `state` has applied everything in `position` (a [`writer_position`] of another
+/// server). A position that does not parse is not applied (fail closed).
+pub fn has_applied(state: &ServerState, position: &str) -> bool {
+    match state.flavor {
+        Flavor::MySql => {
+            let (Ok(mine), Ok(theirs)) = (
+                MysqlGtidSet::parse(state.gtid.executed.as_deref().unwrap_or("")),
+                MysqlGtidSet::parse(position),
+            ) else {
+                return false;
+            };
+            mine.contains(&theirs)
+        }
+        Flavor::MariaDb => {
+            let (Ok(mine), Ok(theirs)) = (
+                MariadbGtidPos::parse(state.gtid.current_pos.as_deref().unwrap_or("")),
+                MariadbGtidPos::parse(position),
+            ) else {
+                return false;
+            };
+            mine.contains(&theirs)
+        }
+    }
+}
+
 /// A GTID difference: how many transactions, and which (as the server would print them).
 type Diff = (u64, String);
 

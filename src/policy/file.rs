@@ -107,6 +107,10 @@ pub enum Rule {
     /// A primary whose commits wait for a semi-sync ack, with no ack arriving, for longer than
     /// `max_semi_sync_wait`: its clients hang.
     SemiSyncWait,
+    /// A writer policy with `[coordination]`: this instance holds its writer group's lease in
+    /// etcd (confirmed, past `handover_delay`, not handing over). Says nothing for an instance
+    /// in no writer group.
+    WriterLease,
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
@@ -405,5 +409,6 @@ pub(super) fn rule_name(rule: Rule) -> &'static str {
         Rule::Yield => "yield",
         Rule::SemiSync => "semi_sync",
         Rule::SemiSyncWait => "semi_sync_wait",
+        Rule::WriterLease => "writer_lease",
     }
 }

@@ -18,6 +18,9 @@ pub struct Subject<'a> {
     pub policy: &'a str,
     /// Laid over the policy file's thresholds, under a request's.
     pub thresholds: &'a Thresholds,
+    /// Judge `writer_lease` (HAProxy's question); false: does the policy pass without it (the
+    /// lease task's question before it acquires or keeps the lease).
+    pub judge_lease: bool,
 }
 
 /// The policies and the freshness bound every verdict of one config is given by.
@@ -74,6 +77,7 @@ impl Judge {
                 instance: subject.thresholds,
                 request,
                 now,
+                judge_lease: subject.judge_lease,
             },
         )
     }

@@ -30,6 +30,7 @@ mod group;
 mod handover;
 mod judge;
 mod lag;
+mod lease;
 pub mod limits;
 pub mod promotion;
 pub mod render;

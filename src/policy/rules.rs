@@ -8,6 +8,7 @@ use super::galera::galera_checks;
 use super::group::group_checks;
 use super::handover::{handover_check, yield_check};
 use super::lag::{heartbeat_check, lag_stable_check, stall_check};
+use super::lease::writer_lease_check;
 use super::limits::Limits;
 use super::promotion;
 use super::semisync::{semi_sync_check, semi_sync_wait_check};
@@ -66,6 +67,10 @@ fn default_fix(name: &str) -> Option<&'static str> {
 
 fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>) {
     let name = rule_name(rule);
+    if rule == Rule::WriterLease {
+        out.extend(writer_lease_check(input));
+        return;
+    }
     if rule == Rule::Sample {
         out.push(match input.freshness {
             Freshness::Unsampled => {
@@ -92,7 +97,7 @@ fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>
         }
     };
     match rule {
-        Rule::Sample => {}
+        Rule::Sample | Rule::WriterLease => {}
         Rule::Reachable => out.push(Check::fact(
             name,
             true,

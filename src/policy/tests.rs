@@ -36,6 +36,7 @@ fn eval_with(
             Subject {
                 policy,
                 thresholds: overrides,
+                judge_lease: true,
             },
             snapshot,
             None,

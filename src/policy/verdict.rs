@@ -22,6 +22,9 @@ pub struct Input<'a> {
     pub request: &'a Thresholds,
     /// The moment of evaluation; the only notion of time evaluation has.
     pub now: Instant,
+    /// Whether `writer_lease` is judged (the lease task asks whether a policy passes without
+    /// it).
+    pub judge_lease: bool,
 }
 
 /// Whether a snapshot's sample is fresh at a moment: decided by [`Judge::freshness`]

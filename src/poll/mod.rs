@@ -61,6 +61,7 @@ pub async fn poll_once(
         source,
         maintenance,
         maintenance_error,
+        lease: None,
     }
 }
 

@@ -261,6 +261,7 @@ mod tests {
             source: None,
             maintenance: maintenance.map(String::from),
             maintenance_error: None,
+            lease: None,
         }
     }
 

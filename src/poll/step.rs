@@ -104,6 +104,7 @@ mod tests {
             source: None,
             maintenance: None,
             maintenance_error: None,
+            lease: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! A snapshot is immutable once published (readers hold an `Arc`). Moving from one snapshot to the
 //! next is the pure [`Snapshot::next`]; no I/O and no clock reads happen here.
 
+pub mod lease;
 pub mod sample;
 
 use crate::gtid::Origin;

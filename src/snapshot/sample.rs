@@ -46,6 +46,9 @@ pub struct Sample {
     /// Why the maintenance file could not be read (then `maintenance` is `None`, and the
     /// instance fails every policy for that reason, not as "in maintenance").
     pub maintenance_error: Option<String>,
+    /// The writer lease as the lease task saw it when the poll finished; `None`: the instance
+    /// is in no writer group.
+    pub lease: Option<super::lease::LeaseView>,
 }
 
 /// One read of a replica's source (its current primary), for the promotion checklist.
@@ -640,6 +643,7 @@ pub mod fixtures {
             source: None,
             maintenance: None,
             maintenance_error: None,
+            lease: None,
         })
     }
 }

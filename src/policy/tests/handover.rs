@@ -59,6 +59,7 @@ fn polls(server: ServerState, seq: Vec<Poll>, start: Instant) -> Snapshot {
             }),
             maintenance: None,
             maintenance_error: None,
+            lease: None,
         });
     }
     s
@@ -218,6 +219,7 @@ fn mysql_handover_and_yield_judge_by_server_uuid() {
             }),
             maintenance: None,
             maintenance_error: None,
+            lease: None,
         })
     };
     let a = with(primary(), |s| s.channels = replica().channels);

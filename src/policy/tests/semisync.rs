@@ -68,6 +68,7 @@ fn semi_sync_table() {
             }),
             maintenance: None,
             maintenance_error: None,
+            lease: None,
         });
         for require in [false, true] {
             let t = Thresholds {

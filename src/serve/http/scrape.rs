@@ -413,6 +413,7 @@ mod tests {
             source: None,
             maintenance: Some("kernel".into()),
             maintenance_error: None,
+            lease: None,
         });
         let mut lagging: ServerState = replica();
         lagging.channels[0].lag = Some(Duration::from_secs(4));
@@ -478,6 +479,7 @@ mod tests {
             source: None,
             maintenance: None,
             maintenance_error: None,
+            lease: None,
         };
         h.metrics()
             .observe_poll("db1", &failed(ProbeErrorKind::AccessDenied));
