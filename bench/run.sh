@@ -75,7 +75,8 @@ die()  { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 sandbox_require MARIADBD=mariadbd:/usr/sbin/mariadbd:mariadb-server \
   INSTALL_DB=mariadb-install-db:/usr/bin/mariadb-install-db:mariadb-server \
   MARIADB=mariadb:/usr/bin/mariadb:mariadb-client \
-  WRK=wrk:/usr/bin/wrk:wrk PYTHON=python3:/usr/bin/python3:python3
+  WRK=wrk:/usr/bin/wrk:wrk PYTHON=python3:/usr/bin/python3:python3 \
+  PROTOC=protoc:/usr/bin/protoc:protobuf-compiler
 
 # ---------------------------------------------------------------------------
 # 2. build replguard

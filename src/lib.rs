@@ -43,6 +43,7 @@ pub mod cli;
 pub mod config;
 pub mod gtid;
 mod hub;
+mod lease;
 mod policy;
 mod poll;
 mod probe;

@@ -64,7 +64,8 @@ die()  { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 sandbox_require MARIADBD=mariadbd:/usr/sbin/mariadbd:mariadb-server \
   INSTALL_DB=mariadb-install-db:/usr/bin/mariadb-install-db:mariadb-server \
   MARIADB=mariadb:/usr/bin/mariadb:mariadb-client \
-  HAPROXY=haproxy:/usr/sbin/haproxy:haproxy CURL=curl:/usr/bin/curl:curl
+  HAPROXY=haproxy:/usr/sbin/haproxy:haproxy CURL=curl:/usr/bin/curl:curl \
+  PROTOC=protoc:/usr/bin/protoc:protobuf-compiler
 command -v cargo >/dev/null || [ -n "${REPLGUARD_BIN:-}" ] || die "cargo not found: install Rust from https://rustup.rs"
 
 # ---------------------------------------------------------------------------

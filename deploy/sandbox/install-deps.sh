@@ -3,7 +3,9 @@
 # mariadb-server (mariadbd, mariadb-install-db, mariadb client), haproxy and percona-toolkit
 # (pt-heartbeat, for the heartbeat tests); chromium (the /ui test drives it headless) and
 # prometheus (for promtool, which lints /metrics); systemd (systemd-analyze checks the unit);
-# galera-4 and rsync (a three-node Galera cluster on loopback).
+# galera-4 and rsync (a three-node Galera cluster on loopback); etcd-server (the writer lease's
+# tests run a three-member cluster on loopback) and protobuf-compiler (protoc: the etcd client
+# crate compiles etcd's API definitions when it builds).
 set -euo pipefail
 
 missing=()
@@ -19,6 +21,8 @@ have systemd-analyze || missing+=(systemd)
 # A real Galera cluster for the galera tests: the provider, and rsync for state transfers.
 [ -e /usr/lib/galera/libgalera_smm.so ] || [ -e /usr/lib/libgalera_smm.so ] || missing+=(galera-4)
 have rsync || missing+=(rsync)
+have etcd || missing+=(etcd-server)
+have protoc || missing+=(protobuf-compiler)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -28,6 +32,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Only promtool is wanted from the prometheus package: do not leave its server running.
   if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
     $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+  # Only the etcd binary is wanted: the tests start their own members on free ports.
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now etcd >/dev/null 2>&1 || true
   fi
 fi
 if ! command -v cargo >/dev/null 2>&1; then

@@ -56,6 +56,17 @@ pub enum Kind {
     SemiSyncOff,
     /// Semi-sync is on again at a source.
     SemiSyncOn,
+    /// This instance acquired its writer group's lease in etcd.
+    LeaseAcquired,
+    /// This instance released the lease (its policy failed, or the guard stops).
+    LeaseReleased,
+    /// This instance gave the lease to the preferred writer, recording its position.
+    LeaseHandedOver,
+    /// The lease is gone without a release: etcd expired it or another holds the key.
+    LeaseLost,
+    /// etcd cannot be reached (logged once per change), or can again.
+    EtcdUnreachable,
+    EtcdReachable,
 }
 
 impl Kind {
@@ -71,6 +82,8 @@ impl Kind {
                 | Kind::GaleraDegraded
                 | Kind::GroupDegraded
                 | Kind::SemiSyncOff
+                | Kind::LeaseLost
+                | Kind::EtcdUnreachable
         )
     }
 
@@ -93,6 +106,12 @@ impl Kind {
             Kind::GroupOnline => "group member online",
             Kind::SemiSyncOff => "semi-sync off at a source",
             Kind::SemiSyncOn => "semi-sync on at a source",
+            Kind::LeaseAcquired => "writer lease acquired",
+            Kind::LeaseReleased => "writer lease released",
+            Kind::LeaseHandedOver => "writer lease handed over",
+            Kind::LeaseLost => "writer lease lost",
+            Kind::EtcdUnreachable => "etcd unreachable",
+            Kind::EtcdReachable => "etcd reachable",
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::config::{Config, InstanceConfig};
 use crate::hub::{Hub, Shared};
+use crate::lease;
 use crate::policy::Judge;
 use crate::poll;
 use crate::probe::{Probe, SourceReads, SourceWatch};
@@ -21,11 +22,12 @@ use tokio_util::sync::CancellationToken;
 const MAX_BACKOFF_INTERVALS: u32 = 4;
 
 /// The settings every poller shares: a change restarts them all.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct PollSettings {
     interval: Duration,
     timeout: Duration,
     state_dir: Option<PathBuf>,
+    coordination: Option<crate::config::coordination::Coordination>,
 }
 
 impl PollSettings {
@@ -34,6 +36,7 @@ impl PollSettings {
             interval: config.interval,
             timeout: config.timeout,
             state_dir: config.state_dir.clone(),
+            coordination: config.coordination.clone(),
         }
     }
 }
@@ -177,8 +180,25 @@ impl Fleet {
 
     fn spawn(&mut self, config: &Config, inst: &InstanceConfig, seed: Arc<Snapshot>) -> Running {
         let (tx, snapshots) = watch::channel(seed);
-        let (probe, source) = connections(config, inst, self.source_reads.clone());
         let stop = self.shutdown.child_token();
+        let lease = match (&config.coordination, &inst.writer) {
+            (Some(c), Some(w)) => {
+                let (lease_tx, lease_rx) = watch::channel(lease::initial_view(&w.group, c));
+                let task = lease::LeaseTask {
+                    instance: inst.clone(),
+                    coordination: c.clone(),
+                    interval: config.interval,
+                    judges: self.judges.subscribe(),
+                    snapshots: snapshots.clone(),
+                    tx: lease_tx,
+                    events: self.shared.events.clone(),
+                };
+                self.tasks.spawn(lease::run(task, stop.clone()));
+                Some(lease_rx)
+            }
+            _ => None,
+        };
+        let (probe, source) = connections(config, inst, self.source_reads.clone());
         let poller = poll::Poller {
             instance: inst.clone(),
             judges: self.judges.subscribe(),
@@ -193,6 +213,7 @@ impl Fleet {
                 .as_deref()
                 .map(|dir| crate::poll::store::file_for(dir, &inst.name)),
             maintenance_file: inst.maintenance_file.clone(),
+            lease,
         };
         // All pollers tick together: spreading them over the interval was measured to cost CPU
         // (each separate wake-up: 50 instances in 50 slots took 2.6% of a core, in one 0.8%),

@@ -133,6 +133,9 @@ pub struct Poller {
     pub state_file: Option<PathBuf>,
     /// The instance's maintenance switch, if it has one.
     pub maintenance_file: Option<PathBuf>,
+    /// The lease task's view of the instance's writer lease, copied into each sample; `None`:
+    /// the instance is in no writer group.
+    pub lease: Option<watch::Receiver<crate::snapshot::lease::LeaseView>>,
 }
 
 /// Samples every `interval` until `shutdown`, then closes the connections: the I/O and timing
@@ -151,6 +154,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         tx,
         state_file,
         maintenance_file,
+        lease,
     } = poller;
     let instance = &config.name;
     let mut carry = Carry {
@@ -174,10 +178,11 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let sample = tokio::select! {
+        let mut sample = tokio::select! {
             _ = shutdown.cancelled() => break,
             s = poll_once(&mut probe, &mut source, maintenance_file.as_deref()) => s,
         };
+        sample.lease = lease.as_ref().map(|rx| rx.borrow().clone());
         match &sample.outcome {
             Ok(state) => tracing::debug!(
                 instance = %instance,
@@ -262,6 +267,7 @@ mod tests {
             tx,
             state_file: None,
             maintenance_file: None,
+            lease: None,
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(poller, shutdown.clone()));

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod certs;
 pub mod client;
+pub mod etcd;
 pub mod galera;
 pub mod guard;
 pub mod haproxy;

@@ -1,0 +1,437 @@
+//! The writer lease in etcd: one task per instance in a writer group (`writer_group`). It asks
+//! the judge whether the instance's own policy passes *without* the lease, and from that and
+//! what etcd holds it acquires the group's key (only when nobody holds it), keeps it alive,
+//! releases it when the policy fails, and hands it to the group's preferred writer when that
+//! one asks. What it knows is published as a [`LeaseView`] that the poller copies into each
+//! sample, so `writer_lease` is judged like every other check, from memory.
+//!
+//! Keys, under `<etcd_prefix>/<group>/`: `writer` (the holder, attached to its guard's lease),
+//! `handover` (a preferred instance asking for the writes back, attached to its lease) and
+//! `released` (the position the last holder handed over at). Safety does not rest on this task
+//! being prompt: the check fences by time from the last keep-alive etcd acknowledged.
+
+mod decide;
+
+use crate::config::coordination::Coordination;
+use crate::config::InstanceConfig;
+use crate::hub::events::{Event, Events, Kind};
+use crate::policy::{evidence, Judge, Thresholds};
+use crate::snapshot::lease::{Held, Holder, LeaseView, Released};
+use crate::snapshot::Snapshot;
+use decide::{decide, Action, Facts};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
+    TxnOp, TxnOpResponse,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Everything one instance's lease task owns.
+pub struct LeaseTask {
+    pub instance: InstanceConfig,
+    pub coordination: Coordination,
+    /// How often the poller samples: the task acts at least this often.
+    pub interval: Duration,
+    pub judges: watch::Receiver<Arc<Judge>>,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The only sender of this instance's lease view.
+    pub tx: watch::Sender<LeaseView>,
+    pub events: Arc<Events>,
+}
+
+/// The view before anything is known: no holder, not mine, etcd not asked yet.
+pub fn initial_view(group: &str, c: &Coordination) -> LeaseView {
+    LeaseView {
+        group: group.to_string(),
+        holder: None,
+        mine: None,
+        handing_over: None,
+        must_apply: None,
+        etcd_error: Some(("not asked yet".into(), SystemTime::now())),
+        lease_ttl: c.lease_ttl,
+        fence_margin: c.fence_margin(),
+        handover_delay: c.handover_delay,
+    }
+}
+
+/// A lease this task holds in etcd (for the writer key, or for a handover request).
+struct Granted {
+    id: i64,
+    keeper: LeaseKeeper,
+    stream: LeaseKeepAliveStream,
+}
+
+/// What the task carries from tick to tick.
+struct State {
+    client: Option<Client>,
+    writer: Option<Granted>,
+    request: Option<Granted>,
+    view: LeaseView,
+    /// Consecutive new polls on which the policy failed.
+    failing_polls: u32,
+    last_polls: u64,
+}
+
+/// The value this instance writes into the writer key.
+fn holder_value(task: &LeaseTask) -> Holder {
+    Holder {
+        guard: task.coordination.guard.clone(),
+        instance: task.instance.name.clone(),
+        since_unix_ms: unix_ms(SystemTime::now()),
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs until `shutdown`, then releases what it holds (best effort, bounded).
+pub async fn run(task: LeaseTask, shutdown: CancellationToken) {
+    let group = task
+        .instance
+        .writer
+        .as_ref()
+        .map(|w| w.group.clone())
+        .unwrap_or_default();
+    let mut state = State {
+        client: None,
+        writer: None,
+        request: None,
+        view: initial_view(&group, &task.coordination),
+        failing_polls: 0,
+        last_polls: 0,
+    };
+    // Keep-alives three times per TTL at least, and no rarer than the polls.
+    let tick = (task.coordination.lease_ttl / 4).min(task.interval.max(Duration::from_millis(100)));
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let bound = task.coordination.lease_ttl / 4;
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = tokio::time::timeout(bound, step(&task, &mut state, &group)) => r,
+        };
+        let error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "no answer within {}",
+                crate::units::fmt_duration(bound)
+            )),
+        };
+        note_etcd(&task, &mut state, error);
+        task.tx.send_replace(state.view.clone());
+    }
+    if state.writer.is_some() {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            release(&task, &mut state, &group, None),
+        )
+        .await;
+        record(&task, Kind::LeaseReleased, "the guard stops".into());
+    }
+    task.tx.send_replace(LeaseView {
+        mine: None,
+        ..state.view.clone()
+    });
+}
+
+/// Keeps the etcd error in the view, logging only its changes.
+fn note_etcd(task: &LeaseTask, state: &mut State, error: Option<String>) {
+    match (error, &state.view.etcd_error) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            state.view.etcd_error = None;
+            record(task, Kind::EtcdReachable, "etcd answers".into());
+        }
+        (Some(e), None) => {
+            record(task, Kind::EtcdUnreachable, e.clone());
+            state.view.etcd_error = Some((e, SystemTime::now()));
+            state.client = None;
+        }
+        (Some(e), Some((_, since))) => {
+            state.view.etcd_error = Some((e, *since));
+            state.client = None;
+        }
+    }
+}
+
+fn record(task: &LeaseTask, kind: Kind, reason: String) {
+    task.events.record(Event::new(
+        SystemTime::now(),
+        &task.instance.name,
+        kind,
+        reason,
+    ));
+}
+
+/// One round: read etcd, decide, act.
+async fn step(task: &LeaseTask, state: &mut State, group: &str) -> Result<(), etcd_client::Error> {
+    if state.client.is_none() {
+        state.client = Some(connect(&task.coordination).await?);
+    }
+    let c = &task.coordination;
+    // Renew first: the fence counts from the last acknowledged keep-alive.
+    if let Some(g) = state.writer.as_mut() {
+        let sent = Instant::now();
+        g.keeper.keep_alive().await?;
+        match g.stream.message().await? {
+            Some(r) if r.ttl() > 0 => {
+                if let Some(held) = state.view.mine.as_mut() {
+                    held.confirmed_at = sent;
+                }
+            }
+            _ => {
+                state.writer = None;
+                state.view.mine = None;
+                state.view.handing_over = None;
+                record(task, Kind::LeaseLost, "etcd expired the lease".into());
+            }
+        }
+    }
+    if let Some(g) = state.request.as_mut() {
+        g.keeper.keep_alive().await?;
+        let _ = g.stream.message().await?;
+    }
+    let client = state.client.as_mut().expect("connected above");
+    let writer = client.get(c.writer_key(group), None).await?;
+    let holder: Option<Holder> = writer
+        .kvs()
+        .first()
+        .and_then(|kv| serde_json::from_slice(kv.value()).ok());
+    let handover_asked = !client
+        .get(c.handover_key(group), None)
+        .await?
+        .kvs()
+        .is_empty();
+    let mine_in_etcd = holder
+        .as_ref()
+        .is_some_and(|h| h.guard == c.guard && h.instance == task.instance.name);
+    if state.view.mine.is_some() && !mine_in_etcd {
+        state.writer = None;
+        state.view.mine = None;
+        state.view.handing_over = None;
+        record(
+            task,
+            Kind::LeaseLost,
+            match &holder {
+                Some(h) => format!("the key now names {} (guard {})", h.instance, h.guard),
+                None => "the key is gone".into(),
+            },
+        );
+    }
+    state.view.holder = holder.clone();
+
+    let snapshot = task.snapshots.borrow().clone();
+    let judge = task.judges.borrow().clone();
+    let now = Instant::now();
+    let subject = crate::policy::Subject {
+        judge_lease: false,
+        ..task.instance.subject()
+    };
+    let passes = judge
+        .evaluate(subject, &snapshot, None, &Thresholds::default(), now)
+        .is_some_and(|v| v.healthy);
+    if snapshot.polls != state.last_polls {
+        state.last_polls = snapshot.polls;
+        state.failing_polls = if passes { 0 } else { state.failing_polls + 1 };
+    }
+    let preferred = task.instance.writer.as_ref().is_some_and(|w| w.preferred);
+    let action = decide(&Facts {
+        mine: state.view.mine.is_some(),
+        holder_present: holder.is_some(),
+        passes,
+        failing_polls: state.failing_polls,
+        preferred,
+        handover_asked,
+        asking: state.request.is_some(),
+        handing_over_for: state
+            .view
+            .handing_over
+            .map(|(at, _)| now.saturating_duration_since(at)),
+        handover_wait: c.handover_delay + task.interval,
+    });
+    match action {
+        Action::Nothing => {}
+        Action::Acquire => acquire(task, state, group).await?,
+        Action::Release => {
+            release(task, state, group, None).await?;
+            record(
+                task,
+                Kind::LeaseReleased,
+                format!("its policy failed on {} polls", state.failing_polls),
+            );
+        }
+        Action::StartHandover => {
+            state.view.handing_over = Some((now, SystemTime::now()));
+        }
+        Action::HandOver => {
+            let position = snapshot
+                .sample
+                .as_ref()
+                .and_then(|s| s.outcome.as_ref().ok())
+                .and_then(evidence::writer_position);
+            release(task, state, group, Some(position.unwrap_or_default())).await?;
+            record(
+                task,
+                Kind::LeaseHandedOver,
+                "the preferred writer asked".into(),
+            );
+        }
+        Action::AskBack => {
+            let client = state.client.as_mut().expect("connected");
+            let id = client
+                .lease_grant(c.lease_ttl.as_secs() as i64, None)
+                .await?
+                .id();
+            client
+                .put(
+                    c.handover_key(group),
+                    task.instance.name.clone(),
+                    Some(PutOptions::new().with_lease(id)),
+                )
+                .await?;
+            let (keeper, stream) = client.lease_keep_alive(id).await?;
+            state.request = Some(Granted { id, keeper, stream });
+        }
+        Action::StopAsking => drop_request(state).await?,
+    }
+    Ok(())
+}
+
+async fn drop_request(state: &mut State) -> Result<(), etcd_client::Error> {
+    if let (Some(g), Some(client)) = (state.request.take(), state.client.as_mut()) {
+        client.lease_revoke(g.id).await?;
+    }
+    Ok(())
+}
+
+/// Writes the writer key with a new lease if nobody holds it, and takes what the previous
+/// holder released at, in one transaction.
+async fn acquire(
+    task: &LeaseTask,
+    state: &mut State,
+    group: &str,
+) -> Result<(), etcd_client::Error> {
+    let c = &task.coordination;
+    let client = state.client.as_mut().expect("connected");
+    let sent = Instant::now();
+    let id = client
+        .lease_grant(c.lease_ttl.as_secs() as i64, None)
+        .await?
+        .id();
+    let key = c.writer_key(group);
+    let released_key = format!("{}/{group}/released", c.prefix);
+    let value = serde_json::to_vec(&holder_value(task)).expect("serialises");
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([
+            TxnOp::put(key, value, Some(PutOptions::new().with_lease(id))),
+            TxnOp::get(released_key.clone(), None),
+            TxnOp::delete(released_key, None),
+        ]);
+    let r = client.txn(txn).await?;
+    if !r.succeeded() {
+        client.lease_revoke(id).await?;
+        return Ok(());
+    }
+    let released: Option<Released> = r.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(g) => g
+            .kvs()
+            .first()
+            .and_then(|kv| serde_json::from_slice(kv.value()).ok()),
+        _ => None,
+    });
+    let (keeper, stream) = client.lease_keep_alive(id).await?;
+    state.writer = Some(Granted { id, keeper, stream });
+    state.view.mine = Some(Held {
+        acquired_at: sent,
+        acquired_wall: SystemTime::now(),
+        confirmed_at: sent,
+    });
+    state.view.handing_over = None;
+    state.view.must_apply = released.filter(|r| !r.position.is_empty());
+    record(
+        task,
+        Kind::LeaseAcquired,
+        match &state.view.must_apply {
+            Some(r) => format!(
+                "from {} (guard {}), to apply {}",
+                r.instance, r.guard, r.position
+            ),
+            None => "the key was free".into(),
+        },
+    );
+    drop_request(state).await?;
+    Ok(())
+}
+
+/// Deletes the writer key if it is still this instance's (recording `position` for the
+/// successor when handing over), then revokes the lease.
+async fn release(
+    task: &LeaseTask,
+    state: &mut State,
+    group: &str,
+    position: Option<String>,
+) -> Result<(), etcd_client::Error> {
+    let c = &task.coordination;
+    let Some(g) = state.writer.take() else {
+        return Ok(());
+    };
+    state.view.mine = None;
+    state.view.handing_over = None;
+    let Some(client) = state.client.as_mut() else {
+        return Ok(());
+    };
+    let key = c.writer_key(group);
+    let mut ops = vec![TxnOp::delete(key.clone(), None)];
+    if let Some(position) = position {
+        let released = Released {
+            guard: c.guard.clone(),
+            instance: task.instance.name.clone(),
+            position,
+        };
+        ops.push(TxnOp::put(
+            format!("{}/{group}/released", c.prefix),
+            serde_json::to_vec(&released).expect("serialises"),
+            None,
+        ));
+    }
+    let txn = Txn::new()
+        .when([Compare::lease(key, CompareOp::Equal, g.id)])
+        .and_then(ops);
+    client.txn(txn).await?;
+    client.lease_revoke(g.id).await?;
+    Ok(())
+}
+
+async fn connect(c: &Coordination) -> Result<Client, etcd_client::Error> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(c.lease_ttl / 4)
+        .with_timeout(c.lease_ttl / 4);
+    if let Some((user, password)) = &c.auth {
+        options = options.with_user(user.clone(), password.expose().to_string());
+    }
+    if let Some(tls) = &c.tls {
+        let ca = std::fs::read(&tls.ca_file).map_err(etcd_client::Error::IoError)?;
+        let mut t =
+            etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca));
+        if let Some((cert, key)) = &tls.identity {
+            let (cert, key) = (
+                std::fs::read(cert).map_err(etcd_client::Error::IoError)?,
+                std::fs::read(key).map_err(etcd_client::Error::IoError)?,
+            );
+            t = t.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        options = options.with_tls(t);
+    }
+    Client::connect(&c.endpoints, Some(options)).await
+}

@@ -1,0 +1,179 @@
+//! The writer lease in etcd (issue 25) on real parts: a three-member etcd cluster on loopback,
+//! MariaDB primary and backup in master-master, one guard per server. While the scenario runs
+//! a sampler asks both guards' writer checks every 50 ms: never may both answer 200 at once.
+
+mod common;
+
+use common::etcd::Etcd;
+use common::guard::{instance_block, Guard};
+use common::mariadb::MariaDb;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn globals(etcd: &Etcd, guard: &str) -> String {
+    format!(
+        "interval = \"250ms\"\ntimeout = \"200ms\"\nmax_sample_age = \"1s\"\n\
+         [coordination]\n{}\nlease_ttl = \"4s\"\nhandover_delay = \"2s\"\nguard_name = \"{guard}\"\n",
+        etcd.toml_endpoints()
+    )
+}
+
+/// Counts the moments both writer checks said 200.
+struct Sampler {
+    both: Arc<AtomicU32>,
+    samples: Arc<AtomicU32>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(a: std::net::SocketAddr, b: std::net::SocketAddr) -> Sampler {
+        let both = Arc::new(AtomicU32::new(0));
+        let samples = Arc::new(AtomicU32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (both2, samples2, stop2) = (both.clone(), samples.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            while !stop2.load(Ordering::Relaxed) {
+                let (ra, rb) = tokio::join!(
+                    common::guard::request(a, "GET", "/primary"),
+                    common::guard::request(b, "GET", "/backup")
+                );
+                samples2.fetch_add(1, Ordering::Relaxed);
+                if ra.status == 200 && rb.status == 200 {
+                    both2.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Sampler {
+            both,
+            samples,
+            stop,
+            task,
+        }
+    }
+
+    async fn finish(self) -> (u32, u32) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        (
+            self.both.load(Ordering::Relaxed),
+            self.samples.load(Ordering::Relaxed),
+        )
+    }
+}
+
+async fn wait_status(g: &Guard, path: &str, want: u16, what: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let r = g.get(path).await;
+        if r.status == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "{what}: {path} still {} after {LIMIT:?}:\n{}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_writer_across_failover_failback_and_an_etcd_outage() {
+    let (etcd, a, b) = {
+        let (etcd, (a, b)) = tokio::join!(Etcd::start(3), async {
+            tokio::join!(MariaDb::start("lea", 1), MariaDb::start("leb", 2))
+        });
+        (etcd, a, b)
+    };
+    let mut a = a;
+    b.exec("SET GLOBAL gtid_domain_id = 1").await;
+    b.replicate_from(&a).await;
+    a.replicate_from(&b).await;
+    a.exec("CREATE DATABASE app").await;
+    a.exec("CREATE TABLE app.t (id INT PRIMARY KEY)").await;
+    b.wait_caught_up(&a).await;
+
+    let ga = Guard::start(&globals(&etcd, "ga"), |dir| {
+        instance_block(
+            dir,
+            "a",
+            &a,
+            "primary",
+            "writer_group = \"m0\"\nwriter_preferred = true\nhandover_delay = \"2s\"\n",
+        )
+    })
+    .await;
+    let gb = Guard::start(&globals(&etcd, "gb"), |dir| {
+        instance_block(
+            dir,
+            "b",
+            &b,
+            "backup",
+            "writer_group = \"m0\"\nhandover_delay = \"2s\"\n",
+        )
+    })
+    .await;
+    let sampler = Sampler::start(ga.addr, gb.addr);
+
+    // Steady state: the primary holds the lease; the caught-up backup says who does.
+    wait_status(&ga, "/primary", 200, "steady").await;
+    let r = gb.get("/backup").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.body
+            .contains("FAIL writer_lease held by a (guard ga) since"),
+        "{}",
+        r.body
+    );
+    let key = etcd.get("/replguard/m0/writer").await.expect("the key");
+    assert!(key.contains("\"instance\":\"a\""), "{key}");
+
+    // Primary SIGKILL: its guard releases after two failing polls, the backup acquires and
+    // answers 200 after handover_delay.
+    let killed = Instant::now();
+    a.kill();
+    wait_status(&gb, "/backup", 200, "failover").await;
+    let failover = killed.elapsed();
+    let r = gb.get("/backup").await;
+    assert!(r.body.contains("ok writer_lease held since"), "{}", r.body);
+    eprintln!("failover with the lease: {failover:?}");
+
+    // Failback: the primary returns, catches up, asks for the writes back; the backup stops
+    // answering 200, waits, releases with its position; the primary answers once it applied it.
+    b.exec("INSERT INTO app.t VALUES (1)").await;
+    a.restart().await;
+    a.exec("START SLAVE").await;
+    wait_status(&ga, "/primary", 200, "failback").await;
+    let r = gb.get("/backup").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(
+        a.query_value("SELECT COUNT(*) FROM app.t").await.as_deref(),
+        Some("1"),
+        "the primary answers 200 only with the backup's writes applied"
+    );
+
+    let (both, samples) = sampler.finish().await;
+    assert_eq!(both, 0, "two writers in {both} of {samples} samples");
+    // etcd gone entirely: the holder stops answering 200 within the TTL, and nobody writes.
+    let mut etcd = etcd;
+    let down = Instant::now();
+    for m in &mut etcd.members {
+        m.kill();
+    }
+    let fenced = wait_status(&ga, "/primary", 503, "etcd down").await;
+    assert!(
+        down.elapsed() < Duration::from_secs(4),
+        "the holder must stop before the 4s TTL: {fenced:?}"
+    );
+    let r = gb.get("/backup").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+
+    ga.stop().await;
+    gb.stop().await;
+}
