@@ -7,6 +7,7 @@ mod common;
 use common::etcd::Etcd;
 use common::guard::{instance_block, Guard};
 use common::mariadb::MariaDb;
+use common::relay::Relay;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,10 +15,13 @@ use std::time::{Duration, Instant};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn globals(etcd: &Etcd, guard: &str) -> String {
+    globals_with(&etcd.toml_endpoints(), guard)
+}
+
+fn globals_with(endpoints: &str, guard: &str) -> String {
     format!(
         "interval = \"250ms\"\ntimeout = \"200ms\"\nmax_sample_age = \"1s\"\n\
-         [coordination]\n{}\nlease_ttl = \"4s\"\nhandover_delay = \"2s\"\nguard_name = \"{guard}\"\n",
-        etcd.toml_endpoints()
+         [coordination]\n{endpoints}\nlease_ttl = \"4s\"\nhandover_delay = \"2s\"\nguard_name = \"{guard}\"\n"
     )
 }
 
@@ -133,6 +137,22 @@ async fn one_writer_across_failover_failback_and_an_etcd_outage() {
     );
     let key = etcd.get("/replguard/m0/writer").await.expect("the key");
     assert!(key.contains("\"instance\":\"a\""), "{key}");
+    let status = ga.status().await;
+    let lease = &status["instances"][0]["writer_lease"];
+    assert_eq!(lease["group"], "m0", "{status}");
+    assert_eq!(lease["held"], true, "{status}");
+    assert_eq!(lease["confirmed"], true, "{status}");
+    assert_eq!(lease["holder"]["guard"], "ga", "{status}");
+    let metrics = ga.get("/metrics").await.body;
+    assert!(
+        metrics.contains("replguard_writer_lease_held{group=\"m0\",instance=\"a\"} 1"),
+        "{metrics}"
+    );
+    let metrics = gb.get("/metrics").await.body;
+    assert!(
+        metrics.contains("replguard_writer_lease_held{group=\"m0\",instance=\"b\"} 0"),
+        "{metrics}"
+    );
 
     // Primary SIGKILL: its guard releases after two failing polls, the backup acquires and
     // answers 200 after handover_delay.
@@ -174,6 +194,86 @@ async fn one_writer_across_failover_failback_and_an_etcd_outage() {
     let r = gb.get("/backup").await;
     assert_eq!(r.status, 503, "{}", r.body);
 
+    ga.stop().await;
+    gb.stop().await;
+}
+
+/// The primary's guard cut off from etcd while everyone still reaches the guard: it stops
+/// answering 200 before etcd can expire its lease, and the backup takes over only after the
+/// expiry plus handover_delay. An etcd member killed changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_from_etcd_stops_before_its_lease_can_expire() {
+    let (etcd, (a, b)) = tokio::join!(Etcd::start(3), async {
+        tokio::join!(MariaDb::start("lpa", 1), MariaDb::start("lpb", 2))
+    });
+    let mut etcd = etcd;
+    b.exec("SET GLOBAL gtid_domain_id = 1").await;
+    b.replicate_from(&a).await;
+    a.replicate_from(&b).await;
+    b.wait_caught_up(&a).await;
+    // Guard a reaches etcd only through relays that can be cut.
+    let mut relays = Vec::new();
+    for m in &etcd.members {
+        relays.push(Relay::start(m.client_port).await);
+    }
+    let through: Vec<String> = relays
+        .iter()
+        .map(|r| format!("\"http://127.0.0.1:{}\"", r.port))
+        .collect();
+    let ga = Guard::start(
+        &globals_with(&format!("etcd_endpoints = [{}]", through.join(", ")), "ga"),
+        |dir| {
+            instance_block(
+                dir,
+                "a",
+                &a,
+                "primary",
+                "writer_group = \"m0\"\nwriter_preferred = true\nhandover_delay = \"2s\"\n",
+            )
+        },
+    )
+    .await;
+    wait_status(&ga, "/primary", 200, "steady").await;
+    let gb = Guard::start(&globals(&etcd, "gb"), |dir| {
+        instance_block(
+            dir,
+            "b",
+            &b,
+            "backup",
+            "writer_group = \"m0\"\nhandover_delay = \"2s\"\n",
+        )
+    })
+    .await;
+    wait_status(&gb, "/backup", 503, "steady").await;
+    let sampler = Sampler::start(ga.addr, gb.addr);
+
+    // One member killed: the lease lives on, the same writer.
+    etcd.members[2].kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(ga.get("/primary").await.status, 200);
+    assert_eq!(gb.get("/backup").await.status, 503);
+
+    // Guard a's connections to etcd hang: no keep-alive gets through.
+    let cut = Instant::now();
+    for r in &relays {
+        r.freeze(true);
+    }
+    let stopped = wait_status(&ga, "/primary", 503, "cut off").await;
+    let r = ga.get("/primary").await;
+    assert!(r.body.contains("FAIL writer_lease"), "{}", r.body);
+    assert!(
+        stopped < Duration::from_secs(4),
+        "stopped {stopped:?} after the cut: not before the 4s TTL"
+    );
+    let took_over = wait_status(&gb, "/backup", 200, "takeover").await;
+    let since_cut = cut.elapsed();
+    assert!(
+        since_cut >= Duration::from_secs(4) + Duration::from_secs(2) - Duration::from_millis(500),
+        "the backup answered {since_cut:?} after the cut: before the TTL and handover_delay"
+    );
+    eprintln!("cut off: holder stopped after {stopped:?}, backup took over after {since_cut:?} ({took_over:?})");
+    let (both, samples) = sampler.finish().await;
+    assert_eq!(both, 0, "two writers in {both} of {samples} samples");
     ga.stop().await;
     gb.stop().await;
 }

@@ -72,6 +72,10 @@ struct State {
     /// Consecutive new polls on which the policy failed.
     failing_polls: u32,
     last_polls: u64,
+    /// etcd rounds failed in a row.
+    failures: u32,
+    /// `etcd unreachable` was logged and `etcd reachable` has not been since.
+    logged_unreachable: bool,
 }
 
 /// The value this instance writes into the writer key.
@@ -104,6 +108,8 @@ pub async fn run(task: LeaseTask, shutdown: CancellationToken) {
         view: initial_view(&group, &task.coordination),
         failing_polls: 0,
         last_polls: 0,
+        failures: 0,
+        logged_unreachable: false,
     };
     // Keep-alives three times per TTL at least, and no rarer than the polls.
     let tick = (task.coordination.lease_ttl / 4).min(task.interval.max(Duration::from_millis(100)));
@@ -144,22 +150,36 @@ pub async fn run(task: LeaseTask, shutdown: CancellationToken) {
     });
 }
 
-/// Keeps the etcd error in the view, logging only its changes.
+/// Rounds in a row that must fail before etcd counts as unreachable: with a member down, a
+/// request now and then lands on it and fails while the others answer.
+const UNREACHABLE_AFTER: u32 = 3;
+
+/// Keeps the etcd error in the view and logs its changes, once each: unreachable after
+/// [`UNREACHABLE_AFTER`] failed rounds, reachable again at the first success after that.
 fn note_etcd(task: &LeaseTask, state: &mut State, error: Option<String>) {
-    match (error, &state.view.etcd_error) {
-        (None, None) => {}
-        (None, Some(_)) => {
-            state.view.etcd_error = None;
-            record(task, Kind::EtcdReachable, "etcd answers".into());
+    match error {
+        None => {
+            state.failures = 0;
+            if state.view.etcd_error.take().is_some() && state.logged_unreachable {
+                record(task, Kind::EtcdReachable, "etcd answers".into());
+            }
+            state.logged_unreachable = false;
         }
-        (Some(e), None) => {
-            record(task, Kind::EtcdUnreachable, e.clone());
-            state.view.etcd_error = Some((e, SystemTime::now()));
+        Some(e) => {
             state.client = None;
-        }
-        (Some(e), Some((_, since))) => {
-            state.view.etcd_error = Some((e, *since));
-            state.client = None;
+            state.failures += 1;
+            if state.failures < UNREACHABLE_AFTER {
+                return;
+            }
+            if !state.logged_unreachable {
+                record(task, Kind::EtcdUnreachable, e.clone());
+                state.logged_unreachable = true;
+            }
+            let since = match &state.view.etcd_error {
+                Some((_, since)) if state.failures > UNREACHABLE_AFTER => *since,
+                _ => SystemTime::now(),
+            };
+            state.view.etcd_error = Some((e, since));
         }
     }
 }

@@ -47,6 +47,12 @@ struct PolicyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabels {
+    group: String,
+    instance: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -99,6 +105,7 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
     let semi_clients = Family::<InstanceLabels, Gauge>::default();
     let semi_waiting = Family::<InstanceLabels, Gauge>::default();
     let semi_replica = Family::<InstanceLabels, Gauge>::default();
+    let lease_held = Family::<LeaseLabels, Gauge>::default();
 
     for w in hub.instances() {
         let snap = w.latest();
@@ -113,6 +120,14 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
             .set(i64::from(hub.judge().freshness(&snap, now).is_fresh()));
         if let Some(a) = sample_age {
             age.get_or_create(&inst).set(a.as_secs_f64());
+        }
+        if let Some(l) = snap.sample.as_ref().and_then(|s| s.lease.as_ref()) {
+            lease_held
+                .get_or_create(&LeaseLabels {
+                    group: l.group.clone(),
+                    instance: name.clone(),
+                })
+                .set(i64::from(l.fenced_at().is_some_and(|t| now < t)));
         }
         for v in hub.judge().verdicts(w.config.subject(), &snap, now) {
             healthy
@@ -356,6 +371,11 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
         "galera_flow_control_paused",
         "Fraction of time paused by flow control (wsrep_flow_control_paused)",
         galera_paused,
+    );
+    registry.register(
+        "writer_lease_held",
+        "1 while this instance holds its writer group's lease in etcd, confirmed within the TTL minus the fence margin",
+        lease_held,
     );
     registry.register(
         "policy_healthy",

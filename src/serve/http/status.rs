@@ -3,6 +3,7 @@
 
 use crate::hub::Hub;
 use crate::policy::render::reason;
+use crate::snapshot::lease::{Holder, LeaseView, Released};
 use crate::snapshot::sample::{ProbeError, ServerState};
 use serde::Serialize;
 use std::time::{Duration, Instant, SystemTime};
@@ -35,6 +36,31 @@ pub struct InstanceStatus<'a> {
     pub verdicts: Vec<PolicyVerdict>,
     /// The lag the policies judged at each recent successful poll, oldest first (`/ui` graph).
     pub lag_history: Vec<LagPoint>,
+    /// The writer lease in etcd, for an instance in a writer group (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_lease: Option<LeaseStatus<'a>>,
+}
+
+/// An instance's writer lease as its latest sample saw it.
+#[derive(Serialize)]
+pub struct LeaseStatus<'a> {
+    pub group: &'a str,
+    /// This instance holds the key (whether it answers 200 is the `writer_lease` check's).
+    pub held: bool,
+    /// Holding, confirmed by etcd within the TTL minus the margin: not fenced.
+    pub confirmed: bool,
+    /// Who the key names (this instance included); `null`: free, or not known.
+    pub holder: Option<&'a Holder>,
+    pub acquired_at: Option<String>,
+    /// Since the last keep-alive etcd acknowledged.
+    pub renewed_ago_ms: Option<u64>,
+    pub handing_over_since: Option<String>,
+    /// The position the previous holder released at, to apply before answering 200.
+    pub must_apply: Option<&'a Released>,
+    pub etcd_error: Option<&'a str>,
+    pub etcd_error_since: Option<String>,
+    pub lease_ttl_s: u64,
+    pub handover_delay_ms: u64,
 }
 
 /// One poll of `lag_history`: how long ago, and the lag then (`null`: unknown).
@@ -137,6 +163,9 @@ pub fn status(hub: &Hub, now: Instant) -> String {
                         lag_s: p.lag,
                     })
                     .collect(),
+                writer_lease: sample
+                    .and_then(|s| s.lease.as_ref())
+                    .map(|l| lease_status(l, now)),
             }
         })
         .collect();
@@ -151,6 +180,26 @@ pub fn status(hub: &Hub, now: Instant) -> String {
         last_reload: hub.shared().reload.last(),
     })
     .expect("status serialises")
+}
+
+fn lease_status(l: &LeaseView, now: Instant) -> LeaseStatus<'_> {
+    LeaseStatus {
+        group: &l.group,
+        held: l.mine.is_some(),
+        confirmed: l.fenced_at().is_some_and(|t| now < t),
+        holder: l.holder.as_ref(),
+        acquired_at: l.mine.as_ref().map(|m| wall(m.acquired_wall)),
+        renewed_ago_ms: l
+            .mine
+            .as_ref()
+            .map(|m| now.saturating_duration_since(m.confirmed_at).as_millis() as u64),
+        handing_over_since: l.handing_over.map(|(_, w)| wall(w)),
+        must_apply: l.must_apply.as_ref(),
+        etcd_error: l.etcd_error.as_ref().map(|(e, _)| e.as_str()),
+        etcd_error_since: l.etcd_error.as_ref().map(|(_, w)| wall(*w)),
+        lease_ttl_s: l.lease_ttl.as_secs(),
+        handover_delay_ms: l.handover_delay.as_millis() as u64,
+    }
 }
 
 fn wall(t: SystemTime) -> String {
