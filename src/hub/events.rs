@@ -186,23 +186,6 @@ impl Event {
             ..Event::new(at, instance, Kind::CauseChanged, reason)
         }
     }
-
-    /// The event for memory read back from the state file (`Ok(channels)`) or refused.
-    pub fn restore(
-        at: SystemTime,
-        instance: &str,
-        outcome: Result<usize, crate::poll::store::RestoreError>,
-    ) -> Event {
-        match outcome {
-            Ok(n) => Event::new(
-                at,
-                instance,
-                Kind::MemoryRestored,
-                format!("{n} channel(s) remembered from the state file"),
-            ),
-            Err(why) => Event::new(at, instance, Kind::MemoryVoid, why.to_string()),
-        }
-    }
 }
 
 /// The bounded event log of every instance. Shared as an `Arc` by the pollers and the HTTP

@@ -6,7 +6,7 @@
 use super::observe::Observer;
 use super::store::Persisted;
 use crate::config::InstanceConfig;
-use crate::hub::events::Event;
+use crate::hub::events::{Event, Kind};
 use crate::policy::Judge;
 use crate::snapshot::sample::Sample;
 use crate::snapshot::Snapshot;
@@ -69,7 +69,15 @@ pub fn step(
             let outcome = p.restore_into(&mut snapshot.memory, &sample, state);
             carry.pending = None;
             events.push(Recorded {
-                event: Event::restore(at, instance, outcome),
+                event: match outcome {
+                    Ok(n) => Event::new(
+                        at,
+                        instance,
+                        Kind::MemoryRestored,
+                        format!("{n} channel(s) remembered from the state file"),
+                    ),
+                    Err(why) => Event::new(at, instance, Kind::MemoryVoid, why.to_string()),
+                },
                 quiet: false,
             });
         }
@@ -90,7 +98,6 @@ pub fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::events::Kind;
     use crate::snapshot::sample::fixtures::{primary, replica};
     use crate::snapshot::sample::{ServerState, ThreadState};
     use std::time::{Duration, SystemTime};
