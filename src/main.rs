@@ -18,10 +18,10 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode, Failure> {
     let Some(path) = command.config_path().cloned() else {
-        let Command::Generate { what } = command else {
-            unreachable!("only generate reads no config")
+        return match command {
+            Command::Generate { what } => cli::generate(what),
+            _ => Err(Failure::Usage("--config FILE is required".into())),
         };
-        return cli::generate(what);
     };
     if let Command::Maintenance {
         switch,
@@ -52,6 +52,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             Command::Checklist {
                 instance, format, ..
             } => cli::check(&config, instance.as_deref(), Some("promotion"), format).await,
+            Command::Lease { action, .. } => cli::lease(&config, &action).await,
             Command::Validate { .. } | Command::Maintenance { .. } | Command::Generate { .. } => {
                 unreachable!("answered before the runtime starts")
             }

@@ -70,6 +70,24 @@ impl Sampler {
     }
 }
 
+/// Runs the real binary with `args` and the guard's own config file.
+fn replguard(args: &[&str], g: &Guard) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_replguard"))
+        .args(args)
+        .arg("--config")
+        .arg(&g.config.path)
+        .output()
+        .expect("run replguard");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 async fn wait_status(g: &Guard, path: &str, want: u16, what: &str) -> Duration {
     let start = Instant::now();
     loop {
@@ -88,7 +106,7 @@ async fn wait_status(g: &Guard, path: &str, want: u16, what: &str) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_writer_across_failover_failback_and_an_etcd_outage() {
+async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
     let (etcd, a, b) = {
         let (etcd, (a, b)) = tokio::join!(Etcd::start(3), async {
             tokio::join!(MariaDb::start("lea", 1), MariaDb::start("leb", 2))
@@ -178,6 +196,48 @@ async fn one_writer_across_failover_failback_and_an_etcd_outage() {
         "the primary answers 200 only with the backup's writes applied"
     );
 
+    // The operator's planned switchover, off the preferred writer: `replguard lease status`
+    // names the holder, `lease handover` moves the writes to the backup, which applies the
+    // primary's released position first; the primary stays off while the request holds.
+    let (code, out) = replguard(&["lease", "status"], &ga);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("m0: held by a (guard ga) since "), "{out}");
+    a.exec("INSERT INTO app.t VALUES (2)").await;
+    let (code, out) = replguard(
+        &["lease", "handover", "--group", "m0", "--hold", "30s"],
+        &ga,
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("the writes moved from a to b (guard gb)"),
+        "{out}"
+    );
+    wait_status(&gb, "/backup", 200, "operator handover").await;
+    assert_eq!(
+        b.query_value("SELECT COUNT(*) FROM app.t").await.as_deref(),
+        Some("2"),
+        "the backup answers 200 only with the primary's writes applied"
+    );
+    let r = ga.get("/primary").await;
+    assert!(
+        r.body.contains("FAIL writer_lease held by b (guard gb)"),
+        "{}",
+        r.body
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        ga.get("/primary").await.status,
+        503,
+        "moved off: it stays off"
+    );
+    let (_, out) = replguard(&["lease", "status"], &ga);
+    assert!(out.contains("an operator moves the writes off a"), "{out}");
+    let events = gb.get("/events").await.body;
+    assert!(
+        events.contains("from a (guard ga), to apply "),
+        "the backup took the primary's released position: {events}"
+    );
+
     let (both, samples) = sampler.finish().await;
     assert_eq!(both, 0, "two writers in {both} of {samples} samples");
     // etcd gone entirely: the holder stops answering 200 within the TTL, and nobody writes.
@@ -186,12 +246,12 @@ async fn one_writer_across_failover_failback_and_an_etcd_outage() {
     for m in &mut etcd.members {
         m.kill();
     }
-    let fenced = wait_status(&ga, "/primary", 503, "etcd down").await;
+    let fenced = wait_status(&gb, "/backup", 503, "etcd down").await;
     assert!(
         down.elapsed() < Duration::from_secs(4),
         "the holder must stop before the 4s TTL: {fenced:?}"
     );
-    let r = gb.get("/backup").await;
+    let r = ga.get("/primary").await;
     assert_eq!(r.status, 503, "{}", r.body);
 
     ga.stop().await;
@@ -252,6 +312,28 @@ async fn a_holder_cut_off_from_etcd_stops_before_its_lease_can_expire() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(ga.get("/primary").await.status, 200);
     assert_eq!(gb.get("/backup").await.status, 503);
+
+    // A blip shorter than the fence: the holder renews on new streams once etcd answers
+    // again, and nobody fails over.
+    for r in &relays {
+        r.freeze(true);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for r in &relays {
+        r.freeze(false);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = ga.get("/primary").await;
+    assert_eq!(r.status, 200, "after a 1.5 s blip: {}", r.body);
+    assert!(
+        etcd.get("/replguard/m0/writer")
+            .await
+            .unwrap_or_default()
+            .contains("\"instance\":\"a\""),
+        "the key is still a's"
+    );
+    let events = ga.get("/events").await.body;
+    assert!(!events.contains("lease_lost"), "{events}");
 
     // Guard a's connections to etcd hang: no keep-alive gets through.
     let cut = Instant::now();

@@ -5,6 +5,7 @@
 //! configuration error, 3 maintenance not confirmed by the daemon.
 
 mod check;
+mod lease;
 pub mod logs;
 mod maintenance;
 
@@ -112,12 +113,42 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The writer lease in etcd (`[coordination]`): `status` shows what etcd holds for each
+    /// writer group; `handover --group G` is the planned switchover (the holder stops answering
+    /// 200, waits handover_delay and releases with its position; another instance takes over
+    /// once it passes): exit 0 when done, 3 when not seen in time, 1 when etcd fails, 2 on a
+    /// usage error.
+    Lease {
+        #[command(subcommand)]
+        action: LeaseAction,
+        /// The configuration file (TOML), e.g. /etc/replguard/replguard.toml.
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Write the man page (`replguard.1`) or a shell's completions to stdout (for packaging).
     #[command(hide = true)]
     Generate {
         /// `man`, `bash`, `zsh` or `fish`.
         #[arg(value_enum)]
         what: Generated,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LeaseAction {
+    /// Who holds each writer group's lease, pending handovers, the last released position.
+    Status {
+        /// Only this writer group.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Move the writes off the current holder of `--group`.
+    Handover {
+        #[arg(long)]
+        group: String,
+        /// How long the instance moved off neither takes the lease back nor asks for it.
+        #[arg(long, default_value = "10m", value_parser = lease::parse_hold)]
+        hold: std::time::Duration,
     },
 }
 
@@ -196,6 +227,7 @@ impl Command {
             | Command::Check { config, .. }
             | Command::Checklist { config, .. }
             | Command::Maintenance { config, .. } => Some(config),
+            Command::Lease { config, .. } => config.as_ref(),
             Command::Generate { .. } => None,
         }
     }
@@ -330,4 +362,49 @@ pub async fn check(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `replguard lease status` / `handover`.
+pub async fn lease(config: &Config, action: &LeaseAction) -> Result<ExitCode, Failure> {
+    let failed = |e: lease::LeaseError| {
+        if e.is_usage() {
+            Failure::Usage(e.to_string())
+        } else {
+            Failure::Runtime(e.into())
+        }
+    };
+    match action {
+        LeaseAction::Status { group } => {
+            print!(
+                "{}",
+                lease::status(config, group.as_deref())
+                    .await
+                    .map_err(failed)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        LeaseAction::Handover { group, hold } => {
+            let (from, to) = lease::handover(config, group, *hold)
+                .await
+                .map_err(failed)?;
+            match to {
+                Some(h) => {
+                    println!(
+                        "{group}: the writes moved from {from} to {} (guard {}); {from} stays off for {}",
+                        h.instance,
+                        h.guard,
+                        crate::units::fmt_duration(*hold)
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    println!(
+                        "{group}: asked {from} to hand over, but no other instance holds the lease yet \
+                         (does one pass its policy?); see replguard lease status"
+                    );
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
+    }
 }

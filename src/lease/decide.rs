@@ -20,6 +20,10 @@ pub(super) struct Facts {
     pub preferred: bool,
     /// A preferred instance has asked for the writes back.
     pub handover_asked: bool,
+    /// An operator (`replguard lease handover`) asked to move the writes off this instance.
+    pub moved_off: bool,
+    /// An operator asked to move the writes off another instance, which is handing over.
+    pub operator_asked: bool,
     /// This (preferred) instance is asking.
     pub asking: bool,
     /// How long this holder has stopped answering 200 to hand over; `None`: it has not.
@@ -55,24 +59,32 @@ pub(super) fn decide(f: &Facts) -> Action {
         if f.asking {
             return Action::StopAsking;
         }
-        return match (f.preferred, f.handover_asked, f.handing_over_for) {
-            (false, true, None) => Action::StartHandover,
-            (false, _, Some(waited)) if waited >= f.handover_wait => Action::HandOver,
+        // A preferred writer never gives the writes to a backup that asks, only to an operator.
+        let asked = f.moved_off || (f.handover_asked && !f.preferred);
+        return match (asked, f.handing_over_for) {
+            (true, None) => Action::StartHandover,
+            (_, Some(waited)) if waited >= f.handover_wait => Action::HandOver,
             _ => Action::Nothing,
         };
     }
-    if f.asking && !f.passes {
+    if f.asking && (!f.passes || f.operator_asked || f.moved_off) {
         return Action::StopAsking;
     }
     if !f.holder_present {
-        // A backup leaves a free key to the preferred writer that asked for it.
-        return if f.passes && (f.preferred || !f.handover_asked) {
+        // A backup leaves a free key to the preferred writer that asked for it; the instance an
+        // operator moved the writes off leaves it to the others.
+        let may = if f.operator_asked || f.moved_off {
+            !f.moved_off
+        } else {
+            f.preferred || !f.handover_asked
+        };
+        return if f.passes && may {
             Action::Acquire
         } else {
             Action::Nothing
         };
     }
-    if f.preferred && f.passes && !f.asking {
+    if f.preferred && f.passes && !f.asking && !f.operator_asked && !f.moved_off {
         return Action::AskBack;
     }
     Action::Nothing
@@ -90,6 +102,8 @@ mod tests {
             failing_polls: 0,
             preferred: false,
             handover_asked: false,
+            moved_off: false,
+            operator_asked: false,
             asking: false,
             handing_over_for: None,
             handover_wait: Duration::from_secs(6),
@@ -192,5 +206,45 @@ mod tests {
             ..asking
         };
         assert_eq!(decide(&got_it), Action::StopAsking);
+    }
+
+    #[test]
+    fn an_operator_moves_the_writes_off_even_the_preferred_writer_and_it_stays_off() {
+        let preferred_holder = Facts {
+            mine: true,
+            holder_present: true,
+            preferred: true,
+            handover_asked: true,
+            moved_off: true,
+            ..facts()
+        };
+        assert_eq!(decide(&preferred_holder), Action::StartHandover);
+        let waited = Facts {
+            handing_over_for: Some(Duration::from_secs(6)),
+            ..preferred_holder
+        };
+        assert_eq!(decide(&waited), Action::HandOver);
+        // Released: it neither takes the free key again nor asks for it back.
+        let after = Facts {
+            mine: false,
+            holder_present: false,
+            handing_over_for: None,
+            ..preferred_holder
+        };
+        assert_eq!(decide(&after), Action::Nothing);
+        let backup_holds = Facts {
+            holder_present: true,
+            ..after
+        };
+        assert_eq!(decide(&backup_holds), Action::Nothing, "no ask-back");
+        // The backup takes the free key although a request is pending: it is the operator's.
+        let backup = Facts {
+            preferred: false,
+            moved_off: false,
+            operator_asked: true,
+            handover_asked: true,
+            ..facts()
+        };
+        assert_eq!(decide(&backup), Action::Acquire);
     }
 }

@@ -56,11 +56,24 @@ pub fn initial_view(group: &str, c: &Coordination) -> LeaseView {
     }
 }
 
+/// Who asked for the writes to move (the value of `<prefix>/<group>/handover`): a preferred
+/// instance asking for them back (`from` empty), or an operator moving them off `from`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HandoverRequest {
+    pub by: String,
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+/// `by` of a request made with `replguard lease handover`.
+pub const OPERATOR: &str = "operator";
+
 /// A lease this task holds in etcd (for the writer key, or for a handover request).
 struct Granted {
     id: i64,
-    keeper: LeaseKeeper,
-    stream: LeaseKeepAliveStream,
+    /// The keep-alive stream; `None` once a keep-alive on it failed or went unanswered: a
+    /// reply arriving later could be taken for the next request's, so it is never reused.
+    stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
 }
 
 /// What the task carries from tick to tick.
@@ -200,16 +213,14 @@ async fn step(task: &LeaseTask, state: &mut State, group: &str) -> Result<(), et
     }
     let c = &task.coordination;
     // Renew first: the fence counts from the last acknowledged keep-alive.
-    if let Some(g) = state.writer.as_mut() {
-        let sent = Instant::now();
-        g.keeper.keep_alive().await?;
-        match g.stream.message().await? {
-            Some(r) if r.ttl() > 0 => {
+    if state.writer.is_some() {
+        match renew(state, c.lease_ttl / 8).await? {
+            Renewal::Confirmed(sent) => {
                 if let Some(held) = state.view.mine.as_mut() {
                     held.confirmed_at = sent;
                 }
             }
-            _ => {
+            Renewal::Expired => {
                 state.writer = None;
                 state.view.mine = None;
                 state.view.handing_over = None;
@@ -217,9 +228,8 @@ async fn step(task: &LeaseTask, state: &mut State, group: &str) -> Result<(), et
             }
         }
     }
-    if let Some(g) = state.request.as_mut() {
-        g.keeper.keep_alive().await?;
-        let _ = g.stream.message().await?;
+    if let (Some(g), Some(client)) = (state.request.as_mut(), state.client.as_mut()) {
+        keep_alive(client, g, c.lease_ttl / 8).await?;
     }
     let client = state.client.as_mut().expect("connected above");
     let writer = client.get(c.writer_key(group), None).await?;
@@ -227,11 +237,17 @@ async fn step(task: &LeaseTask, state: &mut State, group: &str) -> Result<(), et
         .kvs()
         .first()
         .and_then(|kv| serde_json::from_slice(kv.value()).ok());
-    let handover_asked = !client
+    let request: Option<HandoverRequest> = client
         .get(c.handover_key(group), None)
         .await?
         .kvs()
-        .is_empty();
+        .first()
+        .map(|kv| serde_json::from_slice(kv.value()).unwrap_or_default());
+    let by_operator = request.as_ref().is_some_and(|r| r.by == OPERATOR);
+    // A preferred instance asking for the writes back (an operator's request is told apart).
+    let handover_asked = request.is_some() && !by_operator;
+    let moved_off = by_operator
+        && request.as_ref().and_then(|r| r.from.as_deref()) == Some(task.instance.name.as_str());
     let mine_in_etcd = holder
         .as_ref()
         .is_some_and(|h| h.guard == c.guard && h.instance == task.instance.name);
@@ -272,6 +288,8 @@ async fn step(task: &LeaseTask, state: &mut State, group: &str) -> Result<(), et
         failing_polls: state.failing_polls,
         preferred,
         handover_asked,
+        moved_off,
+        operator_asked: by_operator && !moved_off,
         asking: state.request.is_some(),
         handing_over_for: state
             .view
@@ -300,11 +318,12 @@ async fn step(task: &LeaseTask, state: &mut State, group: &str) -> Result<(), et
                 .and_then(|s| s.outcome.as_ref().ok())
                 .and_then(evidence::writer_position);
             release(task, state, group, Some(position.unwrap_or_default())).await?;
-            record(
-                task,
-                Kind::LeaseHandedOver,
-                "the preferred writer asked".into(),
-            );
+            let why = if moved_off {
+                "an operator moved the writes off it (replguard lease handover)"
+            } else {
+                "the preferred writer asked"
+            };
+            record(task, Kind::LeaseHandedOver, why.into());
         }
         Action::AskBack => {
             let client = state.client.as_mut().expect("connected");
@@ -315,16 +334,72 @@ async fn step(task: &LeaseTask, state: &mut State, group: &str) -> Result<(), et
             client
                 .put(
                     c.handover_key(group),
-                    task.instance.name.clone(),
+                    serde_json::to_vec(&HandoverRequest {
+                        by: task.instance.name.clone(),
+                        from: None,
+                    })
+                    .expect("serialises"),
                     Some(PutOptions::new().with_lease(id)),
                 )
                 .await?;
-            let (keeper, stream) = client.lease_keep_alive(id).await?;
-            state.request = Some(Granted { id, keeper, stream });
+            let pair = client.lease_keep_alive(id).await?;
+            state.request = Some(Granted {
+                id,
+                stream: Some(pair),
+            });
         }
         Action::StopAsking => drop_request(state).await?,
     }
     Ok(())
+}
+
+enum Renewal {
+    /// etcd acknowledged a keep-alive sent at this moment.
+    Confirmed(Instant),
+    /// etcd no longer knows the lease.
+    Expired,
+}
+
+/// One keep-alive of the writer lease.
+async fn renew(state: &mut State, patience: Duration) -> Result<Renewal, etcd_client::Error> {
+    let client = state.client.as_mut().expect("connected");
+    let g = state.writer.as_mut().expect("holding");
+    keep_alive(client, g, patience).await
+}
+
+/// One keep-alive of `g`: on its stream, answered within `patience`, or else on a new stream
+/// on `client`, whose opening is itself a keep-alive. A stream that failed, ended or did not
+/// answer in time is dropped: its connection may be gone, and a late reply on it would be
+/// taken for a later request's.
+async fn keep_alive(
+    client: &mut Client,
+    g: &mut Granted,
+    patience: Duration,
+) -> Result<Renewal, etcd_client::Error> {
+    if let Some((keeper, stream)) = g.stream.as_mut() {
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(patience, async {
+            keeper.keep_alive().await?;
+            stream.message().await
+        })
+        .await;
+        match answer {
+            Ok(Ok(Some(r))) if r.ttl() > 0 => return Ok(Renewal::Confirmed(sent)),
+            Ok(Ok(Some(_))) => return Ok(Renewal::Expired),
+            _ => g.stream = None,
+        }
+    }
+    let sent = Instant::now();
+    match client.lease_keep_alive(g.id).await {
+        Ok(pair) => {
+            g.stream = Some(pair);
+            Ok(Renewal::Confirmed(sent))
+        }
+        Err(etcd_client::Error::LeaseKeepAliveError(m)) if m.contains("not found") => {
+            Ok(Renewal::Expired)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn drop_request(state: &mut State) -> Result<(), etcd_client::Error> {
@@ -370,8 +445,11 @@ async fn acquire(
             .and_then(|kv| serde_json::from_slice(kv.value()).ok()),
         _ => None,
     });
-    let (keeper, stream) = client.lease_keep_alive(id).await?;
-    state.writer = Some(Granted { id, keeper, stream });
+    let pair = client.lease_keep_alive(id).await?;
+    state.writer = Some(Granted {
+        id,
+        stream: Some(pair),
+    });
     state.view.mine = Some(Held {
         acquired_at: sent,
         acquired_wall: SystemTime::now(),
@@ -433,7 +511,7 @@ async fn release(
     Ok(())
 }
 
-async fn connect(c: &Coordination) -> Result<Client, etcd_client::Error> {
+pub(crate) async fn connect(c: &Coordination) -> Result<Client, etcd_client::Error> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(c.lease_ttl / 4)
         .with_timeout(c.lease_ttl / 4);

@@ -85,6 +85,14 @@ async fn pump(
                 Ok(n) => n,
             },
         };
+        // Bytes a read already waiting picked up after the freeze began stay held too: a
+        // frozen link passes nothing.
+        while frozen.load(Ordering::SeqCst) {
+            if drop_all.is_cancelled() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
