@@ -1,41 +1,20 @@
 //! replguard: a replication-aware health check for MySQL and MariaDB behind HAProxy.
 //!
 //! A poller per instance samples replication state into immutable snapshots; HTTP checks are
-//! answered from those snapshots by pure policies. Modules:
+//! answered from those snapshots by pure policies. The folders, from the leaves up (each
+//! imports only those before it; ARCHITECTURE.md gives each one's invariant):
 //!
-//! - [`agent`]: the HAProxy agent-check listener: weight from lag, drain, down with a reason.
-//! - [`check`]: one-shot evaluation for `replguard check` and `checklist`.
-//! - [`config`]: the TOML configuration, credentials files, validation with clear errors.
-//! - [`units`]: strict duration parsing and compact rendering.
+//! - `units`: strict duration parsing and compact rendering.
 //! - [`gtid`]: MySQL GTID sets and MariaDB GTID positions: strict parsing, set algebra (pure).
-//! - [`sample`]: what one poll observed (plain data), and which lag is judged.
-//! - [`snapshot`]: the published unit (latest sample + memory across polls), pure transitions.
-//! - [`policy`]: policy files, `Limits`, and their pure evaluation into verdicts (no I/O, no
-//!   tokio), with the promotion checklist and the source evidence.
-//! - [`probe`]: the only module that talks to MySQL (mysql_async), bounded by timeouts; the
-//!   replica's source watch beside it.
-//! - [`tlsname`]: `VERIFY_CA` on rustls: the name a server's CA-signed certificate holds.
-//! - [`poller`]: the per-instance loop around a pure step that publishes snapshots.
-//! - [`hub`]: the read façade: latest snapshots, instance lookup, every verdict for readers.
-//! - [`report`]: text/JSON rendering of verdicts and `/status`.
-//! - [`http`]: warp endpoints for HAProxy and people, and their answer cache; never touches MySQL.
-//! - [`httpd`]: the HTTP/1.1 listener: header and idle timeouts, shutdown deadline.
-//! - [`signals`]: SIGTERM/SIGINT stop, SIGHUP reloads, the rest is logged and ignored.
-//! - [`logs`]: the log line formats (text, JSON, journald priorities).
-//! - [`admission`]: fair admission for both listeners: caps in all and per client address,
-//!   displacement of silent connections instead of refusal.
-//! - [`store`]: the state file that carries memory across replguard restarts.
-//! - [`serve`]: wiring of the hub, pollers and listeners under one shutdown token.
-//! - [`metrics`]: the counters and histograms (check requests, polls, refusals).
-//! - [`scrape`]: the `/metrics` body, built from the hub's snapshots at scrape time.
-//! - [`fleet`]: the running pollers and the hub over them; config reloads without a gap.
-//! - [`notify`]: systemd readiness and watchdog keep-alives.
-//! - [`events`]: the bounded log of transitions (verdicts, source lost/found, maintenance).
-//! - [`web`]: the `[web]` settings (`allow_from`, basic auth, TLS) and the TLS acceptor.
-//! - [`gate`]: applies them to connections and requests; counts refusals.
-//! - [`maintenance`]: `replguard maintenance`: the switch file and the daemon's confirmation.
-//! - [`paths`]: which request paths are checks (for the routes and `auth_exempt`).
-//! - [`ui`]: the embedded status page (`/ui`), which reads `/status` and `/events`.
+//! - `snapshot`: plain data: what one poll observed, the published snapshot and its memory.
+//! - `policy`: policy files, `Limits`, the pure rules, the `Judge`, verdict rendering.
+//! - [`config`]: the TOML configuration, its files, validation with clear errors.
+//! - `probe`: the only code that talks to MySQL, bounded by timeouts.
+//! - `hub`: the read side: latest snapshots, instance lookup, the judge, events, counters.
+//! - `lease`: the writer lease in etcd (`[coordination]`).
+//! - `poll`: the write side: the loop, the pure step, the state file, the fleet and reloads.
+//! - `serve`: signals, systemd, the agent, the HTTP listener (`listen`) and routes (`http`).
+//! - [`cli`]: the command line's commands and log formats.
 
 #![forbid(unsafe_code)]
 

@@ -88,6 +88,34 @@ fn replguard(args: &[&str], g: &Guard) -> (Option<i32>, String) {
     )
 }
 
+/// The primary's guard (`a`, preferred writer) with `endpoints` for etcd.
+async fn primary_guard(endpoints: &str, a: &MariaDb) -> Guard {
+    Guard::start(&globals_with(endpoints, "ga"), |dir| {
+        instance_block(
+            dir,
+            "a",
+            a,
+            "primary",
+            "writer_group = \"m0\"\nwriter_preferred = true\nhandover_delay = \"2s\"\n",
+        )
+    })
+    .await
+}
+
+/// The backup's guard (`b`).
+async fn backup_guard(etcd: &Etcd, b: &MariaDb) -> Guard {
+    Guard::start(&globals(etcd, "gb"), |dir| {
+        instance_block(
+            dir,
+            "b",
+            b,
+            "backup",
+            "writer_group = \"m0\"\nhandover_delay = \"2s\"\n",
+        )
+    })
+    .await
+}
+
 async fn wait_status(g: &Guard, path: &str, want: u16, what: &str) -> Duration {
     let start = Instant::now();
     loop {
@@ -121,26 +149,8 @@ async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
     a.exec("CREATE TABLE app.t (id INT PRIMARY KEY)").await;
     b.wait_caught_up(&a).await;
 
-    let ga = Guard::start(&globals(&etcd, "ga"), |dir| {
-        instance_block(
-            dir,
-            "a",
-            &a,
-            "primary",
-            "writer_group = \"m0\"\nwriter_preferred = true\nhandover_delay = \"2s\"\n",
-        )
-    })
-    .await;
-    let gb = Guard::start(&globals(&etcd, "gb"), |dir| {
-        instance_block(
-            dir,
-            "b",
-            &b,
-            "backup",
-            "writer_group = \"m0\"\nhandover_delay = \"2s\"\n",
-        )
-    })
-    .await;
+    let ga = primary_guard(&etcd.toml_endpoints(), &a).await;
+    let gb = backup_guard(&etcd, &b).await;
     let sampler = Sampler::start(ga.addr, gb.addr);
 
     // Steady state: the primary holds the lease; the caught-up backup says who does.
@@ -280,30 +290,9 @@ async fn a_holder_cut_off_from_etcd_stops_before_its_lease_can_expire() {
         .iter()
         .map(|r| format!("\"http://127.0.0.1:{}\"", r.port))
         .collect();
-    let ga = Guard::start(
-        &globals_with(&format!("etcd_endpoints = [{}]", through.join(", ")), "ga"),
-        |dir| {
-            instance_block(
-                dir,
-                "a",
-                &a,
-                "primary",
-                "writer_group = \"m0\"\nwriter_preferred = true\nhandover_delay = \"2s\"\n",
-            )
-        },
-    )
-    .await;
+    let ga = primary_guard(&format!("etcd_endpoints = [{}]", through.join(", ")), &a).await;
     wait_status(&ga, "/primary", 200, "steady").await;
-    let gb = Guard::start(&globals(&etcd, "gb"), |dir| {
-        instance_block(
-            dir,
-            "b",
-            &b,
-            "backup",
-            "writer_group = \"m0\"\nhandover_delay = \"2s\"\n",
-        )
-    })
-    .await;
+    let gb = backup_guard(&etcd, &b).await;
     wait_status(&gb, "/backup", 503, "steady").await;
     let sampler = Sampler::start(ga.addr, gb.addr);
 
