@@ -4,8 +4,10 @@
 
 mod common;
 
+use common::app::{self, App, Mode};
 use common::etcd::Etcd;
 use common::guard::{instance_block, Guard};
+use common::haproxy::{free_port, Haproxy};
 use common::mariadb::MariaDb;
 use common::relay::Relay;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -345,6 +347,150 @@ async fn a_holder_cut_off_from_etcd_stops_before_its_lease_can_expire() {
     eprintln!("cut off: holder stopped after {stopped:?}, backup took over after {since_cut:?} ({took_over:?})");
     let (both, samples) = sampler.finish().await;
     assert_eq!(both, 0, "two writers in {both} of {samples} samples");
+    ga.stop().await;
+    gb.stop().await;
+}
+
+/// The issue's rig: three HAProxies (one per application host), each with the shipped write
+/// port's check timing and an application writing through it (a pooled writer and one
+/// connection per write). One HAProxy loses the primary's guard (a frozen link): it has no
+/// writer for a while, the others keep writing to the primary. Then the primary dies and comes
+/// back. Sampled every 50 ms across all three: never two servers UP for writes at once, and
+/// no write acknowledged by one server while the other had taken writes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_haproxies_never_see_two_writers() {
+    let (etcd, (a, b)) = tokio::join!(Etcd::start(3), async {
+        tokio::join!(MariaDb::start("l3a", 1), MariaDb::start("l3b", 2))
+    });
+    let mut a = a;
+    b.exec("SET GLOBAL gtid_domain_id = 1").await;
+    b.replicate_from(&a).await;
+    a.replicate_from(&b).await;
+    a.exec("CREATE DATABASE app").await;
+    a.exec(app::TABLE).await;
+    b.wait_caught_up(&a).await;
+    let ga = primary_guard(&etcd.toml_endpoints(), &a).await;
+    let gb = backup_guard(&etcd, &b).await;
+    wait_status(&ga, "/primary", 200, "steady").await;
+    // HAProxy 3 reaches the primary's guard through a link that can freeze.
+    let link = Relay::start(ga.addr.port()).await;
+    let mut proxies = Vec::new();
+    let mut fronts = Vec::new();
+    for i in 0..3 {
+        let front = free_port();
+        let a_check = if i == 2 { link.port } else { ga.addr.port() };
+        let h = Haproxy::start(&format!(
+            "listen mysql\n    bind 127.0.0.1:{front}\n    option httpchk GET /mysqlchk/\n    \
+             http-check expect status 200\n    timeout check 1s\n    \
+             default-server inter 1000 fastinter 250 downinter 500 rise 2 fall 2 on-marked-down shutdown-sessions\n    \
+             server a 127.0.0.1:{} check port {a_check} on-marked-up shutdown-backup-sessions\n    \
+             server b 127.0.0.1:{} check port {} backup\n",
+            a.port(),
+            b.port(),
+            gb.addr.port(),
+        ))
+        .await;
+        h.wait_status("mysql", "a", "UP", LIMIT).await;
+        proxies.push(h);
+        fronts.push(front);
+    }
+    let proxies = Arc::new(proxies);
+    // Every 50 ms: which servers some HAProxy would send writes to (a when UP, else b when UP).
+    let dual = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (proxies, dual, stop) = (proxies.clone(), dual.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let mut writers = std::collections::HashSet::new();
+                for h in proxies.iter() {
+                    let up = |s: &str| s.split(' ').next() == Some("UP");
+                    let (sa, sb) = (h.server("mysql", "a").await, h.server("mysql", "b").await);
+                    if up(&sa.status) {
+                        writers.insert("a");
+                    } else if up(&sb.status) {
+                        writers.insert("b");
+                    }
+                }
+                if writers.len() > 1 {
+                    dual.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let apps: Vec<App> = fronts
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            App::start_from(
+                &a,
+                *f,
+                &[Mode::Pooled, Mode::PerQuery],
+                &[],
+                Duration::from_millis(50),
+                2 * i as u8,
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // HAProxy 3 cut off from the primary's guard only: a DOWN there, and b stays DOWN (the
+    // lease is a's): that application waits, the others write to a.
+    link.freeze(true);
+    proxies[2].wait_status("mysql", "a", "DOWN", LIMIT).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let s = proxies[2].server("mysql", "b").await;
+    assert!(
+        !s.status.starts_with("UP"),
+        "b must not be UP for writes: {s:?}"
+    );
+    assert!(s.last_chk.contains("writer_lease held by a"), "{s:?}");
+    link.freeze(false);
+    proxies[2].wait_status("mysql", "a", "UP", LIMIT).await;
+
+    // The primary dies: every HAProxy moves to b; it comes back: every HAProxy moves back.
+    let killed = Instant::now();
+    a.kill();
+    for (app, h) in apps.iter().zip(proxies.iter()) {
+        h.wait_status("mysql", "b", "UP", LIMIT).await;
+        assert!(
+            app.first_ack_on(2, killed, LIMIT).await.is_some(),
+            "writes reach b"
+        );
+    }
+    eprintln!("failover in all three HAProxies: {:?}", killed.elapsed());
+    a.restart().await;
+    a.exec("START SLAVE").await;
+    let back = Instant::now();
+    for (app, h) in apps.iter().zip(proxies.iter()) {
+        h.wait_status("mysql", "a", "UP", LIMIT).await;
+        assert!(
+            app.first_ack_on(1, back, LIMIT).await.is_some(),
+            "writes reach a again"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.await;
+    let mut acks = Vec::new();
+    for app in apps {
+        acks.extend(app.stop().await.acks.lock().unwrap().iter().copied());
+    }
+    acks.sort_by_key(|a| a.acked);
+    let end = Instant::now();
+    let overlapping =
+        app::dual_writes(&acks, 1, 2, killed, back) + app::dual_writes(&acks, 2, 1, back, end);
+    let n = dual.load(Ordering::Relaxed);
+    eprintln!("{} writes acknowledged", acks.len());
+    assert_eq!(
+        n, 0,
+        "{n} samples with two servers UP for writes across the HAProxies"
+    );
+    assert_eq!(
+        overlapping, 0,
+        "writes acknowledged by two servers in overlapping intervals"
+    );
     ga.stop().await;
     gb.stop().await;
 }

@@ -88,6 +88,19 @@ impl App {
         read_ports: &[u16],
         read_every: Duration,
     ) -> App {
+        App::start_from(via, write_port, writers, read_ports, read_every, 0)
+    }
+
+    /// [`App::start`] with writer ids from `first` on: several applications write into one
+    /// table without colliding.
+    pub fn start_from(
+        via: &MariaDb,
+        write_port: u16,
+        writers: &[Mode],
+        read_ports: &[u16],
+        read_every: Duration,
+        first: u8,
+    ) -> App {
         let log = Arc::new(Log::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
@@ -96,7 +109,7 @@ impl App {
                 .tcp_port(write_port)
                 .into();
             tasks.push(tokio::spawn(write_loop(
-                i as u8,
+                first + i as u8,
                 *mode,
                 opts,
                 log.clone(),
