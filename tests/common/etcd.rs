@@ -165,14 +165,29 @@ impl Etcd {
         }
     }
 
-    /// The value of `key`, if any.
+    /// The value of `key`, if any. Asks the members still running, retrying for a second: a
+    /// request can land on a member that is restarting.
     pub async fn get(&self, key: &str) -> Option<String> {
-        let mut c = etcd_client::Client::connect(self.endpoints(), None)
-            .await
-            .ok()?;
-        let r = c.get(key, None).await.ok()?;
-        r.kvs()
-            .first()
-            .map(|kv| kv.value_str().unwrap_or("").to_string())
+        let live: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(Member::endpoint)
+            .collect();
+        for _ in 0..10 {
+            let got = async {
+                let mut c = etcd_client::Client::connect(&live, None).await.ok()?;
+                c.get(key, None).await.ok()
+            }
+            .await;
+            if let Some(r) = got {
+                return r
+                    .kvs()
+                    .first()
+                    .map(|kv| kv.value_str().unwrap_or("").to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("etcd did not answer get {key} within a second");
     }
 }
