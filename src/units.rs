@@ -80,6 +80,19 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// A wall-clock time as Unix milliseconds (0 before 1970), as state files and etcd values
+/// keep it.
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The wall-clock time of Unix milliseconds `ms`.
+pub fn from_unix_ms(ms: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
 /// `14:03:07 UTC` for a wall-clock time: the time of day is what an operator looks for in a
 /// verdict line.
 pub fn clock_time(t: std::time::SystemTime) -> String {

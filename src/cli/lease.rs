@@ -10,7 +10,7 @@ use crate::lease::{connect, HandoverRequest, OPERATOR};
 use crate::snapshot::lease::{Holder, Released};
 use crate::units::{clock_time, fmt_duration};
 use etcd_client::{Client, PutOptions};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Why a lease command could not run.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,7 @@ pub async fn status(config: &Config, group: Option<&str>) -> Result<String, Leas
                     "{g}: held by {} (guard {}) since {}{left}\n",
                     h.instance,
                     h.guard,
-                    clock_time(UNIX_EPOCH + Duration::from_millis(h.since_unix_ms))
+                    clock_time(h.since())
                 ));
             }
             None => out.push_str(&format!("{g}: free (no instance holds the lease)\n")),

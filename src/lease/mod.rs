@@ -18,13 +18,14 @@ use crate::hub::events::{Event, Events, Kind};
 use crate::policy::{evidence, Judge, Thresholds};
 use crate::snapshot::lease::{Held, Holder, LeaseView, Released};
 use crate::snapshot::Snapshot;
+use crate::units::unix_ms;
 use decide::{decide, Action, Facts};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
     TxnOp, TxnOpResponse,
 };
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -98,12 +99,6 @@ fn holder_value(task: &LeaseTask) -> Holder {
         instance: task.instance.name.clone(),
         since_unix_ms: unix_ms(SystemTime::now()),
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Runs until `shutdown`, then releases what it holds (best effort, bounded).

@@ -8,7 +8,7 @@
 use super::verdict::{Check, Input};
 use crate::snapshot::lease::LeaseView;
 use crate::units::{clock_time, fmt_duration};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 /// The `writer_lease` check, or `None` for an instance in no writer group (or when the
 /// evaluation leaves the lease out: the lease task asking whether the policy passes).
@@ -45,7 +45,7 @@ fn judge(view: &LeaseView, now: Instant, applied: Option<bool>) -> Check {
                 "held by {} (guard {}) since {}{etcd}",
                 h.instance,
                 h.guard,
-                clock_time(UNIX_EPOCH + Duration::from_millis(h.since_unix_ms))
+                clock_time(h.since())
             )),
             None if view.etcd_error.is_some() => fail(format!("unknown{etcd}")),
             None => fail(format!(
@@ -62,7 +62,7 @@ fn judge(view: &LeaseView, now: Instant, applied: Option<bool>) -> Check {
             clock_time(since)
         ));
     }
-    if view.fenced_at().is_some_and(|t| now >= t) {
+    if !view.confirmed(now) {
         return fail(format!(
             "not renewed for {} (lease_ttl {}, fence {} before): etcd may expire it",
             fmt_duration(renewed),
@@ -99,7 +99,7 @@ fn judge(view: &LeaseView, now: Instant, applied: Option<bool>) -> Check {
 mod tests {
     use super::*;
     use crate::snapshot::lease::{Held, Holder, Released};
-    use std::time::SystemTime;
+    use std::time::{Duration, SystemTime};
 
     fn view(mine: Option<Held>) -> LeaseView {
         LeaseView {

@@ -9,9 +9,10 @@
 
 use crate::snapshot::sample::{Flavor, Sample, ServerState, SourceState};
 use crate::snapshot::{Memory, SeenConnected, SourceSeen};
+use crate::units::{from_unix_ms, unix_ms};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Bumped when the format changes; a file of another version is ignored (fail closed).
 const FORMAT: u32 = 1;
@@ -124,11 +125,7 @@ impl Persisted {
                 .iter()
                 .map(|(channel, s)| PersistedSeen {
                     channel: channel.clone(),
-                    at_unix_ms: s
-                        .at_wall
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0),
+                    at_unix_ms: unix_ms(s.at_wall),
                     lag_ms: s.lag.map(|l| l.as_millis() as u64),
                     uptime_s: s.uptime.map(|u| u.as_secs()),
                     source: s.source.clone(),
@@ -221,15 +218,9 @@ impl Persisted {
 /// monotonic clock, by its age at `sample`. An observation from the future means the wall clock
 /// stepped back: its age is unknown, so it cannot vouch for anything (`None`).
 fn carry(sample: &Sample, at_unix_ms: u64) -> Option<(std::time::Instant, std::time::SystemTime)> {
-    let at_wall = UNIX_EPOCH + Duration::from_millis(at_unix_ms);
+    let at_wall = from_unix_ms(at_unix_ms);
     let age = sample.taken_at_wall.duration_since(at_wall).ok()?;
     Some((sample.taken_at.checked_sub(age)?, at_wall))
-}
-
-fn unix_ms(t: std::time::SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn describe(p: &Position) -> String {

@@ -31,6 +31,13 @@ pub struct LeaseView {
     pub handover_delay: Duration,
 }
 
+impl Holder {
+    /// When it acquired the key.
+    pub fn since(&self) -> SystemTime {
+        crate::units::from_unix_ms(self.since_unix_ms)
+    }
+}
+
 /// Who holds a group's key: the value the holder wrote.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Holder {
@@ -65,5 +72,11 @@ impl LeaseView {
     pub fn fenced_at(&self) -> Option<Instant> {
         let held = self.mine.as_ref()?;
         Some(held.confirmed_at + self.lease_ttl.saturating_sub(self.fence_margin))
+    }
+
+    /// This instance holds the lease and etcd confirmed it recently enough at `now` (the fence
+    /// rule: the check, `/status` and `/metrics` all ask here).
+    pub fn confirmed(&self, now: Instant) -> bool {
+        self.fenced_at().is_some_and(|t| now < t)
     }
 }

@@ -127,7 +127,7 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
                     group: l.group.clone(),
                     instance: name.clone(),
                 })
-                .set(i64::from(l.fenced_at().is_some_and(|t| now < t)));
+                .set(i64::from(l.confirmed(now)));
         }
         for v in hub.judge().verdicts(w.config.subject(), &snap, now) {
             healthy

@@ -186,7 +186,7 @@ fn lease_status(l: &LeaseView, now: Instant) -> LeaseStatus<'_> {
     LeaseStatus {
         group: &l.group,
         held: l.mine.is_some(),
-        confirmed: l.fenced_at().is_some_and(|t| now < t),
+        confirmed: l.confirmed(now),
         holder: l.holder.as_ref(),
         acquired_at: l.mine.as_ref().map(|m| wall(m.acquired_wall)),
         renewed_ago_ms: l
