@@ -287,6 +287,11 @@ pub async fn save(path: &Path, p: &Persisted) -> std::io::Result<()> {
         .open(&tmp)
         .await?;
     tokio::io::AsyncWriteExt::write_all(&mut file, &body).await?;
+    // tokio's write_all returns once the bytes are handed to a blocking thread, not written:
+    // without the flush the rename could publish an empty or partial file (seen in a test).
+    // sync_data: a crash right after the rename must not leave an empty file in its place.
+    tokio::io::AsyncWriteExt::flush(&mut file).await?;
+    file.sync_data().await?;
     drop(file);
     tokio::fs::rename(&tmp, path).await
 }
