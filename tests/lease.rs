@@ -21,6 +21,12 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// machine, not the lease.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The writer's death to its successor UP in every HAProxy, as the issue bounds it: the
+/// policy's two failing polls before the holder releases (2 x 250 ms) and a lease tick to
+/// acquire (250 ms), `handover_delay` (2 s), then HAProxy's rise (2 x downinter 500 ms) —
+/// 3.75 s — with 2.25 s more for two loaded cores. Measured: 2.8–3.4 s.
+const FAILOVER_BOUND: Duration = Duration::from_secs(6);
+
 fn globals(etcd: &Etcd, guard: &str) -> String {
     globals_with(&etcd.toml_endpoints(), guard)
 }
@@ -460,14 +466,21 @@ async fn three_haproxies_never_see_two_writers() {
     // The primary dies: every HAProxy moves to b; it comes back: every HAProxy moves back.
     let killed = Instant::now();
     a.kill();
-    for (app, h) in apps.iter().zip(proxies.iter()) {
+    for h in proxies.iter() {
         h.wait_status("mysql", "b", "UP", LIMIT).await;
+    }
+    let failover = killed.elapsed();
+    eprintln!("failover in all three HAProxies: {failover:?}");
+    assert!(
+        failover < FAILOVER_BOUND,
+        "b UP in every HAProxy {failover:?} after the kill (bound {FAILOVER_BOUND:?})"
+    );
+    for app in &apps {
         assert!(
             app.first_ack_on(2, killed, LIMIT).await.is_some(),
             "writes reach b"
         );
     }
-    eprintln!("failover in all three HAProxies: {:?}", killed.elapsed());
     a.restart().await;
     a.exec("START SLAVE").await;
     let back = Instant::now();
@@ -498,6 +511,11 @@ async fn three_haproxies_never_see_two_writers() {
     assert_eq!(
         overlapping, 0,
         "writes acknowledged by two servers in overlapping intervals"
+    );
+    let close = app::close_changes(&acks, Duration::from_secs(1));
+    assert!(
+        close.is_empty(),
+        "writes moved between servers with less than the handover's quiet time: {close:?}"
     );
     ga.stop().await;
     gb.stop().await;
@@ -590,4 +608,227 @@ async fn a_killed_guard_is_replaced_only_after_its_lease_expires() {
     assert_eq!(both.load(Ordering::Relaxed), 0);
     assert!(a.is_running(), "the primary itself lived throughout");
     gb.stop().await;
+}
+
+/// A Galera instance block for a guard in writer group `gw` (`n1` the preferred writer).
+fn galera_block(dir: &std::path::Path, name: &str, port: u16, extra: &str) -> String {
+    let pw = common::mariadb::write_password_file(
+        dir,
+        &format!("{name}.password"),
+        common::mariadb::GUARD_PASSWORD,
+    );
+    format!(
+        "[[instance]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{}\"\n\
+         password_file = \"{}\"\npolicy = \"galera-writer\"\nwriter_group = \"gw\"\n{extra}\n",
+        common::mariadb::GUARD_USER,
+        pw.display()
+    )
+}
+
+/// Galera's single writer with the lease: three nodes, a guard on each (policy
+/// `galera-writer`), three HAProxies with the shipped galera-rw layout (n1, then n2 and n3 as
+/// `backup`) and an application writing through each. Only the holder's node is UP for writes
+/// in any HAProxy; when n1 dies exactly one other node takes the writes everywhere; when it
+/// rejoins the writes move back; never two writers, never writes acknowledged by two nodes in
+/// overlapping intervals. The read policy (`galera`) needs no lease: every Synced node passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn galera_has_one_writer_across_three_haproxies() {
+    let _serial = SERIAL.lock().await;
+    let (etcd, cluster) = tokio::join!(Etcd::start(3), common::galera::Cluster::start(3));
+    let mut cluster = cluster;
+    cluster.nodes[0].exec("CREATE DATABASE app").await;
+    cluster.nodes[0].exec(app::TABLE).await;
+    let mut guards = Vec::new();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let name = format!("n{}", i + 1);
+        let extra = if i == 0 {
+            "writer_preferred = true\n"
+        } else {
+            ""
+        };
+        let port = node.port;
+        let g = Guard::start(&globals(&etcd, &format!("g{}", i + 1)), |dir| {
+            galera_block(dir, &name, port, extra)
+        })
+        .await;
+        guards.push(g);
+    }
+    wait_status(&guards[0], "/galera-writer", 200, "steady").await;
+    for g in &guards[1..] {
+        let r = g.get("/galera-writer").await;
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(
+            r.body.contains("ok wsrep_local_state Synced (4)")
+                && r.body
+                    .contains("FAIL writer_lease held by n1 (guard g1) since"),
+            "{}",
+            r.body
+        );
+        // Reads need no lease.
+        wait_status(g, "/galera", 200, "a Synced node takes reads").await;
+    }
+    let mut proxies = Vec::new();
+    let mut fronts = Vec::new();
+    for _ in 0..3 {
+        let front = free_port();
+        let mut servers = String::new();
+        for (i, (node, g)) in cluster.nodes.iter().zip(&guards).enumerate() {
+            servers += &format!(
+                "    server n{} 127.0.0.1:{} check port {}{}\n",
+                i + 1,
+                node.port,
+                g.addr.port(),
+                if i == 0 { "" } else { " backup" }
+            );
+        }
+        let h = Haproxy::start(&format!(
+            "listen galera-rw\n    bind 127.0.0.1:{front}\n    option httpchk\n    \
+             http-check send meth GET uri /galera-writer\n    http-check expect status 200\n    \
+             timeout check 1s\n    \
+             default-server inter 1000 fastinter 250 downinter 500 rise 2 fall 2 on-marked-down shutdown-sessions\n\
+             {servers}"
+        ))
+        .await;
+        h.wait_status("galera-rw", "n1", "UP", LIMIT).await;
+        proxies.push(h);
+        fronts.push(front);
+    }
+    let proxies = Arc::new(proxies);
+    // Every 50 ms: the node each HAProxy would send writes to (the first UP in server order).
+    let dual = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (proxies, dual, stop) = (proxies.clone(), dual.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let mut writers = std::collections::HashSet::new();
+                for h in proxies.iter() {
+                    for n in ["n1", "n2", "n3"] {
+                        if h.server("galera-rw", n).await.status.starts_with("UP") {
+                            writers.insert(n);
+                            break;
+                        }
+                    }
+                }
+                if writers.len() > 1 {
+                    dual.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let apps: Vec<App> = fronts
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            App::start_with(
+                cluster.nodes[0].admin_opts(),
+                *f,
+                &[Mode::Pooled, Mode::PerQuery],
+                &[],
+                Duration::from_millis(50),
+                2 * i as u8,
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for h in proxies.iter() {
+        for n in ["n2", "n3"] {
+            let s = h.server("galera-rw", n).await;
+            assert!(!s.status.starts_with("UP"), "{n} UP beside n1: {s:?}");
+        }
+    }
+
+    // n1 dies: one of n2, n3 takes the lease (the other keeps naming it), every HAProxy
+    // follows, within a poll's detection + handover_delay + HAProxy's rise.
+    let killed = Instant::now();
+    cluster.nodes[0].kill();
+    let holder = loop {
+        let (r2, r3) = (
+            guards[1].get("/galera-writer").await,
+            guards[2].get("/galera-writer").await,
+        );
+        assert!(
+            !(r2.status == 200 && r3.status == 200),
+            "two writers:\n{}\n{}",
+            r2.body,
+            r3.body
+        );
+        if r2.status == 200 {
+            break 2;
+        }
+        if r3.status == 200 {
+            break 3;
+        }
+        assert!(killed.elapsed() < LIMIT, "no writer after n1 died");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let other = if holder == 2 { 3 } else { 2 };
+    let r = guards[other - 1].get("/galera-writer").await;
+    assert!(
+        r.body.contains(&format!(
+            "FAIL writer_lease held by n{holder} (guard g{holder})"
+        )),
+        "{}",
+        r.body
+    );
+    for h in proxies.iter() {
+        h.wait_status("galera-rw", &format!("n{holder}"), "UP", LIMIT)
+            .await;
+    }
+    let failover = killed.elapsed();
+    for app in &apps {
+        assert!(
+            app.first_ack_on(holder as u32, killed, LIMIT)
+                .await
+                .is_some(),
+            "writes reach n{holder}"
+        );
+    }
+    eprintln!("galera failover to n{holder} in all three HAProxies: {failover:?}");
+    assert!(
+        failover < FAILOVER_BOUND,
+        "a writer UP in every HAProxy {failover:?} after the kill (bound {FAILOVER_BOUND:?})"
+    );
+
+    // n1 rejoins (IST): Synced, it asks for the writes back; the holder records its seqno and
+    // releases; n1 answers once it has committed that far.
+    cluster.nodes[0].rejoin();
+    cluster.nodes[0].wait_synced().await;
+    let back = Instant::now();
+    for (app, h) in apps.iter().zip(proxies.iter()) {
+        h.wait_status("galera-rw", "n1", "UP", LIMIT).await;
+        assert!(
+            app.first_ack_on(1, back, LIMIT).await.is_some(),
+            "writes reach n1 again"
+        );
+    }
+    let events = guards[0].get("/events").await.body;
+    assert!(
+        events.contains(", to apply wsrep:"),
+        "n1 took the holder's released seqno: {events}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    sampler.await.expect("the sampler ran throughout");
+    let mut acks = Vec::new();
+    for app in apps {
+        acks.extend(app.stop().await.acks.lock().unwrap().iter().copied());
+    }
+    // The donor of n1's IST desyncs: if that was the holder, the writes move once more (to
+    // the third node) before n1 asks for them back. Each move has its quiet time.
+    let close = app::close_changes(&acks, Duration::from_secs(1));
+    let n = dual.load(Ordering::Relaxed);
+    eprintln!("galera: {} writes acknowledged", acks.len());
+    assert_eq!(
+        n, 0,
+        "{n} samples with two nodes UP for writes across the HAProxies"
+    );
+    assert!(
+        close.is_empty(),
+        "writes moved between nodes with less than the handover's quiet time: {close:?}"
+    );
+    for g in guards {
+        g.stop().await;
+    }
 }

@@ -187,7 +187,7 @@ defaults
 listen galera_rw
     bind 127.0.0.1:$RW_PORT
     option httpchk
-    http-check send meth GET uri-lf /galera?instance=%[srv_name]
+    http-check send meth GET uri-lf /galera-writer?instance=%[srv_name]
     http-check expect status 200
     server node1 127.0.0.1:${PORT[node1]} check addr 127.0.0.1 port $GUARD_PORT
     server node2 127.0.0.1:${PORT[node2]} check addr 127.0.0.1 port $GUARD_PORT backup

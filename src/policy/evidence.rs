@@ -355,10 +355,21 @@ const MISSING_FIX: &str = "let it replicate them before promoting (start replica
 const ERRANT_FIX: &str = "written on the replica directly: inspect them, then remove them \
                           (empty transactions on the source) or re-clone the replica";
 
-/// The executed position of `state` as a writer records it when it hands over: MySQL
-/// `gtid_executed`, MariaDB `gtid_binlog_pos` (what it wrote to its binary log). `None`
-/// without GTIDs.
+/// The prefix of a Galera node's position: `wsrep:<cluster state UUID>:<last committed seqno>`.
+/// The seqno is the cluster's own, the same on every node (GTIDs need not be: without
+/// `wsrep_gtid_mode` each node numbers its local commits itself).
+const WSREP: &str = "wsrep:";
+
+/// The executed position of `state` as a writer records it when it hands over: on a Galera
+/// node its cluster seqno, else MySQL `gtid_executed`, MariaDB `gtid_binlog_pos` (what it
+/// wrote to its binary log). `None` without GTIDs.
 pub fn writer_position(state: &ServerState) -> Option<String> {
+    if let Some(g) = &state.galera {
+        return Some(format!(
+            "{WSREP}{}:{}",
+            g.cluster_state_uuid, g.last_committed
+        ));
+    }
     match state.flavor {
         Flavor::MySql => state.gtid.executed.clone(),
         Flavor::MariaDb => state.gtid.binlog_pos.clone(),
@@ -368,6 +379,16 @@ pub fn writer_position(state: &ServerState) -> Option<String> {
 /// Whether `state` has applied everything in `position` (a [`writer_position`] of another
 /// server). A position that does not parse is not applied (fail closed).
 pub fn has_applied(state: &ServerState, position: &str) -> bool {
+    if let Some(theirs) = position.strip_prefix(WSREP) {
+        // Another node of the same cluster history, at or past its seqno.
+        let Some((uuid, seqno)) = theirs.rsplit_once(':') else {
+            return false;
+        };
+        return match (&state.galera, seqno.parse::<i64>()) {
+            (Some(g), Ok(seqno)) => g.cluster_state_uuid == uuid && g.last_committed >= seqno,
+            _ => false,
+        };
+    }
     match state.flavor {
         Flavor::MySql => {
             let (Ok(mine), Ok(theirs)) = (

@@ -19,6 +19,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("any-lag", include_str!("../../policies/any-lag.toml")),
     ("auto", include_str!("../../policies/auto.toml")),
     ("galera", include_str!("../../policies/galera.toml")),
+    (
+        "galera-writer",
+        include_str!("../../policies/galera-writer.toml"),
+    ),
     ("gr-primary", include_str!("../../policies/gr-primary.toml")),
     (
         "gr-secondary",

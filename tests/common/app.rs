@@ -101,11 +101,30 @@ impl App {
         read_every: Duration,
         first: u8,
     ) -> App {
+        App::start_with(
+            via.admin_opts(),
+            write_port,
+            writers,
+            read_ports,
+            read_every,
+            first,
+        )
+    }
+
+    /// [`App::start_from`] with the credentials in `admin` (a Galera node's, say).
+    pub fn start_with(
+        admin: Opts,
+        write_port: u16,
+        writers: &[Mode],
+        read_ports: &[u16],
+        read_every: Duration,
+        first: u8,
+    ) -> App {
         let log = Arc::new(Log::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for (i, mode) in writers.iter().enumerate() {
-            let opts: Opts = OptsBuilder::from_opts(via.admin_opts())
+            let opts: Opts = OptsBuilder::from_opts(admin.clone())
                 .tcp_port(write_port)
                 .into();
             tasks.push(tokio::spawn(write_loop(
@@ -119,9 +138,7 @@ impl App {
         let mut reader = 0u8;
         for port in read_ports {
             for mode in [Mode::Pooled, Mode::PerQuery] {
-                let opts: Opts = OptsBuilder::from_opts(via.admin_opts())
-                    .tcp_port(*port)
-                    .into();
+                let opts: Opts = OptsBuilder::from_opts(admin.clone()).tcp_port(*port).into();
                 tasks.push(tokio::spawn(read_loop(
                     reader,
                     *port,
@@ -298,6 +315,22 @@ pub fn dual_writes(acks: &[Ack], old: u32, new: u32, from: Instant, until: Insta
     acks.iter()
         .filter(|a| a.server == old && a.acked > first_new && a.acked < until)
         .count()
+}
+
+/// Changes of writer closer than `min_gap`: acknowledged writes in time order fall into runs
+/// on one server each; with one writer at a time the last write of one run and the first of
+/// the next are at least the handover's quiet time apart (`handover_delay` less HAProxy's
+/// detection), while two servers taking writes at once interleave their runs within
+/// milliseconds. Returns each such change as (old, new, gap).
+pub fn close_changes(acks: &[Ack], min_gap: Duration) -> Vec<(u32, u32, Duration)> {
+    let mut sorted: Vec<&Ack> = acks.iter().collect();
+    sorted.sort_by_key(|a| a.acked);
+    sorted
+        .windows(2)
+        .filter(|w| w[0].server != w[1].server)
+        .map(|w| (w[0].server, w[1].server, w[1].acked - w[0].acked))
+        .filter(|(_, _, gap)| *gap < min_gap)
+        .collect()
 }
 
 /// Reads (on `port`) that missed a write acknowledged before they began, the writes in

@@ -132,6 +132,11 @@ impl Node {
             .arg(format!("--socket={}", d.join("s.sock").display()))
             .arg(format!("--tmpdir={}", d.display()))
             .arg(format!("--port={}", self.port))
+            // Its own server_id (g2 -> 2), so an application can tell which node took a write.
+            .arg(format!(
+                "--server-id={}",
+                self.name.trim_start_matches(|c: char| !c.is_ascii_digit())
+            ))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--pid-file={}", d.join("mariadbd.pid").display()))
             .arg(format!("--log-error={}", d.join("error.log").display()))

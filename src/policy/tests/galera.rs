@@ -135,3 +135,21 @@ fn galera_policy_files_are_checked() {
         _ => panic!("checks"),
     }
 }
+
+#[test]
+fn a_galera_writer_hands_over_at_the_cluster_seqno() {
+    use crate::policy::evidence::{has_applied, writer_position};
+    let old = node(|g| g.last_committed = 42);
+    let at = writer_position(&old).expect("a galera node has a position");
+    assert_eq!(at, "wsrep:892a03f2-ee7d-11f1-9437-cbad913f2650:42");
+    assert!(has_applied(&node(|g| g.last_committed = 42), &at));
+    assert!(has_applied(&node(|g| g.last_committed = 43), &at));
+    assert!(!has_applied(&node(|g| g.last_committed = 41), &at));
+    // Another cluster's history (a bootstrap since) or a server without wsrep: not applied.
+    assert!(!has_applied(
+        &node(|g| g.cluster_state_uuid = "00000000-0000-0000-0000-000000000001".into()),
+        &at
+    ));
+    assert!(!has_applied(&primary(), &at));
+    assert!(!has_applied(&node(|_| {}), "wsrep:garbage"));
+}

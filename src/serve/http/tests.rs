@@ -273,6 +273,7 @@ async fn status_lists_every_instance_and_policy() {
             "auto",
             "backup",
             "galera",
+            "galera-writer",
             "gr-primary",
             "gr-secondary",
             "primary",
@@ -280,8 +281,9 @@ async fn status_lists_every_instance_and_policy() {
             "replica"
         ]
     );
-    assert_eq!(verdicts[6]["healthy"], false);
-    assert_eq!(verdicts[6]["reason"], "read_only ON, want OFF");
+    let primary = &verdicts[names.iter().position(|n| *n == "primary").unwrap()];
+    assert_eq!(primary["healthy"], false);
+    assert_eq!(primary["reason"], "read_only ON, want OFF");
 }
 
 #[tokio::test]
