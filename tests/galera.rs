@@ -12,17 +12,7 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn block(dir: &Path, name: &str, port: u16, policy: &str) -> String {
-    let pw = common::mariadb::write_password_file(
-        dir,
-        &format!("{name}.password"),
-        common::mariadb::GUARD_PASSWORD,
-    );
-    format!(
-        "[[instance]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{}\"\n\
-         password_file = \"{}\"\npolicy = \"{policy}\"\n",
-        common::mariadb::GUARD_USER,
-        pw.display()
-    )
+    common::galera::instance_block(dir, name, port, policy, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

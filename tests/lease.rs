@@ -83,6 +83,85 @@ impl Sampler {
     }
 }
 
+/// The shipped write port's check timing (README, "One writer across every HAProxy").
+const WRITE_TIMING: &str = "default-server inter 1000 fastinter 250 downinter 500 rise 2 fall 2 \
+                            on-marked-down shutdown-sessions";
+
+/// Counts the moments, sampled every 50 ms across `proxies`, at which two servers would take
+/// writes: each HAProxy sends them to the first server of `servers` (its order in `listen`:
+/// the primary, then the backups) that is UP.
+struct WriterSampler {
+    dual: Arc<AtomicU32>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WriterSampler {
+    fn start(
+        proxies: Arc<Vec<Haproxy>>,
+        listen: &'static str,
+        servers: &'static [&'static str],
+    ) -> WriterSampler {
+        let dual = Arc::new(AtomicU32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dual2, stop2) = (dual.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            while !stop2.load(Ordering::Relaxed) {
+                let mut writers = std::collections::HashSet::new();
+                for h in proxies.iter() {
+                    for s in servers {
+                        if h.server(listen, s).await.status.starts_with("UP") {
+                            writers.insert(*s);
+                            break;
+                        }
+                    }
+                }
+                if writers.len() > 1 {
+                    dual2.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        WriterSampler { dual, stop, task }
+    }
+
+    /// Stops sampling; the moments with two writers.
+    async fn finish(self) -> u32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the sampler ran throughout");
+        self.dual.load(Ordering::Relaxed)
+    }
+}
+
+/// An application through each front port: a pooled writer and one connection per write,
+/// writer ids apart so that they share one table.
+fn apps_through(admin: mysql_async::Opts, fronts: &[u16]) -> Vec<App> {
+    fronts
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            App::start_with(
+                admin.clone(),
+                *f,
+                &[Mode::Pooled, Mode::PerQuery],
+                &[],
+                Duration::from_millis(50),
+                2 * i as u8,
+            )
+        })
+        .collect()
+}
+
+/// Stops the applications; every write they had acknowledged, in time order.
+async fn stop_apps(apps: Vec<App>) -> Vec<app::Ack> {
+    let mut acks = Vec::new();
+    for app in apps {
+        acks.extend(app.stop().await.acks.lock().unwrap().iter().copied());
+    }
+    acks.sort_by_key(|a| a.acked);
+    acks
+}
+
 /// Runs the real binary with `args` and the guard's own config file.
 fn replguard(args: &[&str], g: &Guard) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_replguard"))
@@ -396,7 +475,7 @@ async fn three_haproxies_never_see_two_writers() {
         let h = Haproxy::start(&format!(
             "listen mysql\n    bind 127.0.0.1:{front}\n    option httpchk GET /mysqlchk/\n    \
              http-check expect status 200\n    timeout check 1s\n    \
-             default-server inter 1000 fastinter 250 downinter 500 rise 2 fall 2 on-marked-down shutdown-sessions\n    \
+             {WRITE_TIMING}\n    \
              server a 127.0.0.1:{} check port {a_check} on-marked-up shutdown-backup-sessions\n    \
              server b 127.0.0.1:{} check port {} backup\n",
             a.port(),
@@ -409,44 +488,8 @@ async fn three_haproxies_never_see_two_writers() {
         fronts.push(front);
     }
     let proxies = Arc::new(proxies);
-    // Every 50 ms: which servers some HAProxy would send writes to (a when UP, else b when UP).
-    let dual = Arc::new(AtomicU32::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (proxies, dual, stop) = (proxies.clone(), dual.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let mut writers = std::collections::HashSet::new();
-                for h in proxies.iter() {
-                    let up = |s: &str| s.split(' ').next() == Some("UP");
-                    let (sa, sb) = (h.server("mysql", "a").await, h.server("mysql", "b").await);
-                    if up(&sa.status) {
-                        writers.insert("a");
-                    } else if up(&sb.status) {
-                        writers.insert("b");
-                    }
-                }
-                if writers.len() > 1 {
-                    dual.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
-    let apps: Vec<App> = fronts
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            App::start_from(
-                &a,
-                *f,
-                &[Mode::Pooled, Mode::PerQuery],
-                &[],
-                Duration::from_millis(50),
-                2 * i as u8,
-            )
-        })
-        .collect();
+    let sampler = WriterSampler::start(proxies.clone(), "mysql", &["a", "b"]);
+    let apps = apps_through(a.admin_opts(), &fronts);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // HAProxy 3 cut off from the primary's guard only: a DOWN there, and b stays DOWN (the
@@ -492,17 +535,11 @@ async fn three_haproxies_never_see_two_writers() {
         );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    sampler.await.expect("the sampler ran throughout");
-    let mut acks = Vec::new();
-    for app in apps {
-        acks.extend(app.stop().await.acks.lock().unwrap().iter().copied());
-    }
-    acks.sort_by_key(|a| a.acked);
+    let n = sampler.finish().await;
+    let acks = stop_apps(apps).await;
     let end = Instant::now();
     let overlapping =
         app::dual_writes(&acks, 1, 2, killed, back) + app::dual_writes(&acks, 2, 1, back, end);
-    let n = dual.load(Ordering::Relaxed);
     eprintln!("{} writes acknowledged", acks.len());
     assert_eq!(
         n, 0,
@@ -610,21 +647,6 @@ async fn a_killed_guard_is_replaced_only_after_its_lease_expires() {
     gb.stop().await;
 }
 
-/// A Galera instance block for a guard in writer group `gw` (`n1` the preferred writer).
-fn galera_block(dir: &std::path::Path, name: &str, port: u16, extra: &str) -> String {
-    let pw = common::mariadb::write_password_file(
-        dir,
-        &format!("{name}.password"),
-        common::mariadb::GUARD_PASSWORD,
-    );
-    format!(
-        "[[instance]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{}\"\n\
-         password_file = \"{}\"\npolicy = \"galera-writer\"\nwriter_group = \"gw\"\n{extra}\n",
-        common::mariadb::GUARD_USER,
-        pw.display()
-    )
-}
-
 /// Galera's single writer with the lease: three nodes, a guard on each (policy
 /// `galera-writer`), three HAProxies with the shipped galera-rw layout (n1, then n2 and n3 as
 /// `backup`) and an application writing through each. Only the holder's node is UP for writes
@@ -648,7 +670,13 @@ async fn galera_has_one_writer_across_three_haproxies() {
         };
         let port = node.port;
         let g = Guard::start(&globals(&etcd, &format!("g{}", i + 1)), |dir| {
-            galera_block(dir, &name, port, extra)
+            common::galera::instance_block(
+                dir,
+                &name,
+                port,
+                "galera-writer",
+                &format!("writer_group = \"gw\"\n{extra}"),
+            )
         })
         .await;
         guards.push(g);
@@ -685,8 +713,7 @@ async fn galera_has_one_writer_across_three_haproxies() {
             "listen galera-rw\n    bind 127.0.0.1:{front}\n    option httpchk\n    \
              http-check send meth GET uri /galera-writer\n    http-check expect status 200\n    \
              timeout check 1s\n    \
-             default-server inter 1000 fastinter 250 downinter 500 rise 2 fall 2 on-marked-down shutdown-sessions\n\
-             {servers}"
+             {WRITE_TIMING}\n{servers}"
         ))
         .await;
         h.wait_status("galera-rw", "n1", "UP", LIMIT).await;
@@ -694,43 +721,8 @@ async fn galera_has_one_writer_across_three_haproxies() {
         fronts.push(front);
     }
     let proxies = Arc::new(proxies);
-    // Every 50 ms: the node each HAProxy would send writes to (the first UP in server order).
-    let dual = Arc::new(AtomicU32::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (proxies, dual, stop) = (proxies.clone(), dual.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let mut writers = std::collections::HashSet::new();
-                for h in proxies.iter() {
-                    for n in ["n1", "n2", "n3"] {
-                        if h.server("galera-rw", n).await.status.starts_with("UP") {
-                            writers.insert(n);
-                            break;
-                        }
-                    }
-                }
-                if writers.len() > 1 {
-                    dual.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
-    let apps: Vec<App> = fronts
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            App::start_with(
-                cluster.nodes[0].admin_opts(),
-                *f,
-                &[Mode::Pooled, Mode::PerQuery],
-                &[],
-                Duration::from_millis(50),
-                2 * i as u8,
-            )
-        })
-        .collect();
+    let sampler = WriterSampler::start(proxies.clone(), "galera-rw", &["n1", "n2", "n3"]);
+    let apps = apps_through(cluster.nodes[0].admin_opts(), &fronts);
     tokio::time::sleep(Duration::from_secs(3)).await;
     for h in proxies.iter() {
         for n in ["n2", "n3"] {
@@ -809,16 +801,11 @@ async fn galera_has_one_writer_across_three_haproxies() {
         "n1 took the holder's released seqno: {events}"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    sampler.await.expect("the sampler ran throughout");
-    let mut acks = Vec::new();
-    for app in apps {
-        acks.extend(app.stop().await.acks.lock().unwrap().iter().copied());
-    }
+    let n = sampler.finish().await;
+    let acks = stop_apps(apps).await;
     // The donor of n1's IST desyncs: if that was the holder, the writes move once more (to
     // the third node) before n1 asks for them back. Each move has its quiet time.
     let close = app::close_changes(&acks, Duration::from_secs(1));
-    let n = dual.load(Ordering::Relaxed);
     eprintln!("galera: {} writes acknowledged", acks.len());
     assert_eq!(
         n, 0,

@@ -31,6 +31,21 @@ pub fn provider() -> PathBuf {
     panic!("libgalera_smm.so not found: apt-get install galera-4 (deploy/sandbox/install-deps.sh does it)");
 }
 
+/// A guard's `[[instance]]` block for a node on `port` with `policy` (and `extra` keys).
+pub fn instance_block(dir: &Path, name: &str, port: u16, policy: &str, extra: &str) -> String {
+    let pw = super::mariadb::write_password_file(
+        dir,
+        &format!("{name}.password"),
+        super::mariadb::GUARD_PASSWORD,
+    );
+    format!(
+        "[[instance]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{}\"\n\
+         password_file = \"{}\"\npolicy = \"{policy}\"\n{extra}\n",
+        super::mariadb::GUARD_USER,
+        pw.display()
+    )
+}
+
 const READY: Duration = Duration::from_secs(60);
 
 /// One Galera node.
