@@ -298,6 +298,14 @@ async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
         Some("1"),
         "the primary answers 200 only with the backup's writes applied"
     );
+    let start = Instant::now();
+    while etcd.get("/replguard/m0/released").await.is_some() {
+        assert!(
+            start.elapsed() < LIMIT,
+            "the applied position was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The operator's planned switchover, off the preferred writer: `replguard lease status`
     // names the holder, `lease handover` moves the writes to the backup, which applies the
@@ -818,4 +826,90 @@ async fn galera_has_one_writer_across_three_haproxies() {
     for g in guards {
         g.stop().await;
     }
+}
+
+/// A released position that can never be applied (here one from a GTID domain this server
+/// never had, as after a re-clone): the holder fails closed, `waiting to apply` it, and `lease
+/// status` says so; `replguard lease waive` with another position waives nothing; with the
+/// shown one it deletes the key and the holder answers 200, with an event saying an operator
+/// waived it. A position that is applied is deleted by the holder itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_waives_a_released_position_that_can_never_be_applied() {
+    let _serial = SERIAL.lock().await;
+    let (etcd, a) = tokio::join!(Etcd::start(1), MariaDb::start("lwa", 1));
+    let never = "7-7-1000";
+    etcd.put(
+        "/replguard/m0/released",
+        &format!("{{\"guard\":\"gb\",\"instance\":\"b\",\"position\":\"{never}\"}}"),
+    )
+    .await;
+    let ga = primary_guard(&etcd.toml_endpoints(), &a).await;
+    let waiting = ga
+        .wait_for("/primary", LIMIT, |r| {
+            r.body.contains(&format!(
+                "FAIL writer_lease waiting to apply {never} released by b (guard gb)"
+            ))
+        })
+        .await;
+    assert_eq!(waiting.status, 503, "{}", waiting.body);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ga.get("/primary").await.status, 503, "it keeps waiting");
+    let (code, out) = replguard(&["lease", "status"], &ga);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("released by b (guard gb) at {never}")),
+        "{out}"
+    );
+    let (code, out) = replguard(
+        &["lease", "waive", "--group", "m0", "--position", "7-7-999"],
+        &ga,
+    );
+    assert_eq!(code, Some(2), "another position waives nothing: {out}");
+    assert!(out.contains("not 7-7-999"), "{out}");
+    assert_eq!(ga.get("/primary").await.status, 503);
+    let (code, out) = replguard(
+        &["lease", "waive", "--group", "m0", "--position", never],
+        &ga,
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("waived {never} released by b (guard gb)")),
+        "{out}"
+    );
+    wait_status(&ga, "/primary", 200, "waived").await;
+    let events = ga.get("/events").await.body;
+    assert!(
+        events.contains("lease_waived") && events.contains(&format!("an operator waived {never}")),
+        "{events}"
+    );
+    assert_eq!(etcd.get("/replguard/m0/released").await, None);
+    let (code, out) = replguard(&["lease", "waive", "--group", "m0"], &ga);
+    assert_eq!(code, Some(1), "nothing left to waive: {out}");
+    assert!(out.contains("nothing to waive"), "{out}");
+
+    // A position the server has applied: the holder waits for nothing and deletes the key.
+    ga.stop().await;
+    a.exec("CREATE DATABASE w").await;
+    let mine = a
+        .query_value("SELECT @@gtid_binlog_pos")
+        .await
+        .expect("a position");
+    etcd.put(
+        "/replguard/m0/released",
+        &format!("{{\"guard\":\"gb\",\"instance\":\"b\",\"position\":\"{mine}\"}}"),
+    )
+    .await;
+    let ga = primary_guard(&etcd.toml_endpoints(), &a).await;
+    wait_status(&ga, "/primary", 200, "applied").await;
+    let start = Instant::now();
+    while etcd.get("/replguard/m0/released").await.is_some() {
+        assert!(
+            start.elapsed() < LIMIT,
+            "the holder never deleted the applied position"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = ga.get("/events").await.body;
+    assert!(!events.contains("lease_waived"), "{events}");
+    ga.stop().await;
 }

@@ -1,15 +1,16 @@
-//! `replguard lease status` and `replguard lease handover`: what etcd holds for each writer
-//! group of the config, and the operator's planned switchover (the holder stops answering 200,
-//! waits `handover_delay`, releases with its position; another instance of the group takes
-//! the lease once it passes; the one moved off neither takes it back nor asks for it while
-//! the request holds).
+//! `replguard lease status`, `replguard lease handover` and `replguard lease waive`: what etcd
+//! holds for each writer group of the config; the operator's planned switchover (the holder
+//! stops answering 200, waits `handover_delay`, releases with its position; another instance
+//! of the group takes the lease once it passes; the one moved off neither takes it back nor
+//! asks for it while the request holds); and the operator's escape when a released position
+//! can never be applied (a server re-cloned, a Galera cluster bootstrapped anew).
 
 use crate::config::coordination::Coordination;
 use crate::config::Config;
 use crate::lease::{connect, HandoverRequest, OPERATOR};
 use crate::snapshot::lease::{Holder, Released};
 use crate::units::{clock_time, fmt_duration};
-use etcd_client::{Client, PutOptions};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::time::{Duration, Instant};
 
 /// Why a lease command could not run.
@@ -26,6 +27,14 @@ pub enum LeaseError {
     Etcd(#[from] etcd_client::Error),
     #[error("group {0}: nobody holds the lease: there is nothing to hand over")]
     NoHolder(String),
+    #[error("group {0}: no released position: there is nothing to waive")]
+    NothingToWaive(String),
+    #[error("group {group}: the released position is {found}, not {asked}: nothing waived")]
+    OtherPosition {
+        group: String,
+        found: String,
+        asked: String,
+    },
 }
 
 impl LeaseError {
@@ -33,7 +42,9 @@ impl LeaseError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            LeaseError::NoCoordination { .. } | LeaseError::NoSuchGroup { .. }
+            LeaseError::NoCoordination { .. }
+                | LeaseError::NoSuchGroup { .. }
+                | LeaseError::OtherPosition { .. }
         )
     }
 }
@@ -110,11 +121,11 @@ pub async fn status(config: &Config, group: Option<&str>) -> Result<String, Leas
                 }
             });
         }
-        let released: Option<(Released, i64)> =
-            read(&mut client, format!("{}/{g}/released", c.prefix)).await?;
+        let released: Option<(Released, i64)> = read(&mut client, c.released_key(&g)).await?;
         if let Some((r, _)) = released {
             out.push_str(&format!(
-                "  released by {} (guard {}) at {}: the next holder applies it first\n",
+                "  released by {} (guard {}) at {}: the holder answers 200 once it has applied it \
+                 (replguard lease waive if it never can)\n",
                 r.instance, r.guard, r.position
             ));
         }
@@ -164,6 +175,50 @@ pub async fn handover(
         }
     }
     Ok((from.instance, None))
+}
+
+/// `replguard lease waive --group G [--position P]`: deletes the position the last holder
+/// released at (only if it is still `P`, when given), so that the holder stops waiting to apply
+/// it. For a position that can never be applied; the holder then takes writes without the
+/// previous holder's last ones. Returns what was waived.
+pub async fn waive(
+    config: &Config,
+    group: &str,
+    position: Option<&str>,
+) -> Result<Released, LeaseError> {
+    let c = coordination(config)?;
+    groups(config, Some(group))?;
+    let mut client = connect(c).await?;
+    let key = c.released_key(group);
+    let got = client.get(key.clone(), None).await?;
+    let Some(kv) = got.kvs().first() else {
+        return Err(LeaseError::NothingToWaive(group.to_string()));
+    };
+    let released: Released = serde_json::from_slice(kv.value()).unwrap_or(Released {
+        guard: String::new(),
+        instance: String::new(),
+        position: kv.value_str().unwrap_or("").to_string(),
+    });
+    if let Some(asked) = position {
+        if asked != released.position {
+            return Err(LeaseError::OtherPosition {
+                group: group.to_string(),
+                found: released.position,
+                asked: asked.to_string(),
+            });
+        }
+    }
+    let txn = Txn::new()
+        .when([Compare::mod_revision(
+            key.clone(),
+            CompareOp::Equal,
+            kv.mod_revision(),
+        )])
+        .and_then([TxnOp::delete(key, None)]);
+    if !client.txn(txn).await?.succeeded() {
+        return Err(LeaseError::NothingToWaive(group.to_string()));
+    }
+    Ok(released)
 }
 
 /// A `--hold` that cannot be used.

@@ -117,7 +117,8 @@ pub enum Command {
     /// writer group; `handover --group G` is the planned switchover (the holder stops answering
     /// 200, waits handover_delay and releases with its position; another instance takes over
     /// once it passes): exit 0 when done, 3 when not seen in time, 1 when etcd fails, 2 on a
-    /// usage error.
+    /// usage error; `waive --group G` lets the holder answer without the released position it
+    /// can never apply.
     Lease {
         #[command(subcommand)]
         action: LeaseAction,
@@ -149,6 +150,16 @@ pub enum LeaseAction {
         /// How long the instance moved off neither takes the lease back nor asks for it.
         #[arg(long, default_value = "10m", value_parser = lease::parse_hold)]
         hold: std::time::Duration,
+    },
+    /// Let the holder of `--group` answer without applying the position the previous holder
+    /// released at, when it never can (a server re-cloned, a cluster bootstrapped anew). The
+    /// writes the previous holder took after that position may be missing on the new writer.
+    Waive {
+        #[arg(long)]
+        group: String,
+        /// Waive only if the released position is still this one (as `lease status` shows).
+        #[arg(long)]
+        position: Option<String>,
     },
 }
 
@@ -364,7 +375,7 @@ pub async fn check(
     })
 }
 
-/// `replguard lease status` / `handover`.
+/// `replguard lease status` / `handover` / `waive`.
 pub async fn lease(config: &Config, action: &LeaseAction) -> Result<ExitCode, Failure> {
     let failed = |e: lease::LeaseError| {
         if e.is_usage() {
@@ -405,6 +416,17 @@ pub async fn lease(config: &Config, action: &LeaseAction) -> Result<ExitCode, Fa
                     Ok(ExitCode::from(3))
                 }
             }
+        }
+        LeaseAction::Waive { group, position } => {
+            let r = lease::waive(config, group, position.as_deref())
+                .await
+                .map_err(failed)?;
+            println!(
+                "{group}: waived {} released by {} (guard {}): the holder answers without it; \
+                 writes {} took after that position may be missing on the new writer",
+                r.position, r.instance, r.guard, r.instance
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -73,6 +73,12 @@ impl Coordination {
         format!("{}/{group}/writer", self.prefix)
     }
 
+    /// The etcd key a holder records its position in when it hands over; the next holder
+    /// applies it before it answers 200, then deletes it.
+    pub fn released_key(&self, group: &str) -> String {
+        format!("{}/{group}/released", self.prefix)
+    }
+
     /// The etcd key a preferred instance writes to ask for the lease back.
     pub fn handover_key(&self, group: &str) -> String {
         format!("{}/{group}/handover", self.prefix)

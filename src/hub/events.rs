@@ -64,6 +64,9 @@ pub enum Kind {
     LeaseHandedOver,
     /// The lease is gone without a release: etcd expired it or another holds the key.
     LeaseLost,
+    /// An operator waived the position the previous holder released at
+    /// (`replguard lease waive`): the holder answers without having applied it.
+    LeaseWaived,
     /// etcd cannot be reached (logged once per change), or can again.
     EtcdUnreachable,
     EtcdReachable,
@@ -83,6 +86,7 @@ impl Kind {
                 | Kind::GroupDegraded
                 | Kind::SemiSyncOff
                 | Kind::LeaseLost
+                | Kind::LeaseWaived
                 | Kind::EtcdUnreachable
         )
     }
@@ -110,6 +114,7 @@ impl Kind {
             Kind::LeaseReleased => "writer lease released",
             Kind::LeaseHandedOver => "writer lease handed over",
             Kind::LeaseLost => "writer lease lost",
+            Kind::LeaseWaived => "writer lease: released position waived",
             Kind::EtcdUnreachable => "etcd unreachable",
             Kind::EtcdReachable => "etcd reachable",
         }

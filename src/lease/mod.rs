@@ -7,8 +7,9 @@
 //!
 //! Keys, under `<etcd_prefix>/<group>/`: `writer` (the holder, attached to its guard's lease),
 //! `handover` (a preferred instance asking for the writes back, attached to its lease) and
-//! `released` (the position the last holder handed over at). Safety does not rest on this task
-//! being prompt: the check fences by time from the last keep-alive etcd acknowledged.
+//! `released` (the position the last holder handed over at: it stays until a holder has
+//! applied it, or an operator waives it with `replguard lease waive`). Safety does not rest on
+//! this task being prompt: the check fences by time from the last keep-alive etcd acknowledged.
 
 mod decide;
 
@@ -90,6 +91,9 @@ struct State {
     failures: u32,
     /// `etcd unreachable` was logged and `etcd reachable` has not been since.
     logged_unreachable: bool,
+    /// The revision of the `released` key behind `view.must_apply`: the key is deleted at that
+    /// revision once applied, and its deletion by anyone else is an operator's waiver.
+    released_rev: i64,
 }
 
 /// The value this instance writes into the writer key.
@@ -118,6 +122,7 @@ pub async fn run(task: LeaseTask, shutdown: CancellationToken) {
         last_polls: 0,
         failures: 0,
         logged_unreachable: false,
+        released_rev: 0,
     };
     // Keep-alives three times per TTL at least, and no rarer than the polls.
     let tick = (task.coordination.lease_ttl / 4).min(task.interval.max(Duration::from_millis(100)));
@@ -260,8 +265,14 @@ async fn step(task: &LeaseTask, state: &mut State, group: &str) -> Result<(), et
         );
     }
     state.view.holder = holder.clone();
+    if state.view.mine.is_none() {
+        state.view.must_apply = None;
+    }
 
     let snapshot = task.snapshots.borrow().clone();
+    if state.view.must_apply.is_some() {
+        settle_released(task, state, group, &snapshot).await?;
+    }
     let judge = task.judges.borrow().clone();
     let now = Instant::now();
     let subject = crate::policy::Subject {
@@ -419,27 +430,31 @@ async fn acquire(
         .await?
         .id();
     let key = c.writer_key(group);
-    let released_key = format!("{}/{group}/released", c.prefix);
+    let released_key = c.released_key(group);
     let value = serde_json::to_vec(&holder_value(task)).expect("serialises");
     let txn = Txn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
         .and_then([
             TxnOp::put(key, value, Some(PutOptions::new().with_lease(id))),
-            TxnOp::get(released_key.clone(), None),
-            TxnOp::delete(released_key, None),
+            TxnOp::get(released_key, None),
         ]);
     let r = client.txn(txn).await?;
     if !r.succeeded() {
         client.lease_revoke(id).await?;
         return Ok(());
     }
-    let released: Option<Released> = r.op_responses().into_iter().find_map(|op| match op {
+    let released: Option<(Released, i64)> = r.op_responses().into_iter().find_map(|op| match op {
         TxnOpResponse::Get(g) => g
             .kvs()
             .first()
-            .and_then(|kv| serde_json::from_slice(kv.value()).ok()),
+            .and_then(|kv| Some((serde_json::from_slice(kv.value()).ok()?, kv.mod_revision()))),
         _ => None,
     });
+    let (released, rev) = match released {
+        Some((r, rev)) => (Some(r), rev),
+        None => (None, 0),
+    };
+    state.released_rev = rev;
     let pair = client.lease_keep_alive(id).await?;
     state.writer = Some(Granted {
         id,
@@ -464,6 +479,54 @@ async fn acquire(
         },
     );
     drop_request(state).await?;
+    Ok(())
+}
+
+/// While the holder waits for the position its predecessor released at: once the sample shows
+/// it applied, deletes the `released` key (at the revision it took) and stops waiting; when the
+/// key is gone or rewritten without it, an operator waived the position
+/// (`replguard lease waive`): it stops waiting and records so.
+async fn settle_released(
+    task: &LeaseTask,
+    state: &mut State,
+    group: &str,
+    snapshot: &Snapshot,
+) -> Result<(), etcd_client::Error> {
+    let Some(released) = state.view.must_apply.clone() else {
+        return Ok(());
+    };
+    let key = task.coordination.released_key(group);
+    let client = state.client.as_mut().expect("connected");
+    let applied = snapshot
+        .sample
+        .as_ref()
+        .and_then(|s| s.outcome.as_ref().ok())
+        .is_some_and(|s| evidence::has_applied(s, &released.position));
+    if applied {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                state.released_rev,
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        client.txn(txn).await?;
+        state.view.must_apply = None;
+        return Ok(());
+    }
+    let now = client.get(key, None).await?;
+    let rev = now.kvs().first().map(|kv| kv.mod_revision());
+    if rev != Some(state.released_rev) {
+        state.view.must_apply = None;
+        record(
+            task,
+            Kind::LeaseWaived,
+            format!(
+                "an operator waived {} released by {} (guard {}): answering without it",
+                released.position, released.instance, released.guard
+            ),
+        );
+    }
     Ok(())
 }
 
@@ -493,7 +556,7 @@ async fn release(
             position,
         };
         ops.push(TxnOp::put(
-            format!("{}/{group}/released", c.prefix),
+            c.released_key(group),
             serde_json::to_vec(&released).expect("serialises"),
             None,
         ));

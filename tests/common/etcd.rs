@@ -165,6 +165,14 @@ impl Etcd {
         }
     }
 
+    /// Writes `value` at `key` (no lease), as an operator or an earlier guard would have.
+    pub async fn put(&self, key: &str, value: &str) {
+        let mut c = etcd_client::Client::connect(self.endpoints(), None)
+            .await
+            .expect("connect to etcd");
+        c.put(key, value, None).await.expect("put");
+    }
+
     /// The value of `key`, if any. Asks the members still running, retrying for a second: a
     /// request can land on a member that is restarting.
     pub async fn get(&self, key: &str) -> Option<String> {
