@@ -7,7 +7,7 @@
 
 use crate::config::coordination::Coordination;
 use crate::config::Config;
-use crate::lease::{connect, HandoverRequest, OPERATOR};
+use crate::lease::{connect_one, HandoverRequest, OPERATOR};
 use crate::snapshot::lease::{Holder, Released};
 use crate::units::{clock_time, fmt_duration};
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
@@ -90,7 +90,7 @@ async fn read<T: serde::de::DeserializeOwned>(
 /// `replguard lease status`: one paragraph per writer group.
 pub async fn status(config: &Config, group: Option<&str>) -> Result<String, LeaseError> {
     let c = coordination(config)?;
-    let mut client = connect(c).await?;
+    let mut client = connect_one(c, &mut 0).await?;
     let mut out = String::new();
     for g in groups(config, group)? {
         let holder: Option<(Holder, i64)> = read(&mut client, c.writer_key(&g)).await?;
@@ -146,7 +146,7 @@ pub async fn handover(
 ) -> Result<(String, Option<Holder>), LeaseError> {
     let c = coordination(config)?;
     groups(config, Some(group))?;
-    let mut client = connect(c).await?;
+    let mut client = connect_one(c, &mut 0).await?;
     let Some((from, _)) = read::<Holder>(&mut client, c.writer_key(group)).await? else {
         return Err(LeaseError::NoHolder(group.to_string()));
     };
@@ -188,7 +188,7 @@ pub async fn waive(
 ) -> Result<Released, LeaseError> {
     let c = coordination(config)?;
     groups(config, Some(group))?;
-    let mut client = connect(c).await?;
+    let mut client = connect_one(c, &mut 0).await?;
     let key = c.released_key(group);
     let got = client.get(key.clone(), None).await?;
     let Some(kv) = got.kvs().first() else {

@@ -22,8 +22,8 @@ use crate::snapshot::Snapshot;
 use crate::units::unix_ms;
 use decide::{decide, Action, Facts};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
-    TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp, TxnOpResponse,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -94,6 +94,8 @@ struct State {
     /// The revision of the `released` key behind `view.must_apply`: the key is deleted at that
     /// revision once applied, and its deletion by anyone else is an operator's waiver.
     released_rev: i64,
+    /// The etcd member in use (an index into `etcd_endpoints`), or the next to try.
+    endpoint: usize,
 }
 
 /// The value this instance writes into the writer key.
@@ -123,6 +125,7 @@ pub async fn run(task: LeaseTask, shutdown: CancellationToken) {
         failures: 0,
         logged_unreachable: false,
         released_rev: 0,
+        endpoint: 0,
     };
     // Keep-alives three times per TTL at least, and no rarer than the polls.
     let tick = (task.coordination.lease_ttl / 4).min(task.interval.max(Duration::from_millis(100)));
@@ -179,7 +182,10 @@ fn note_etcd(task: &LeaseTask, state: &mut State, error: Option<String>) {
             state.logged_unreachable = false;
         }
         Some(e) => {
-            state.client = None;
+            // The member in use failed: the next connection starts at the one after it.
+            if state.client.take().is_some() {
+                state.endpoint = (state.endpoint + 1) % task.coordination.endpoints.len().max(1);
+            }
             state.failures += 1;
             if state.failures < UNREACHABLE_AFTER {
                 return;
@@ -209,7 +215,7 @@ fn record(task: &LeaseTask, kind: Kind, reason: String) {
 /// One round: read etcd, decide, act.
 async fn step(task: &LeaseTask, state: &mut State, group: &str) -> Result<(), etcd_client::Error> {
     if state.client.is_none() {
-        state.client = Some(connect(&task.coordination).await?);
+        state.client = Some(connect_one(&task.coordination, &mut state.endpoint).await?);
     }
     let c = &task.coordination;
     // Renew first: the fence counts from the last acknowledged keep-alive.
@@ -569,7 +575,56 @@ async fn release(
     Ok(())
 }
 
-pub(crate) async fn connect(c: &Coordination) -> Result<Client, etcd_client::Error> {
+/// A client for one etcd member: the first, round robin from `next` on, that answers a
+/// linearizable read under the prefix (so it is up and in the quorum) within its share of a
+/// round. One member at a time, as etcd's own client does: a client balanced over every
+/// member sends requests to a dead one now and then (etcd-client #39), and a holder would
+/// then miss renewals while two members answer. `next` is left at the member to try after
+/// this one, so a round cut short still moves on; on success it names the member in use.
+pub(crate) async fn connect_one(
+    c: &Coordination,
+    next: &mut usize,
+) -> Result<Client, etcd_client::Error> {
+    let n = c.endpoints.len().max(1);
+    let share = c.lease_ttl / 4 / n as u32;
+    let mut last = None;
+    for i in 0..n {
+        let idx = (*next + i) % n;
+        *next = (idx + 1) % n;
+        let attempt = async {
+            let mut client = connect(c, &c.endpoints[idx..=idx]).await?;
+            client
+                .get(
+                    format!("{}/", c.prefix),
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                )
+                .await?;
+            Ok::<_, etcd_client::Error>(client)
+        };
+        match tokio::time::timeout(share, attempt).await {
+            Ok(Ok(client)) => {
+                *next = idx;
+                return Ok(client);
+            }
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => {
+                last = Some(etcd_client::Error::IoError(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{}: no answer within {}",
+                        c.endpoints[idx],
+                        crate::units::fmt_duration(share)
+                    ),
+                )))
+            }
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| etcd_client::Error::InvalidArgs("no etcd_endpoints configured".into())))
+}
+
+/// A client for `endpoints` with the section's timeouts, auth and TLS.
+async fn connect(c: &Coordination, endpoints: &[String]) -> Result<Client, etcd_client::Error> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(c.lease_ttl / 4)
         .with_timeout(c.lease_ttl / 4);
@@ -589,5 +644,5 @@ pub(crate) async fn connect(c: &Coordination) -> Result<Client, etcd_client::Err
         }
         options = options.with_tls(t);
     }
-    Client::connect(&c.endpoints, Some(options)).await
+    Client::connect(endpoints, Some(options)).await
 }
