@@ -1,6 +1,9 @@
 //! The writer lease in etcd (issue 25) on real parts: a three-member etcd cluster on loopback,
-//! MariaDB primary and backup in master-master, one guard per server. While the scenario runs
-//! a sampler asks both guards' writer checks every 50 ms: never may both answer 200 at once.
+//! MariaDB primary and backup in master-master, one guard per server, three HAProxies with an
+//! application writing and reading through each ([`Rig`]). While a scenario runs, who takes
+//! writes in every HAProxy is sampled every 50 ms (and, where the guards are in-process, both
+//! guards' writer checks): never two writers at once, never writes acknowledged by two servers
+//! in overlapping intervals, never a read that missed an acknowledged write.
 
 mod common;
 
@@ -10,6 +13,7 @@ use common::guard::{instance_block, Guard};
 use common::haproxy::{free_port, Haproxy};
 use common::mariadb::MariaDb;
 use common::relay::Relay;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,17 +138,19 @@ impl WriterSampler {
 }
 
 /// An application through each front port: a pooled writer and one connection per write,
-/// writer ids apart so that they share one table.
-fn apps_through(admin: mysql_async::Opts, fronts: &[u16]) -> Vec<App> {
+/// writer ids apart so that they share one table; with `reads`, a pooled reader and one
+/// connection per read on the same port too.
+fn apps_through(admin: mysql_async::Opts, fronts: &[u16], reads: bool) -> Vec<App> {
     fronts
         .iter()
         .enumerate()
         .map(|(i, f)| {
+            let read_ports: &[u16] = if reads { std::slice::from_ref(f) } else { &[] };
             App::start_with(
                 admin.clone(),
                 *f,
                 &[Mode::Pooled, Mode::PerQuery],
-                &[],
+                read_ports,
                 Duration::from_millis(50),
                 2 * i as u8,
             )
@@ -152,14 +158,132 @@ fn apps_through(admin: mysql_async::Opts, fronts: &[u16]) -> Vec<App> {
         .collect()
 }
 
-/// Stops the applications; every write they had acknowledged, in time order.
-async fn stop_apps(apps: Vec<App>) -> Vec<app::Ack> {
+/// Stops the applications; every write they had acknowledged and every read, in time order.
+async fn stop_apps(apps: Vec<App>) -> (Vec<app::Ack>, Vec<app::Read>) {
     let mut acks = Vec::new();
+    let mut reads = Vec::new();
     for app in apps {
-        acks.extend(app.stop().await.acks.lock().unwrap().iter().copied());
+        let log = app.stop().await;
+        acks.extend(log.acks.lock().unwrap().iter().copied());
+        reads.extend(log.reads.lock().unwrap().iter().cloned());
     }
     acks.sort_by_key(|a| a.acked);
-    acks
+    reads.sort_by_key(|r| r.started);
+    (acks, reads)
+}
+
+/// A change of writer the scenario caused: from `old` to `new` (`@@server_id`s) at `at`.
+type Move = (u32, u32, Instant);
+
+/// The issue's rig around the master-master pair a (server id 1) and b (2): three HAProxies
+/// (one per application host) with the shipped write port's check timing, HAProxy `i` checking
+/// a on `a_checks[i]` (its guard, or a link to it that can be cut) and b on `b_check`; an
+/// application writing and reading through each; who takes writes in every HAProxy sampled
+/// every 50 ms.
+struct Rig {
+    proxies: Arc<Vec<Haproxy>>,
+    sampler: WriterSampler,
+    apps: Vec<App>,
+    fronts: Vec<u16>,
+}
+
+impl Rig {
+    /// Starts once a's guard answers 200 (it holds the lease): a is UP in every HAProxy.
+    async fn start(a: &MariaDb, b: &MariaDb, a_checks: [u16; 3], b_check: u16) -> Rig {
+        let mut proxies = Vec::new();
+        let mut fronts = Vec::new();
+        for a_check in a_checks {
+            let front = free_port();
+            let h = Haproxy::start(&format!(
+                "listen mysql\n    bind 127.0.0.1:{front}\n    option httpchk GET /mysqlchk/\n    \
+                 http-check expect status 200\n    timeout check 1s\n    \
+                 {WRITE_TIMING}\n    \
+                 server a 127.0.0.1:{} check port {a_check} on-marked-up shutdown-backup-sessions\n    \
+                 server b 127.0.0.1:{} check port {b_check} backup\n",
+                a.port(),
+                b.port(),
+            ))
+            .await;
+            h.wait_status("mysql", "a", "UP", LIMIT).await;
+            proxies.push(h);
+            fronts.push(front);
+        }
+        let proxies = Arc::new(proxies);
+        let sampler = WriterSampler::start(proxies.clone(), "mysql", &["a", "b"]);
+        let apps = apps_through(a.admin_opts(), &fronts, true);
+        Rig {
+            proxies,
+            sampler,
+            apps,
+            fronts,
+        }
+    }
+
+    /// Waits until the writes of every application reach `server` after `since`.
+    async fn writes_reach(&self, server: u32, since: Instant) {
+        for app in &self.apps {
+            assert!(
+                app.first_ack_on(server, since, LIMIT).await.is_some(),
+                "writes never reached server {server}"
+            );
+        }
+    }
+
+    /// Writes acknowledged so far, across the applications.
+    fn acks(&self) -> Vec<app::Ack> {
+        self.apps.iter().flat_map(App::acks).collect()
+    }
+
+    /// Stops sampling and the applications and judges the run as the issue does: no sample
+    /// with two servers UP for writes across the HAProxies; no write acknowledged by the old
+    /// writer after the new one took its first, for each of `moves`; no change of writer
+    /// closer than the handover's quiet time (two writers interleave within milliseconds); no
+    /// read through any HAProxy that missed a write acknowledged before it began, but for
+    /// `excused` (what a primary that died acknowledged and never sent). Returns the writes.
+    async fn finish(self, moves: &[Move], excused: &HashSet<(u8, u64)>) -> Vec<app::Ack> {
+        let dual = self.sampler.finish().await;
+        let (acks, reads) = stop_apps(self.apps).await;
+        let end = Instant::now();
+        let overlapping: usize = moves
+            .iter()
+            .enumerate()
+            .map(|(i, (old, new, at))| {
+                let until = moves.get(i + 1).map_or(end, |m| m.2);
+                app::dual_writes(&acks, *old, *new, *at, until)
+            })
+            .sum();
+        let close = app::close_changes(&acks, Duration::from_secs(1));
+        let stale: Vec<_> = self
+            .fronts
+            .iter()
+            .flat_map(|f| app::stale_reads(&acks, &reads, *f, excused))
+            .collect();
+        eprintln!(
+            "{} writes acknowledged, {} reads through three HAProxies",
+            acks.len(),
+            reads.len()
+        );
+        assert_eq!(
+            dual, 0,
+            "{dual} samples with two servers UP for writes across the HAProxies"
+        );
+        assert_eq!(
+            overlapping, 0,
+            "writes acknowledged by two servers in overlapping intervals"
+        );
+        assert!(
+            close.is_empty(),
+            "writes moved between servers with less than the handover's quiet time: {close:?}"
+        );
+        assert!(
+            stale.is_empty(),
+            "{} reads missed writes acknowledged before they began: {:?}",
+            stale.len(),
+            stale.iter().take(3).collect::<Vec<_>>()
+        );
+        drop(self.proxies);
+        acks
+    }
 }
 
 /// Runs the real binary with `args` and the guard's own config file.
@@ -240,6 +364,7 @@ async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
     a.replicate_from(&b).await;
     a.exec("CREATE DATABASE app").await;
     a.exec("CREATE TABLE app.t (id INT PRIMARY KEY)").await;
+    a.exec(app::TABLE).await;
     b.wait_caught_up(&a).await;
 
     let ga = primary_guard(&etcd.toml_endpoints(), &a).await;
@@ -274,6 +399,8 @@ async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
         metrics.contains("replguard_writer_lease_held{group=\"m0\",instance=\"b\"} 0"),
         "{metrics}"
     );
+    let rig = Rig::start(&a, &b, [ga.addr.port(); 3], gb.addr.port()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Primary SIGKILL: its guard releases after two failing polls, the backup acquires and
     // answers 200 after handover_delay.
@@ -284,10 +411,13 @@ async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
     let r = gb.get("/backup").await;
     assert!(r.body.contains("ok writer_lease held since"), "{}", r.body);
     eprintln!("failover with the lease: {failover:?}");
+    rig.writes_reach(2, killed).await;
+    let excused = app::async_window(&rig.acks(), 1, killed, &app::rows_on(&b).await);
 
     // Failback: the primary returns, catches up, asks for the writes back; the backup stops
     // answering 200, waits, releases with its position; the primary answers once it applied it.
     b.exec("INSERT INTO app.t VALUES (1)").await;
+    let back = Instant::now();
     a.restart().await;
     a.exec("START SLAVE").await;
     wait_status(&ga, "/primary", 200, "failback").await;
@@ -306,6 +436,7 @@ async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    rig.writes_reach(1, back).await;
 
     // The operator's planned switchover, off the preferred writer: `replguard lease status`
     // names the holder, `lease handover` moves the writes to the backup, which applies the
@@ -314,6 +445,7 @@ async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.starts_with("m0: held by a (guard ga) since "), "{out}");
     a.exec("INSERT INTO app.t VALUES (2)").await;
+    let switched = Instant::now();
     let (code, out) = replguard(
         &["lease", "handover", "--group", "m0", "--hold", "30s"],
         &ga,
@@ -324,6 +456,7 @@ async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
         "{out}"
     );
     wait_status(&gb, "/backup", 200, "operator handover").await;
+    rig.writes_reach(2, switched).await;
     assert_eq!(
         b.query_value("SELECT COUNT(*) FROM app.t").await.as_deref(),
         Some("2"),
@@ -364,6 +497,11 @@ async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
     );
     let r = ga.get("/primary").await;
     assert_eq!(r.status, 503, "{}", r.body);
+    for h in rig.proxies.iter() {
+        h.wait_status("mysql", "b", "DOWN", LIMIT).await;
+    }
+    rig.finish(&[(1, 2, killed), (2, 1, back), (1, 2, switched)], &excused)
+        .await;
 
     ga.stop().await;
     gb.stop().await;
@@ -382,6 +520,8 @@ async fn a_holder_cut_off_from_etcd_stops_before_its_lease_can_expire() {
     b.exec("SET GLOBAL gtid_domain_id = 1").await;
     b.replicate_from(&a).await;
     a.replicate_from(&b).await;
+    a.exec("CREATE DATABASE app").await;
+    a.exec(app::TABLE).await;
     b.wait_caught_up(&a).await;
     // Guard a reaches etcd only through relays that can be cut.
     let mut relays = Vec::new();
@@ -397,6 +537,7 @@ async fn a_holder_cut_off_from_etcd_stops_before_its_lease_can_expire() {
     let gb = backup_guard(&etcd, &b).await;
     wait_status(&gb, "/backup", 503, "steady").await;
     let sampler = Sampler::start(ga.addr, gb.addr);
+    let rig = Rig::start(&a, &b, [ga.addr.port(); 3], gb.addr.port()).await;
 
     // One member killed: the lease lives on, the same writer.
     etcd.members[2].kill();
@@ -425,6 +566,11 @@ async fn a_holder_cut_off_from_etcd_stops_before_its_lease_can_expire() {
     );
     let events = ga.get("/events").await.body;
     assert!(!events.contains("lease_lost"), "{events}");
+    let acks = rig.acks();
+    assert!(
+        !acks.is_empty() && acks.iter().all(|a| a.server == 1),
+        "a member killed and a blip move no writes"
+    );
 
     // Guard a's connections to etcd hang: no keep-alive gets through.
     let cut = Instant::now();
@@ -445,8 +591,33 @@ async fn a_holder_cut_off_from_etcd_stops_before_its_lease_can_expire() {
         "the backup answered {since_cut:?} after the cut: before the TTL and handover_delay"
     );
     eprintln!("cut off: holder stopped after {stopped:?}, backup took over after {since_cut:?} ({took_over:?})");
+    // The TTL, handover_delay, and 3 s for polls, ticks and two loaded cores. Measured:
+    // 6.1-6.5 s.
+    assert!(
+        since_cut < Duration::from_secs(4 + 2 + 3),
+        "the backup answered {since_cut:?} after the cut: etcd with a member down delays it"
+    );
+    rig.writes_reach(2, cut).await;
+    // The backup keeps the writes: its primary is alive and writable, but the lease, not the
+    // `yield` check, orders the failback, and the primary's guard cannot ask for them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = gb.get("/backup").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("ok yield writer group m0: the writer lease orders the failback"),
+        "{}",
+        r.body
+    );
+    let events = gb.get("/events").await.body;
+    assert!(
+        !events.contains("lease_released") && !events.contains("etcd_unreachable"),
+        "with one of three etcd members down the backup's guard neither lost etcd nor let \
+         the writes go: {events}"
+    );
     let (both, samples) = sampler.finish().await;
     assert_eq!(both, 0, "two writers in {both} of {samples} samples");
+    rig.finish(&[(1, 2, cut)], &HashSet::new()).await;
     ga.stop().await;
     gb.stop().await;
 }
@@ -475,49 +646,30 @@ async fn three_haproxies_never_see_two_writers() {
     wait_status(&ga, "/primary", 200, "steady").await;
     // HAProxy 3 reaches the primary's guard through a link that can freeze.
     let link = Relay::start(ga.addr.port()).await;
-    let mut proxies = Vec::new();
-    let mut fronts = Vec::new();
-    for i in 0..3 {
-        let front = free_port();
-        let a_check = if i == 2 { link.port } else { ga.addr.port() };
-        let h = Haproxy::start(&format!(
-            "listen mysql\n    bind 127.0.0.1:{front}\n    option httpchk GET /mysqlchk/\n    \
-             http-check expect status 200\n    timeout check 1s\n    \
-             {WRITE_TIMING}\n    \
-             server a 127.0.0.1:{} check port {a_check} on-marked-up shutdown-backup-sessions\n    \
-             server b 127.0.0.1:{} check port {} backup\n",
-            a.port(),
-            b.port(),
-            gb.addr.port(),
-        ))
-        .await;
-        h.wait_status("mysql", "a", "UP", LIMIT).await;
-        proxies.push(h);
-        fronts.push(front);
-    }
-    let proxies = Arc::new(proxies);
-    let sampler = WriterSampler::start(proxies.clone(), "mysql", &["a", "b"]);
-    let apps = apps_through(a.admin_opts(), &fronts);
+    let port = ga.addr.port();
+    let rig = Rig::start(&a, &b, [port, port, link.port], gb.addr.port()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // HAProxy 3 cut off from the primary's guard only: a DOWN there, and b stays DOWN (the
     // lease is a's): that application waits, the others write to a.
     link.freeze(true);
-    proxies[2].wait_status("mysql", "a", "DOWN", LIMIT).await;
+    rig.proxies[2]
+        .wait_status("mysql", "a", "DOWN", LIMIT)
+        .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let s = proxies[2].server("mysql", "b").await;
+    let s = rig.proxies[2].server("mysql", "b").await;
     assert!(
         !s.status.starts_with("UP"),
         "b must not be UP for writes: {s:?}"
     );
     assert!(s.last_chk.contains("writer_lease held by a"), "{s:?}");
     link.freeze(false);
-    proxies[2].wait_status("mysql", "a", "UP", LIMIT).await;
+    rig.proxies[2].wait_status("mysql", "a", "UP", LIMIT).await;
 
     // The primary dies: every HAProxy moves to b; it comes back: every HAProxy moves back.
     let killed = Instant::now();
     a.kill();
-    for h in proxies.iter() {
+    for h in rig.proxies.iter() {
         h.wait_status("mysql", "b", "UP", LIMIT).await;
     }
     let failover = killed.elapsed();
@@ -526,42 +678,17 @@ async fn three_haproxies_never_see_two_writers() {
         failover < FAILOVER_BOUND,
         "b UP in every HAProxy {failover:?} after the kill (bound {FAILOVER_BOUND:?})"
     );
-    for app in &apps {
-        assert!(
-            app.first_ack_on(2, killed, LIMIT).await.is_some(),
-            "writes reach b"
-        );
-    }
+    rig.writes_reach(2, killed).await;
+    let excused = app::async_window(&rig.acks(), 1, killed, &app::rows_on(&b).await);
     a.restart().await;
     a.exec("START SLAVE").await;
     let back = Instant::now();
-    for (app, h) in apps.iter().zip(proxies.iter()) {
+    for h in rig.proxies.iter() {
         h.wait_status("mysql", "a", "UP", LIMIT).await;
-        assert!(
-            app.first_ack_on(1, back, LIMIT).await.is_some(),
-            "writes reach a again"
-        );
     }
+    rig.writes_reach(1, back).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let n = sampler.finish().await;
-    let acks = stop_apps(apps).await;
-    let end = Instant::now();
-    let overlapping =
-        app::dual_writes(&acks, 1, 2, killed, back) + app::dual_writes(&acks, 2, 1, back, end);
-    eprintln!("{} writes acknowledged", acks.len());
-    assert_eq!(
-        n, 0,
-        "{n} samples with two servers UP for writes across the HAProxies"
-    );
-    assert_eq!(
-        overlapping, 0,
-        "writes acknowledged by two servers in overlapping intervals"
-    );
-    let close = app::close_changes(&acks, Duration::from_secs(1));
-    assert!(
-        close.is_empty(),
-        "writes moved between servers with less than the handover's quiet time: {close:?}"
-    );
+    rig.finish(&[(1, 2, killed), (2, 1, back)], &excused).await;
     ga.stop().await;
     gb.stop().await;
 }
@@ -591,6 +718,8 @@ async fn a_killed_guard_is_replaced_only_after_its_lease_expires() {
     b.exec("SET GLOBAL gtid_domain_id = 1").await;
     b.replicate_from(&a).await;
     a.replicate_from(&b).await;
+    a.exec("CREATE DATABASE app").await;
+    a.exec(app::TABLE).await;
     b.wait_caught_up(&a).await;
     // Guard a is the real binary, so that it can be SIGKILLed.
     let dir = tempfile::tempdir().unwrap();
@@ -623,6 +752,8 @@ async fn a_killed_guard_is_replaced_only_after_its_lease_expires() {
     }
     let gb = backup_guard(&etcd, &b).await;
     wait_status(&gb, "/backup", 503, "steady").await;
+    let rig = Rig::start(&a, &b, [port; 3], gb.addr.port()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let both = Arc::new(AtomicU32::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -648,9 +779,11 @@ async fn a_killed_guard_is_replaced_only_after_its_lease_expires() {
         took >= Duration::from_secs(5),
         "the backup took over {took:?} after the kill: before the TTL (4s) and handover_delay (2s)"
     );
+    rig.writes_reach(2, killed).await;
     stop.store(true, Ordering::Relaxed);
     sampler.await.expect("the sampler ran throughout");
     assert_eq!(both.load(Ordering::Relaxed), 0);
+    rig.finish(&[(1, 2, killed)], &HashSet::new()).await;
     assert!(a.is_running(), "the primary itself lived throughout");
     gb.stop().await;
 }
@@ -730,7 +863,7 @@ async fn galera_has_one_writer_across_three_haproxies() {
     }
     let proxies = Arc::new(proxies);
     let sampler = WriterSampler::start(proxies.clone(), "galera-rw", &["n1", "n2", "n3"]);
-    let apps = apps_through(cluster.nodes[0].admin_opts(), &fronts);
+    let apps = apps_through(cluster.nodes[0].admin_opts(), &fronts, false);
     tokio::time::sleep(Duration::from_secs(3)).await;
     for h in proxies.iter() {
         for n in ["n2", "n3"] {
@@ -810,7 +943,7 @@ async fn galera_has_one_writer_across_three_haproxies() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let n = sampler.finish().await;
-    let acks = stop_apps(apps).await;
+    let (acks, _) = stop_apps(apps).await;
     // The donor of n1's IST desyncs: if that was the holder, the writes move once more (to
     // the third node) before n1 asks for them back. Each move has its quiet time.
     let close = app::close_changes(&acks, Duration::from_secs(1));

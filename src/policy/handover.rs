@@ -10,9 +10,30 @@ use super::verdict::{Check, Input, Level};
 use crate::snapshot::sample::{ServerState, ThreadState};
 use crate::units::fmt_duration;
 
+/// In a writer group the lease orders the hand-over, not these checks: the holder stops
+/// answering 200, waits `handover_delay`, releases at its position, and the next holder applies
+/// that position before it answers (`writer_lease`). Waiting here as well would deadlock: the
+/// holder keeps taking writes until the preferred writer asks, which it does only once its
+/// policy passes.
+fn lease_orders(input: &Input<'_>, name: &str) -> Option<Check> {
+    let view = input.snapshot.sample.as_ref()?.lease.as_ref()?;
+    Some(Check::fact(
+        name,
+        true,
+        format!(
+            "writer group {}: the writer lease orders the failback (the preferred writer asks \
+             for the writes back)",
+            view.group
+        ),
+    ))
+}
+
 /// The writer's `handover` line (see [`Rule::Handover`](super::Rule::Handover)).
 pub(super) fn handover_check(state: &ServerState, limits: &Limits, input: &Input<'_>) -> Check {
     const NAME: &str = "handover";
+    if let Some(c) = lease_orders(input, NAME) {
+        return c;
+    }
     if state.channels.is_empty() {
         return Check::fact(NAME, true, "none (no replica status)".to_string());
     }
@@ -122,6 +143,12 @@ pub(super) fn handover_check(state: &ServerState, limits: &Limits, input: &Input
 /// The backup's `yield` line (see [`Rule::Yield`](super::Rule::Yield)).
 pub(super) fn yield_check(limits: &Limits, input: &Input<'_>) -> Check {
     const NAME: &str = "yield";
+    // The returning primary cannot take writes before this server hands the lease over, so
+    // giving them back here would only leave nobody writing (its guard may be the one cut off
+    // from etcd).
+    if let Some(c) = lease_orders(input, NAME) {
+        return c;
+    }
     let window = limits.handover_delay.saturating_mul(2);
     let own = &input.snapshot.memory.own_writes;
     let recent = own

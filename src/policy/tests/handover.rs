@@ -65,6 +65,26 @@ fn polls(server: ServerState, seq: Vec<Poll>, start: Instant) -> Snapshot {
     s
 }
 
+/// `snap` with a lease view in its sample, as for an instance in writer group `m0`.
+fn in_writer_group(snap: &Snapshot) -> Snapshot {
+    let mut sample = (**snap.sample.as_ref().unwrap()).clone();
+    sample.lease = Some(crate::snapshot::lease::LeaseView {
+        group: "m0".into(),
+        holder: None,
+        mine: None,
+        handing_over: None,
+        must_apply: None,
+        etcd_error: None,
+        lease_ttl: Duration::from_secs(10),
+        fence_margin: Duration::from_secs(2),
+        handover_delay: Duration::from_secs(5),
+    });
+    Snapshot {
+        sample: Some(std::sync::Arc::new(sample)),
+        ..snap.clone()
+    }
+}
+
 fn line(v: &Verdict, name: &str) -> String {
     v.checks
         .iter()
@@ -247,6 +267,19 @@ fn mysql_handover_and_yield_judge_by_server_uuid() {
         line(&v, "handover").contains(&format!("not applied here yet (its own: {UB}:1-2)")),
         "{v:#?}"
     );
+    // In a writer group the lease orders it: the holder releases at its position and this
+    // server applies it before it answers (writer_lease), so handover does not wait too.
+    let v = eval_with(
+        &PolicySet::builtin(),
+        "primary",
+        &in_writer_group(&snap_a),
+        &delay,
+        start + Duration::from_secs(1),
+    );
+    assert!(
+        line(&v, "handover").starts_with("ok handover writer group m0: the writer lease orders"),
+        "{v:#?}"
+    );
     snap_a = step(
         snap_a,
         2,
@@ -285,6 +318,21 @@ fn mysql_handover_and_yield_judge_by_server_uuid() {
     );
     assert!(
         line(&v, "yield").starts_with("FAIL yield took writes 0s ago"),
+        "{v:#?}"
+    );
+
+    // The same backup in a writer group: the lease orders the failback, it keeps the writes
+    // until the preferred writer asks for them (the writer_lease line decides the rest).
+    let leased = in_writer_group(&snap_b);
+    let v = eval_with(
+        &PolicySet::builtin(),
+        "backup",
+        &leased,
+        &delay,
+        start + Duration::from_secs(1),
+    );
+    assert!(
+        line(&v, "yield").starts_with("ok yield writer group m0: the writer lease orders"),
         "{v:#?}"
     );
 }
