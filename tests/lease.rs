@@ -1042,6 +1042,14 @@ async fn an_operator_waives_a_released_position_that_can_never_be_applied() {
         "{events}"
     );
     assert_eq!(etcd.get("/replguard/m0/released").await, None);
+    // A one-shot check holds no lease: it never says an instance of a writer group may take
+    // writes, and names the holder instead.
+    let (code, out) = replguard(&["check", "--instance", "a"], &ga);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL writer_lease one-shot: only the running guard holds the lease; held by a (guard ga)"),
+        "{out}"
+    );
     let (code, out) = replguard(&["lease", "waive", "--group", "m0"], &ga);
     assert_eq!(code, Some(1), "nothing left to waive: {out}");
     assert!(out.contains("nothing to waive"), "{out}");

@@ -49,7 +49,11 @@ pub async fn once(
     }
     let (mut probe, mut source) =
         crate::poll::fleet::connections(config, inst, SourceReads::default());
-    let sample = poll::poll_once(&mut probe, &mut source, inst.maintenance_file.as_deref()).await;
+    let mut sample =
+        poll::poll_once(&mut probe, &mut source, inst.maintenance_file.as_deref()).await;
+    if let (Some(w), Some(c)) = (&inst.writer, &config.coordination) {
+        sample.lease = Some(crate::lease::outsider_view(&w.group, c).await);
+    }
     probe.close().await;
     source.close().await;
     let pending = config.state_dir.as_deref().and_then(|dir| {

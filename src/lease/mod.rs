@@ -58,6 +58,31 @@ pub fn initial_view(group: &str, c: &Coordination) -> LeaseView {
     }
 }
 
+/// What etcd holds for `group` as one that holds nothing sees it: the holder, or why it is not
+/// known. For a one-shot `replguard check`, which holds no lease and so never passes
+/// `writer_lease` (only the running guard can take writes for an instance in a writer group).
+pub async fn outsider_view(group: &str, c: &Coordination) -> LeaseView {
+    let mut view = initial_view(group, c);
+    let read = async {
+        let mut client = connect_one(c, &mut 0).await?;
+        let got = client.get(c.writer_key(group), None).await?;
+        Ok::<_, etcd_client::Error>(
+            got.kvs()
+                .first()
+                .and_then(|kv| serde_json::from_slice::<Holder>(kv.value()).ok()),
+        )
+    };
+    match tokio::time::timeout(c.lease_ttl / 2, read).await {
+        Ok(Ok(holder)) => {
+            view.holder = holder;
+            view.etcd_error = None;
+        }
+        Ok(Err(e)) => view.etcd_error = Some((e.to_string(), SystemTime::now())),
+        Err(_) => view.etcd_error = Some(("no answer".into(), SystemTime::now())),
+    }
+    view
+}
+
 /// Who asked for the writes to move (the value of `<prefix>/<group>/handover`): a preferred
 /// instance asking for them back (`from` empty), or an operator moving them off `from`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

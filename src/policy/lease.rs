@@ -18,7 +18,22 @@ pub(super) fn writer_lease_check(input: &Input<'_>) -> Option<Check> {
     }
     let sample = input.snapshot.sample.as_ref()?;
     let view = sample.lease.as_ref()?;
-    Some(judge(view, input.now, applied(input, view)))
+    let check = judge(view, input.now, applied(input, view));
+    if input.snapshot.one_shot {
+        // A one-shot check holds no lease: only the running guard can pass this line.
+        return Some(
+            Check::fact(
+                "writer_lease",
+                false,
+                format!(
+                    "one-shot: only the running guard holds the lease; {}",
+                    check.detail
+                ),
+            )
+            .with_fix("ask the running guard (its HTTP check) or replguard lease status"),
+        );
+    }
+    Some(check)
 }
 
 /// Whether the position the previous holder released at is applied here (`None`: nothing to
