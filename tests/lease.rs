@@ -428,14 +428,12 @@ async fn one_writer_across_failover_failback_a_switchover_and_an_etcd_outage() {
         Some("1"),
         "the primary answers 200 only with the backup's writes applied"
     );
-    let start = Instant::now();
-    while etcd.get("/replguard/m0/released").await.is_some() {
-        assert!(
-            start.elapsed() < LIMIT,
-            "the applied position was never deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    etcd.wait_gone(
+        "/replguard/m0/released",
+        LIMIT,
+        "the applied position was never deleted",
+    )
+    .await;
     rig.writes_reach(1, back).await;
 
     // The operator's planned switchover, off the preferred writer: `replguard lease status`
@@ -1068,14 +1066,12 @@ async fn an_operator_waives_a_released_position_that_can_never_be_applied() {
     .await;
     let ga = primary_guard(&etcd.toml_endpoints(), &a).await;
     wait_status(&ga, "/primary", 200, "applied").await;
-    let start = Instant::now();
-    while etcd.get("/replguard/m0/released").await.is_some() {
-        assert!(
-            start.elapsed() < LIMIT,
-            "the holder never deleted the applied position"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    etcd.wait_gone(
+        "/replguard/m0/released",
+        LIMIT,
+        "the holder never deleted the applied position",
+    )
+    .await;
     let events = ga.get("/events").await.body;
     assert!(!events.contains("lease_waived"), "{events}");
     ga.stop().await;

@@ -117,17 +117,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     fn view(mine: Option<Held>) -> LeaseView {
-        LeaseView {
-            group: "m0".into(),
-            holder: None,
-            mine,
-            handing_over: None,
-            must_apply: None,
-            etcd_error: None,
-            lease_ttl: Duration::from_secs(10),
-            fence_margin: Duration::from_secs(2),
-            handover_delay: Duration::from_secs(5),
-        }
+        LeaseView::for_tests(mine)
     }
 
     #[test]

@@ -80,3 +80,22 @@ impl LeaseView {
         self.fenced_at().is_some_and(|t| now < t)
     }
 }
+
+#[cfg(test)]
+impl LeaseView {
+    /// Group `m0` with `mine` as this instance's hold (TTL 10 s, fence 2 s, handover_delay 5 s),
+    /// etcd answering, nobody else named: the unit tests' starting view.
+    pub fn for_tests(mine: Option<Held>) -> LeaseView {
+        LeaseView {
+            group: "m0".into(),
+            holder: None,
+            mine,
+            handing_over: None,
+            must_apply: None,
+            etcd_error: None,
+            lease_ttl: Duration::from_secs(10),
+            fence_margin: Duration::from_secs(2),
+            handover_delay: Duration::from_secs(5),
+        }
+    }
+}

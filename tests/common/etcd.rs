@@ -173,6 +173,15 @@ impl Etcd {
         c.put(key, value, None).await.expect("put");
     }
 
+    /// Waits (up to `limit`) until `key` is gone; panics with `what` otherwise.
+    pub async fn wait_gone(&self, key: &str, limit: Duration, what: &str) {
+        let start = std::time::Instant::now();
+        while self.get(key).await.is_some() {
+            assert!(start.elapsed() < limit, "{key}: {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The value of `key`, if any. Asks the members still running, retrying for a second: a
     /// request can land on a member that is restarting.
     pub async fn get(&self, key: &str) -> Option<String> {

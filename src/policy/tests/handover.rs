@@ -68,17 +68,7 @@ fn polls(server: ServerState, seq: Vec<Poll>, start: Instant) -> Snapshot {
 /// `snap` with a lease view in its sample, as for an instance in writer group `m0`.
 fn in_writer_group(snap: &Snapshot) -> Snapshot {
     let mut sample = (**snap.sample.as_ref().unwrap()).clone();
-    sample.lease = Some(crate::snapshot::lease::LeaseView {
-        group: "m0".into(),
-        holder: None,
-        mine: None,
-        handing_over: None,
-        must_apply: None,
-        etcd_error: None,
-        lease_ttl: Duration::from_secs(10),
-        fence_margin: Duration::from_secs(2),
-        handover_delay: Duration::from_secs(5),
-    });
+    sample.lease = Some(crate::snapshot::lease::LeaseView::for_tests(None));
     Snapshot {
         sample: Some(std::sync::Arc::new(sample)),
         ..snap.clone()
