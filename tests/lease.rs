@@ -1076,3 +1076,61 @@ async fn an_operator_waives_a_released_position_that_can_never_be_applied() {
     assert!(!events.contains("lease_waived"), "{events}");
     ga.stop().await;
 }
+
+/// A holder that is still waiting for its predecessor's position took no writes; when it
+/// hands over (here the preferred writer asks for the writes back) it must leave that position
+/// for the next holder, not record its own: else the next holder could take writes without
+/// the predecessor's last ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_never_applied_its_predecessors_position_hands_that_position_on() {
+    let _serial = SERIAL.lock().await;
+    let (etcd, (a, b)) = tokio::join!(Etcd::start(1), async {
+        tokio::join!(MariaDb::start("lpa", 1), MariaDb::start("lpb", 2))
+    });
+    b.exec("SET GLOBAL gtid_domain_id = 1").await;
+    b.replicate_from(&a).await;
+    a.replicate_from(&b).await;
+    a.exec("CREATE DATABASE app").await;
+    b.wait_caught_up(&a).await;
+    let never = "7-7-1000";
+    etcd.put(
+        "/replguard/m0/released",
+        &format!("{{\"guard\":\"gx\",\"instance\":\"x\",\"position\":\"{never}\"}}"),
+    )
+    .await;
+    let waiting = format!("FAIL writer_lease waiting to apply {never} released by x (guard gx)");
+
+    // The backup's guard alone: it takes the free key and waits for x's position.
+    let gb = backup_guard(&etcd, &b).await;
+    let r = gb
+        .wait_for("/backup", LIMIT, |r| r.body.contains(&waiting))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+
+    // The preferred writer's guard asks for the writes back; the backup hands over.
+    let ga = primary_guard(&etcd.toml_endpoints(), &a).await;
+    let r = ga
+        .wait_for("/primary", LIMIT, |r| r.body.contains(&waiting))
+        .await;
+    assert_eq!(
+        r.status, 503,
+        "x's position survived the hand-over: {}",
+        r.body
+    );
+    let events = gb.get("/events").await.body;
+    assert!(events.contains("lease_handed_over"), "{events}");
+    let key = etcd.get("/replguard/m0/writer").await.expect("the key");
+    assert!(key.contains("\"instance\":\"a\""), "{key}");
+    let released = etcd.get("/replguard/m0/released").await.expect("kept");
+    assert!(released.contains(never), "{released}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ga.get("/primary").await.status, 503, "it keeps waiting");
+
+    let (code, out) = replguard(
+        &["lease", "waive", "--group", "m0", "--position", never],
+        &ga,
+    );
+    assert_eq!(code, Some(0), "{out}");
+    wait_status(&ga, "/primary", 200, "waived").await;
+    tokio::join!(ga.stop(), gb.stop());
+}

@@ -349,12 +349,24 @@ async fn step(task: &LeaseTask, state: &mut State, group: &str) -> Result<(), et
             state.view.handing_over = Some((now, SystemTime::now()));
         }
         Action::HandOver => {
-            let position = snapshot
-                .sample
-                .as_ref()
-                .and_then(|s| s.outcome.as_ref().ok())
-                .and_then(evidence::writer_position);
-            release(task, state, group, Some(position.unwrap_or_default())).await?;
+            // A holder still waiting for its predecessor's position took no writes: the
+            // `released` key keeps that position for the next holder (overwriting it with this
+            // one's would let the next holder skip the predecessor's last writes). Otherwise it
+            // records its own; while that is unknown it waits (a failing policy releases it).
+            let position = if state.view.must_apply.is_some() {
+                None
+            } else {
+                match snapshot
+                    .sample
+                    .as_ref()
+                    .and_then(|s| s.outcome.as_ref().ok())
+                    .and_then(evidence::writer_position)
+                {
+                    Some(p) => Some(p),
+                    None => return Ok(()),
+                }
+            };
+            release(task, state, group, position).await?;
             let why = if moved_off {
                 "an operator moved the writes off it (replguard lease handover)"
             } else {
