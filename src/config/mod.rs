@@ -89,7 +89,24 @@ pub struct Config {
     pub web: crate::config::web::WebSettings,
     /// The writer lease in etcd (`[coordination]`); `None`: each guard judges alone.
     pub coordination: Option<coordination::Coordination>,
+    /// Read pools (`[[pool]]`) that never empty: each member in at most one.
+    pub pools: Vec<PoolConfig>,
 }
+
+/// `[[pool]]`: replicas that serve one read pool. While fewer than `min_serving` members pass
+/// their policy, the least-lagged members that fail only on lag are admitted as degraded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Shown in check lines, `/status` and metric labels.
+    pub name: String,
+    /// Member instances' names, in config order (which breaks ties of equal lag).
+    pub instances: Vec<String>,
+    /// Members the pool keeps serving (default 2, as Vitess' `min_number_serving_vttablets`).
+    pub min_serving: usize,
+}
+
+/// `min_serving` when a pool does not set it.
+pub const DEFAULT_MIN_SERVING: usize = 2;
 
 /// One watched server.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +155,7 @@ impl InstanceConfig {
             policy: &self.policy,
             thresholds: &self.thresholds,
             judge_lease: true,
+            siblings: &[],
         }
     }
 }
@@ -347,6 +365,9 @@ const KNOWN_KEYS: &[&str] = &[
     "guard_name",
     "writer_group",
     "writer_preferred",
+    "pool",
+    "instances",
+    "min_serving",
 ];
 
 impl Config {
@@ -634,6 +655,8 @@ impl Config {
             instances.push(inst);
         }
 
+        let pools = resolve_pools(raw.pools, &names).map_err(|(k, m)| err(&k, m))?;
+
         let state_dir = match raw.state_dir {
             Some(dir) => {
                 let dir = base.join(dir);
@@ -653,6 +676,7 @@ impl Config {
             idle_timeout,
             web,
             coordination,
+            pools,
             path: path.to_path_buf(),
             listen,
             interval,
@@ -678,6 +702,74 @@ impl Config {
     pub fn instance(&self, name: &str) -> Option<&InstanceConfig> {
         self.instances.iter().find(|i| i.name == name)
     }
+}
+
+/// Validates `[[pool]]` sections: names as instance names are, members that exist, each
+/// instance in one pool at most, `min_serving` between 1 and the number of members.
+fn resolve_pools(
+    raw: Vec<raw::RawPool>,
+    instances: &HashSet<String>,
+) -> Result<Vec<PoolConfig>, (String, String)> {
+    let mut names = HashSet::new();
+    let mut member_of = std::collections::HashMap::new();
+    let mut pools = Vec::with_capacity(raw.len());
+    for (i, rp) in raw.into_iter().enumerate() {
+        let shown = display_name(&rp.name, i);
+        let at = |key: &str| format!("pool[{shown}].{key}");
+        if rp.name.is_empty()
+            || !rp
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err((
+                at("name"),
+                "use letters, digits, '.', '_' and '-' only (it appears in metric labels)".into(),
+            ));
+        }
+        if !names.insert(rp.name.clone()) {
+            return Err((at("name"), "duplicate pool name".into()));
+        }
+        if rp.instances.is_empty() {
+            return Err((at("instances"), "name the pool's instances".into()));
+        }
+        for m in &rp.instances {
+            if !instances.contains(m) {
+                return Err((at("instances"), format!("no instance named {m:?}")));
+            }
+            if let Some(other) = member_of.insert(m.clone(), rp.name.clone()) {
+                return Err((
+                    at("instances"),
+                    if other == rp.name {
+                        format!("{m} is named twice")
+                    } else {
+                        format!("{m} is already a member of pool {other}")
+                    },
+                ));
+            }
+        }
+        let min_serving = rp.min_serving.unwrap_or(DEFAULT_MIN_SERVING);
+        if min_serving == 0 || min_serving > rp.instances.len() {
+            return Err((
+                at("min_serving"),
+                format!(
+                    "{min_serving} is not between 1 and the pool's {} members{}",
+                    rp.instances.len(),
+                    if rp.min_serving.is_none() {
+                        " (the default is 2: set it)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        pools.push(PoolConfig {
+            name: rp.name,
+            instances: rp.instances,
+            min_serving,
+        });
+    }
+    Ok(pools)
 }
 
 /// Instance configs for tests of the readers.

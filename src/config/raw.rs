@@ -29,6 +29,17 @@ pub(super) struct RawConfig {
     pub(super) coordination: Option<super::coordination::RawCoordination>,
     #[serde(default, rename = "instance")]
     pub(super) instances: Vec<RawInstance>,
+    #[serde(default, rename = "pool")]
+    pub(super) pools: Vec<RawPool>,
+}
+
+/// `[[pool]]`: replicas that serve one read pool together.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPool {
+    pub(super) name: String,
+    pub(super) instances: Vec<String>,
+    pub(super) min_serving: Option<usize>,
 }
 
 /// `[web]`: the Prometheus exporters' web-config keys.

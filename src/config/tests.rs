@@ -372,3 +372,81 @@ fn coordination_is_checked_without_contacting_etcd() {
         "{e}"
     );
 }
+
+#[test]
+fn pools_name_existing_instances_each_in_one_pool() {
+    let d = Dir::new();
+    d.file("pw", "x", 0o600);
+    let three: String = ["r1", "r2", "r3"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!(
+                "[[instance]]\nname = \"{n}\"\nport = {}\nuser = \"u\"\npassword_file = \"pw\"\n",
+                3310 + i
+            )
+        })
+        .collect();
+    let c = d
+        .parse(&format!(
+            "{three}[[pool]]\nname = \"reads\"\ninstances = [\"r1\", \"r2\", \"r3\"]\n"
+        ))
+        .unwrap();
+    assert_eq!(
+        c.pools,
+        vec![PoolConfig {
+            name: "reads".into(),
+            instances: vec!["r1".into(), "r2".into(), "r3".into()],
+            min_serving: DEFAULT_MIN_SERVING,
+        }]
+    );
+    assert!(d.parse(&three).unwrap().pools.is_empty());
+    let refused = |pools: &str| {
+        d.parse(&format!("{three}{pools}"))
+            .expect_err("refused")
+            .to_string()
+    };
+    for (pools, want) in [
+        (
+            "[[pool]]\nname = \"p\"\ninstances = [\"r1\", \"r9\"]\n",
+            "pool[p].instances: no instance named \"r9\"",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\ninstances = [\"r1\", \"r2\"]\n\
+             [[pool]]\nname = \"q\"\ninstances = [\"r2\", \"r3\"]\n",
+            "pool[q].instances: r2 is already a member of pool p",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\ninstances = [\"r1\", \"r1\"]\n",
+            "r1 is named twice",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\ninstances = [\"r1\"]\n",
+            "pool[p].min_serving: 2 is not between 1 and the pool's 1 members (the default is 2: set it)",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\ninstances = [\"r1\", \"r2\"]\nmin_serving = 0\n",
+            "pool[p].min_serving: 0 is not between 1",
+        ),
+        (
+            "[[pool]]\nname = \"p q\"\ninstances = [\"r1\", \"r2\"]\n",
+            "pool[p q].name: use letters",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\ninstances = [\"r1\", \"r2\"]\n\
+             [[pool]]\nname = \"p\"\ninstances = [\"r3\"]\nmin_serving = 1\n",
+            "duplicate pool name",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\ninstances = []\n",
+            "pool[p].instances: name the pool's instances",
+        ),
+        (
+            "[[pool]]\nname = \"p\"\ninstances = [\"r1\", \"r2\"]\nmin_servng = 1\n",
+            "min_servng",
+        ),
+    ] {
+        let e = refused(pools);
+        assert!(e.contains(want), "{pools}: {e}");
+    }
+}

@@ -5,6 +5,7 @@
 //! Reading a snapshot clones an `Arc` out of a `watch` channel; nothing here waits on MySQL or
 //! holds a lock across an `.await`.
 
+pub mod across;
 pub mod events;
 pub mod metrics;
 
@@ -27,6 +28,8 @@ pub struct Watched {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Its position among the hub's instances: a small key for per-instance state of readers.
     index: usize,
+    /// Its pool (`[[pool]]`) and its place among the pool's members.
+    pool: Option<(usize, usize)>,
 }
 
 impl Watched {
@@ -115,6 +118,8 @@ pub struct Hub {
     instances: Vec<Watched>,
     judge: Arc<Judge>,
     shared: Shared,
+    /// The read pools over the instances (see [`Hub::with_pools`]).
+    pools: Vec<across::Pool>,
 }
 
 impl Hub {
@@ -131,12 +136,14 @@ impl Hub {
                 config,
                 snapshot,
                 index,
+                pool: None,
             })
             .collect();
         Hub {
             instances,
             judge,
             shared,
+            pools: Vec::new(),
         }
     }
 

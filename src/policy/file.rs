@@ -115,6 +115,10 @@ pub enum Rule {
     /// etcd (confirmed, past `handover_delay`, not handing over). Says nothing for an instance
     /// in no writer group.
     WriterLease,
+    /// The checklist on a guard that watches other replicas of the same source: this replica
+    /// has received every transaction any of them has (received ∪ executed, as GTIDs). Not
+    /// judged when the guard watches no sibling.
+    MostAdvanced,
 }
 
 /// Thresholds a policy file sets and an instance or a request may override.
@@ -414,5 +418,6 @@ pub(super) fn rule_name(rule: Rule) -> &'static str {
         Rule::SemiSync => "semi_sync",
         Rule::SemiSyncWait => "semi_sync_wait",
         Rule::WriterLease => "writer_lease",
+        Rule::MostAdvanced => "most_advanced",
     }
 }

@@ -6,6 +6,7 @@
 use super::file::Thresholds;
 use super::limits::Limits;
 use super::set::PolicySet;
+use super::siblings::Sibling;
 use super::verdict::{Freshness, Input, Verdict};
 use crate::snapshot::Snapshot;
 use std::sync::Arc;
@@ -21,6 +22,9 @@ pub struct Subject<'a> {
     /// Judge `writer_lease` (HAProxy's question); false: does the policy pass without it (the
     /// lease task's question before it acquires or keeps the lease).
     pub judge_lease: bool,
+    /// The other replicas of its source this guard watches, as last sampled: what
+    /// `most_advanced` compares with. Empty where the reader does not look (and for the lease).
+    pub siblings: &'a [Sibling<'a>],
 }
 
 /// The policies and the freshness bound every verdict of one config is given by.
@@ -78,6 +82,7 @@ impl Judge {
                 request,
                 now,
                 judge_lease: subject.judge_lease,
+                siblings: subject.siblings,
             },
         )
     }

@@ -20,7 +20,10 @@
 //! - `group`: the `gr_primary` and `gr_secondary` rules (Group Replication);
 //! - [`evidence`]: the source comparison (missing and errant transactions) behind the
 //!   checklist, the backup gate's errant check and the memory newer readings void;
-//! - [`promotion`]: the checklist's prerequisites and printed steps.
+//! - [`promotion`]: the checklist's prerequisites and printed steps;
+//! - [`siblings`]: `most_advanced`, the checklist's comparison with the other replicas of the
+//!   same source a central guard watches;
+//! - [`pool`]: pools that never empty (`min_serving`): who is admitted as degraded.
 
 mod channel;
 pub mod evidence;
@@ -32,11 +35,13 @@ mod judge;
 mod lag;
 mod lease;
 pub mod limits;
+pub mod pool;
 pub mod promotion;
 pub mod render;
 mod rules;
 mod semisync;
 pub mod set;
+pub mod siblings;
 mod source;
 pub mod verdict;
 
@@ -44,6 +49,7 @@ pub use file::{line_of, Body, Policy, Rule, Thresholds};
 pub use judge::{Judge, Subject};
 pub use limits::Limits;
 pub use set::PolicySet;
+pub use siblings::Sibling;
 pub use verdict::{Freshness, Verdict};
 #[cfg(test)]
 pub(crate) use {

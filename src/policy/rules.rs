@@ -12,6 +12,7 @@ use super::lease::writer_lease_check;
 use super::limits::Limits;
 use super::promotion;
 use super::semisync::{semi_sync_check, semi_sync_wait_check};
+use super::siblings;
 use super::source::{peer_check, source_check};
 use super::verdict::{on_off, Check, Freshness, Input, Level};
 
@@ -145,6 +146,7 @@ fn run_rule(rule: Rule, limits: &Limits, input: &Input<'_>, out: &mut Vec<Check>
                 out.push(stall_check(ch, limits, input));
             }
         }
+        Rule::MostAdvanced => out.push(siblings::most_advanced(state, input.siblings)),
         Rule::Galera => out.extend(galera_checks(state, limits)),
         Rule::GrPrimary => out.extend(group_checks(state, limits, true)),
         Rule::GrSecondary => out.extend(group_checks(state, limits, false)),

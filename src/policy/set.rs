@@ -94,6 +94,30 @@ impl PolicySet {
         self.position(name).map(|i| &self.policies[i])
     }
 
+    /// Whether policy `name` (or any policy it picks by role) runs `rule`: readers gather what
+    /// only some rules read (a sibling's state for `most_advanced`) only for those.
+    pub fn uses(&self, name: &str, rule: super::file::Rule) -> bool {
+        match self.get(name).map(|p| &p.body) {
+            Some(Body::Checks { rules, .. }) => rules.contains(&rule),
+            Some(Body::ByRole {
+                when_writable,
+                when_read_only,
+                when_galera,
+                when_group_primary,
+                when_group_secondary,
+            }) => [when_writable, when_read_only]
+                .into_iter()
+                .chain(when_galera)
+                .chain(when_group_primary)
+                .chain(when_group_secondary)
+                .any(|t| match self.get(t).map(|p| &p.body) {
+                    Some(Body::Checks { rules, .. }) => rules.contains(&rule),
+                    _ => false,
+                }),
+            None => false,
+        }
+    }
+
     /// Where policy `name` stands among [`PolicySet::names`]: a small key for caches.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.search(name).ok()

@@ -37,6 +37,7 @@ fn eval_with(
                 policy,
                 thresholds: overrides,
                 judge_lease: true,
+                siblings: &[],
             },
             snapshot,
             None,

@@ -25,6 +25,8 @@ pub struct Input<'a> {
     /// Whether `writer_lease` is judged (the lease task asks whether a policy passes without
     /// it).
     pub judge_lease: bool,
+    /// Other replicas of the same source, for `most_advanced`.
+    pub siblings: &'a [super::siblings::Sibling<'a>],
 }
 
 /// Whether a snapshot's sample is fresh at a moment: decided by [`Judge::freshness`]

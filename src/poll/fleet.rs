@@ -173,7 +173,8 @@ impl Fleet {
                 .collect(),
             judge,
             self.shared.clone(),
-        );
+        )
+        .with_pools(&config.pools);
         self.hubs.send_replace(Arc::new(hub));
         changes
     }

@@ -2,7 +2,8 @@
 //! state, so HAProxy can weigh replicas by freshness and drain them for maintenance.
 //!
 //! Replies `up ready N%` (N = 100 up to `soft_lag`, falling linearly to a floor as lag nears
-//! `max_lag`), `drain` in maintenance, `down #<reason>` when the `replica` policy fails. Every
+//! `max_lag`; 1% for a member its pool admits as degraded), `drain` in maintenance,
+//! `down #<reason>` when the `replica` policy fails. Every
 //! healthy reply says `ready`, because HAProxy keeps an agent-set drain until told so. Answers
 //! from snapshots, like HTTP: never touches MySQL.
 
@@ -17,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The weight a replica keeps however close it lags to `max_lag`, while it still passes.
 pub const WEIGHT_FLOOR: u32 = 10;
+/// The weight of a replica its pool admits as degraded (`min_serving`): below any that passes.
+pub const DEGRADED_WEIGHT: u32 = 1;
 /// How long to wait for `agent-send` when several instances are configured.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest `agent-send` line: an instance name or a port is short. A client sending more
@@ -162,15 +165,15 @@ pub fn reply_for(hub: &Hub, w: &Watched, now: Instant) -> String {
         };
         return galera_line(&verdict, g.recv_queue, &limits);
     }
-    let Some(verdict) = judge.evaluate(
-        subject,
-        &snapshot,
-        Some("replica"),
-        &Thresholds::default(),
-        now,
-    ) else {
+    let Some(judged) = hub.evaluate(w, &snapshot, Some("replica"), &Thresholds::default(), now)
+    else {
         return "down #no replica policy".to_string();
     };
+    if judged.degraded {
+        // Admitted by its pool only because too few members pass: the least share of traffic.
+        return format!("up ready {DEGRADED_WEIGHT}%");
+    }
+    let verdict = judged.verdict;
     let worst = snapshot
         .sample
         .as_ref()

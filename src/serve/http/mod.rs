@@ -209,8 +209,8 @@ fn check_answer(
         return respond_with(a.status, a.reason, content_type, a.body);
     }
     let snapshot = watched.latest();
-    let Some(verdict) = hub.judge().evaluate(
-        watched.config.subject(),
+    let Some(judged) = hub.evaluate(
+        watched,
         &snapshot,
         policy.map(|(_, name)| name),
         &key.thresholds,
@@ -220,6 +220,7 @@ fn check_answer(
         // at startup. Either way, say what was asked.
         return unknown_policy(hub, policy.map_or(&watched.config.policy, |(_, n)| n));
     };
+    let verdict = judged.verdict;
     let (status, reason) = if verdict.healthy {
         (StatusCode::OK, None)
     } else {
@@ -236,6 +237,16 @@ fn check_answer(
         body: Bytes::from(body),
     };
     let freshness = hub.judge().freshness(&snapshot, now);
+    // A verdict that read other instances' snapshots (a pool's, siblings') is not cached with
+    // this one's: theirs may change first.
+    if !judged.alone {
+        return respond_with(
+            rendered.status,
+            rendered.reason,
+            content_type,
+            rendered.body,
+        );
+    }
     answers.put(
         key,
         Answer {

@@ -47,6 +47,11 @@ struct PolicyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LeaseLabels {
     group: String,
     instance: String,
@@ -382,6 +387,43 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
         "1 when the instance passes the policy now (what a check would answer 200 to)",
         healthy,
     );
+    let pool_members = Family::<PoolLabels, Gauge>::default();
+    let pool_healthy = Family::<PoolLabels, Gauge>::default();
+    let pool_degraded = Family::<PoolLabels, Gauge>::default();
+    let pool_min = Family::<PoolLabels, Gauge>::default();
+    for h in hub.pools(now) {
+        let l = PoolLabels {
+            pool: h.config.name.clone(),
+        };
+        pool_members
+            .get_or_create(&l)
+            .set(h.standing.members as i64);
+        pool_healthy
+            .get_or_create(&l)
+            .set(h.standing.healthy as i64);
+        pool_degraded
+            .get_or_create(&l)
+            .set(h.standing.admitted.len() as i64);
+        pool_min
+            .get_or_create(&l)
+            .set(h.standing.min_serving as i64);
+    }
+    registry.register(
+        "pool_members",
+        "Members of the read pool ([[pool]])",
+        pool_members,
+    );
+    registry.register(
+        "pool_healthy",
+        "Members of the pool that pass their own policy",
+        pool_healthy,
+    );
+    registry.register(
+        "pool_degraded",
+        "Members the pool admits as degraded (failing only on lag) to keep min_serving",
+        pool_degraded,
+    );
+    registry.register("pool_min_serving", "The pool's min_serving", pool_min);
     hub.metrics().register(&mut registry);
 
     let mut out = String::new();

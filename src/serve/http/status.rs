@@ -98,6 +98,26 @@ pub struct PolicyVerdict {
     pub failing: Option<String>,
 }
 
+/// One `[[pool]]` in `/status`.
+#[derive(Serialize)]
+pub struct PoolStatus<'a> {
+    pub name: &'a str,
+    pub members: Vec<&'a str>,
+    pub min_serving: usize,
+    /// Members that pass their own policy.
+    pub healthy: usize,
+    /// Healthy members and those admitted as degraded.
+    pub serving: usize,
+    /// Members admitted as degraded (failing only on lag), least behind first.
+    pub degraded: Vec<Degraded<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct Degraded<'a> {
+    pub instance: &'a str,
+    pub lag_s: f64,
+}
+
 /// The `/status` document for all instances.
 pub fn status(hub: &Hub, now: Instant) -> String {
     let instances = hub.instances();
@@ -172,11 +192,35 @@ pub fn status(hub: &Hub, now: Instant) -> String {
     #[derive(Serialize)]
     struct Doc<'a> {
         instances: Vec<InstanceStatus<'a>>,
+        /// Each `[[pool]]`'s health by its members' own policies.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pools: Vec<PoolStatus<'a>>,
         /// The latest config reload (SIGHUP); `null` until the first.
         last_reload: Option<crate::hub::Reload>,
     }
+    let pools = hub
+        .pools(now)
+        .into_iter()
+        .map(|h| PoolStatus {
+            name: &h.config.name,
+            members: h.config.instances.iter().map(String::as_str).collect(),
+            min_serving: h.config.min_serving,
+            healthy: h.standing.healthy,
+            serving: h.standing.serving(),
+            degraded: h
+                .standing
+                .admitted
+                .iter()
+                .map(|&(at, lag)| Degraded {
+                    instance: &h.config.instances[at],
+                    lag_s: lag.as_secs_f64(),
+                })
+                .collect(),
+        })
+        .collect();
     serde_json::to_string_pretty(&Doc {
         instances: entries,
+        pools,
         last_reload: hub.shared().reload.last(),
     })
     .expect("status serialises")
