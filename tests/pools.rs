@@ -5,9 +5,11 @@
 mod common;
 
 use common::guard::{agent, instance_block, Guard, FAST};
+use common::haproxy::{free_port, Haproxy};
 use common::mariadb::MariaDb;
 use mysql_async::prelude::Queryable;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(40);
 
@@ -56,6 +58,55 @@ fn writer(
     (task, stop)
 }
 
+/// What the reading application saw: each read's moment and server_id, or its error.
+type Reads = Arc<Mutex<Vec<(Instant, Result<u32, String>)>>>;
+
+/// An application reading `@@server_id` through HAProxy every 50 ms on a new connection each
+/// time (a pooled connection would stay where it landed).
+fn reader(
+    via: mysql_async::Opts,
+    port: u16,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio_util::sync::CancellationToken,
+    Reads,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reads: Reads = Arc::default();
+    let (token, log) = (stop.clone(), reads.clone());
+    let opts = mysql_async::OptsBuilder::from_opts(via).tcp_port(port);
+    let task = tokio::spawn(async move {
+        while !token.is_cancelled() {
+            let once = async {
+                let mut c = mysql_async::Conn::new(opts.clone()).await?;
+                let id: Option<u32> = c.query_first("SELECT @@server_id").await?;
+                c.disconnect().await?;
+                Ok::<_, mysql_async::Error>(id.unwrap_or(0))
+            };
+            let r = tokio::time::timeout(Duration::from_secs(2), once).await;
+            let r = match r {
+                Ok(Ok(id)) => Ok(id),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".into()),
+            };
+            log.lock().unwrap().push((Instant::now(), r));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    (task, stop, reads)
+}
+
+/// The server_ids read since `since`.
+fn landed(reads: &Reads, since: Instant) -> std::collections::BTreeSet<u32> {
+    reads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(at, _)| *at >= since)
+        .filter_map(|(_, r)| r.as_ref().ok().copied())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_admits_its_least_lagged_members_and_never_a_broken_one() {
     let (primary, r1, r2, r3) = tokio::join!(
@@ -85,6 +136,30 @@ async fn a_pool_admits_its_least_lagged_members_and_never_a_broken_one() {
         })
         .await;
     }
+    // HAProxy's read farm checks each member (fast timing, so the test is short) and the
+    // application reads through it all along: the pool must never leave it without a server.
+    let ro = free_port();
+    let servers: String = [("r1", &r1), ("r2", &r2), ("r3", &r3)]
+        .iter()
+        .map(|(name, db)| {
+            format!(
+                "    server {name} 127.0.0.1:{} check addr 127.0.0.1 port {}\n",
+                db.port(),
+                g.addr.port()
+            )
+        })
+        .collect();
+    let h = Haproxy::start(&format!(
+        "listen ro\n    bind 127.0.0.1:{ro}\n    balance roundrobin\n    option httpchk\n    \
+         http-check send meth GET uri-lf /replica?instance=%[srv_name]\n    \
+         http-check expect status 200\n    default-server inter 200 rise 1 fall 1 \
+         on-marked-down shutdown-sessions\n{servers}"
+    ))
+    .await;
+    for name in ["r1", "r2", "r3"] {
+        h.wait_status("ro", name, "UP", LIMIT).await;
+    }
+    let (rt, rstop, reads) = reader(r1.admin_opts(), ro);
     let status = g.status().await;
     let pool = &status["pools"][0];
     assert_eq!(pool["name"], "reads", "{status}");
@@ -159,6 +234,20 @@ async fn a_pool_admits_its_least_lagged_members_and_never_a_broken_one() {
     let r = g.get("/replica?instance=r2").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(g.get("/replica?instance=r1").await.status, 503);
+    // HAProxy agrees: the two least behind stay UP, and reads land on them only.
+    h.wait_status("ro", "r1", "DOWN", LIMIT).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for name in ["r2", "r3"] {
+        let s = h.server("ro", name).await;
+        assert!(s.status.starts_with("UP"), "{name}: {s:?}");
+    }
+    let since = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        landed(&reads, since),
+        [3, 4].into(),
+        "reads go to r2 and r3"
+    );
 
     // A broken one (its SQL thread stopped) is never admitted, however little it lags: the
     // two lagging ones are.
@@ -192,6 +281,21 @@ async fn a_pool_admits_its_least_lagged_members_and_never_a_broken_one() {
     }
     stop.cancel();
     w.await.expect("writer");
+    rstop.cancel();
+    rt.await.expect("reader");
+    let reads = reads.lock().unwrap().clone();
+    let failed: Vec<_> = reads.iter().filter(|(_, r)| r.is_err()).collect();
+    eprintln!(
+        "{} reads through HAProxy, {} failed",
+        reads.len(),
+        failed.len()
+    );
+    assert!(reads.len() > 50, "the application read: {}", reads.len());
+    assert!(
+        failed.is_empty(),
+        "the pool emptied under the application: {failed:?}"
+    );
+    drop(h);
     g.stop().await;
 }
 
@@ -252,6 +356,18 @@ async fn the_checklist_names_a_sibling_that_received_more() {
         )),
         "{}",
         r.body
+    );
+    // The one-shot checklist polls the siblings itself and says the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_replguard"))
+        .args(["checklist", "--instance", "r1", "--config"])
+        .arg(&g.config.path)
+        .output()
+        .expect("run replguard");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("FAIL most_advanced r2 is ahead: it has {ahead}")),
+        "{text}"
     );
     let r = g
         .wait_for("/promotion?instance=r2", LIMIT, |r| {

@@ -4,9 +4,12 @@
 //! the verdict from the config's judge, as HTTP would answer it.
 
 use crate::config::Config;
+use crate::config::InstanceConfig;
+use crate::policy::siblings::{self, Other};
 use crate::policy::{Thresholds, Verdict};
 use crate::poll::{self, Carry};
 use crate::probe::SourceReads;
+use crate::snapshot::sample::Sample;
 use crate::snapshot::Snapshot;
 
 /// A one-shot check that cannot run as asked: a usage error.
@@ -72,9 +75,38 @@ pub async fn once(
     };
     let now = tokio::time::Instant::now().into_std();
     let step = poll::step(&judge, inst, &one_shot, sample, &mut carry, now);
+    // `most_advanced` compares with the other replicas of the same source: poll them too.
+    let wants_siblings = judge.policies().uses(
+        policy.unwrap_or(&inst.policy),
+        crate::policy::Rule::MostAdvanced,
+    );
+    let others = if wants_siblings {
+        poll_others(config, inst).await
+    } else {
+        Vec::new()
+    };
+    let others: Vec<Other<'_>> = others
+        .iter()
+        .map(|(o, sample)| Other {
+            name: &o.name,
+            state: sample.outcome.as_ref().ok(),
+            unusable: None,
+            same_configured_source: inst.source.is_some()
+                && o.source.as_ref().map(|t| &t.addr) == inst.source.as_ref().map(|t| &t.addr),
+        })
+        .collect();
+    let me = step
+        .snapshot
+        .sample
+        .as_ref()
+        .and_then(|s| s.outcome.as_ref().ok());
+    let siblings = me.map_or_else(Vec::new, |me| siblings::select(me, &others));
     let verdict = judge
         .evaluate(
-            inst.subject(),
+            crate::policy::Subject {
+                siblings: &siblings,
+                ..inst.subject()
+            },
             &step.snapshot,
             policy,
             &Thresholds::default(),
@@ -86,3 +118,39 @@ pub async fn once(
         verdict,
     })
 }
+
+/// Polls every other instance of `config` once (at most [`SIBLING_POLLS`] at a time, each
+/// bounded by `timeout` as the daemon's are): the siblings `most_advanced` compares with.
+async fn poll_others<'c>(
+    config: &'c Config,
+    inst: &InstanceConfig,
+) -> Vec<(&'c InstanceConfig, Sample)> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(SIBLING_POLLS));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, other) in config.instances.iter().enumerate() {
+        if other.name == inst.name {
+            continue;
+        }
+        let (mut probe, mut source) =
+            crate::poll::fleet::connections(config, other, SourceReads::default());
+        let permits = permits.clone();
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let sample = poll::poll_once(&mut probe, &mut source, None).await;
+            probe.close().await;
+            source.close().await;
+            (i, sample)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = set.join_next().await {
+        if let Ok((i, sample)) = done {
+            out.push((&config.instances[i], sample));
+        }
+    }
+    out.sort_by_key(|(o, _)| config.instances.iter().position(|i| i.name == o.name));
+    out
+}
+
+/// Siblings `replguard checklist` polls at once.
+const SIBLING_POLLS: usize = 16;

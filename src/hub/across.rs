@@ -6,7 +6,8 @@
 use super::{Hub, Watched};
 use crate::config::PoolConfig;
 use crate::policy::pool::{self, Member, Standing};
-use crate::policy::{Rule, Sibling, Thresholds, Verdict};
+use crate::policy::siblings::{self, Other};
+use crate::policy::{Freshness, Rule, Thresholds, Verdict};
 use crate::snapshot::Snapshot;
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,25 +72,38 @@ impl Hub {
     ) -> Option<Judged> {
         let name = policy.unwrap_or(&w.config.policy);
         let wants_siblings = self.judge.policies().uses(name, Rule::MostAdvanced);
-        let others = if wants_siblings {
-            self.siblings_of(w, snapshot, now)
+        let others: Vec<(&Watched, Arc<Snapshot>)> = if wants_siblings {
+            self.instances
+                .iter()
+                .filter(|o| o.index != w.index)
+                .map(|o| (o, o.latest()))
+                .collect()
         } else {
             Vec::new()
         };
-        let siblings: Vec<Sibling<'_>> = others
+        let others: Vec<Other<'_>> = others
             .iter()
-            .map(|(name, s)| Sibling {
-                name,
-                state: match s {
-                    Ok(snap) => snap
-                        .sample
-                        .as_ref()
-                        .and_then(|s| s.outcome.as_ref().ok())
-                        .ok_or("unreachable"),
-                    Err(why) => Err(*why),
+            .map(|(o, snap)| Other {
+                name: &o.config.name,
+                state: snap.sample.as_ref().and_then(|s| s.outcome.as_ref().ok()),
+                unusable: match self.judge.freshness(snap, now) {
+                    Freshness::Fresh { .. } => None,
+                    Freshness::Stale { .. } => Some("stale sample"),
+                    Freshness::Unsampled => Some("no sample yet"),
                 },
+                same_configured_source: w.config.source.is_some()
+                    && o.config.source.as_ref().map(|t| &t.addr)
+                        == w.config.source.as_ref().map(|t| &t.addr),
             })
             .collect();
+        let siblings = match snapshot
+            .sample
+            .as_ref()
+            .and_then(|s| s.outcome.as_ref().ok())
+        {
+            Some(me) if wants_siblings => siblings::select(me, &others),
+            _ => Vec::new(),
+        };
         let subject = crate::policy::Subject {
             siblings: &siblings,
             ..w.config.subject()
@@ -167,60 +181,6 @@ impl Hub {
             })
             .collect();
         pool::standing(pool.config.min_serving, &members)
-    }
-
-    /// The other instances whose latest sample replicates from a source `w`'s sample does
-    /// (or, when unreadable, that are configured with the same `source`), with their
-    /// snapshot or why it cannot be compared.
-    fn siblings_of(
-        &self,
-        w: &Watched,
-        snapshot: &Snapshot,
-        now: Instant,
-    ) -> Vec<(String, Result<Arc<Snapshot>, &'static str>)> {
-        let state = snapshot
-            .sample
-            .as_ref()
-            .and_then(|s| s.outcome.as_ref().ok());
-        let Some(state) = state else {
-            return Vec::new();
-        };
-        let sources: Vec<String> = state.channels.iter().map(|c| c.source_addr()).collect();
-        let mut out = Vec::new();
-        for other in &self.instances {
-            if other.index == w.index {
-                continue;
-            }
-            let snap = other.latest();
-            let theirs = snap.sample.as_ref().and_then(|s| s.outcome.as_ref().ok());
-            let same_config_source = w.config.source.is_some()
-                && other.config.source.as_ref().map(|t| &t.addr)
-                    == w.config.source.as_ref().map(|t| &t.addr);
-            match theirs {
-                Some(t)
-                    if t.channels
-                        .iter()
-                        .any(|c| sources.contains(&c.source_addr())) =>
-                {
-                    if self.judge.freshness(&snap, now).is_fresh() {
-                        out.push((other.config.name.clone(), Ok(snap.clone())));
-                    } else {
-                        out.push((other.config.name.clone(), Err("stale sample")));
-                    }
-                }
-                Some(_) => {}
-                None if same_config_source => out.push((
-                    other.config.name.clone(),
-                    Err(if snap.sample.is_none() {
-                        "no sample yet"
-                    } else {
-                        "unreachable"
-                    }),
-                )),
-                None => {}
-            }
-        }
-        out
     }
 }
 

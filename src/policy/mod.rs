@@ -49,7 +49,6 @@ pub use file::{line_of, Body, Policy, Rule, Thresholds};
 pub use judge::{Judge, Subject};
 pub use limits::Limits;
 pub use set::PolicySet;
-pub use siblings::Sibling;
 pub use verdict::{Freshness, Verdict};
 #[cfg(test)]
 pub(crate) use {

@@ -18,6 +18,45 @@ pub struct Sibling<'a> {
     pub state: Result<&'a ServerState, &'a str>,
 }
 
+/// Another instance a reader has, to find the siblings among: its latest state when its
+/// latest poll succeeded, why that state cannot be compared even so (a stale sample), and
+/// whether it is configured with the same `source` as the judged instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Other<'a> {
+    pub name: &'a str,
+    pub state: Option<&'a ServerState>,
+    pub unusable: Option<&'a str>,
+    pub same_configured_source: bool,
+}
+
+/// The siblings of `me` among `others`: those whose replica status names a source `me`'s
+/// does (host and port); one without a state counts when configured with the same `source`
+/// (it may have received more, so it makes `most_advanced` unknown).
+pub fn select<'a>(me: &ServerState, others: &[Other<'a>]) -> Vec<Sibling<'a>> {
+    let sources: Vec<String> = me.channels.iter().map(|c| c.source_addr()).collect();
+    others
+        .iter()
+        .filter_map(|o| match o.state {
+            Some(t)
+                if t.channels
+                    .iter()
+                    .any(|c| sources.contains(&c.source_addr())) =>
+            {
+                Some(Sibling {
+                    name: o.name,
+                    state: o.unusable.map_or(Ok(t), Err),
+                })
+            }
+            Some(_) => None,
+            None if o.same_configured_source => Some(Sibling {
+                name: o.name,
+                state: Err(o.unusable.unwrap_or("unreachable")),
+            }),
+            None => None,
+        })
+        .collect()
+}
+
 /// What a server has received: everything its IO threads fetched and everything it executed.
 #[derive(Debug, Clone, PartialEq)]
 enum Received {
