@@ -16,6 +16,8 @@ use std::time::Instant;
 pub(super) struct Pool {
     pub(super) config: PoolConfig,
     pub(super) members: Vec<usize>,
+    /// Standings recently computed (a lookup or an insert under the lock, never a verdict).
+    cache: std::sync::Mutex<Vec<Cached>>,
 }
 
 /// A verdict as readers answer it.
@@ -53,6 +55,7 @@ impl Hub {
                 Pool {
                     config: config.clone(),
                     members,
+                    cache: Default::default(),
                 }
             })
             .collect();
@@ -115,7 +118,7 @@ impl Hub {
         if let Some((p, at)) = w.pool {
             let lag = judged_lag(snapshot);
             if pool::fails_only_on_lag(&verdict, lag) {
-                let standing = self.standing(p, policy, request, now, Some((at, &verdict, lag)));
+                let standing = self.standing(p, policy, request, now);
                 degraded = pool::amend(&mut verdict, &self.pools[p].config.name, &standing, at);
                 alone = false;
             }
@@ -132,55 +135,99 @@ impl Hub {
         (0..self.pools.len())
             .map(|p| PoolHealth {
                 config: &self.pools[p].config,
-                standing: self.standing(p, None, &Thresholds::default(), now, None),
+                standing: self.standing(p, None, &Thresholds::default(), now),
             })
             .collect()
     }
 
-    /// Pool `p`'s standing under `policy` (each member's own when `None`) and `request`;
-    /// `known` is a member already judged (its position, verdict and lag).
+    /// Pool `p`'s standing under `policy` (each member's own when `None`) and `request`:
+    /// from the pool's cache while every member's snapshot is the one it was computed from
+    /// and it is under [`STANDING_TTL`] old (freshness moves with time), else every member
+    /// judged anew. A check of a lagging member in a large pool thus costs a comparison of
+    /// snapshot handles, not a verdict per member.
     fn standing(
         &self,
         p: usize,
         policy: Option<&str>,
         request: &Thresholds,
         now: Instant,
-        known: Option<(usize, &Verdict, Option<std::time::Duration>)>,
     ) -> Standing {
         let pool = &self.pools[p];
+        let snapshots: Vec<Arc<Snapshot>> = pool
+            .members
+            .iter()
+            .map(|&i| self.instances[i].latest())
+            .collect();
+        let same = |c: &Cached| {
+            c.policy.as_deref() == policy
+                && &c.request == request
+                && now.saturating_duration_since(c.at) < STANDING_TTL
+                && c.snapshots.len() == snapshots.len()
+                && c.snapshots
+                    .iter()
+                    .zip(&snapshots)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+        };
+        if let Some(hit) = pool.lock().iter().find(|c| same(c)) {
+            return hit.standing.clone();
+        }
         let judged: Vec<(Option<Verdict>, Option<std::time::Duration>)> = pool
             .members
             .iter()
-            .enumerate()
-            .map(|(at, &i)| {
-                if known.is_some_and(|(k, _, _)| k == at) {
-                    return (None, None);
-                }
+            .zip(&snapshots)
+            .map(|(&i, snapshot)| {
                 let w = &self.instances[i];
-                let snapshot = w.latest();
                 let v = self
                     .judge
-                    .evaluate(w.config.subject(), &snapshot, policy, request, now);
-                (v, judged_lag(&snapshot))
+                    .evaluate(w.config.subject(), snapshot, policy, request, now);
+                (v, judged_lag(snapshot))
             })
             .collect();
         let unknown = unknown_verdict();
         let members: Vec<Member<'_>> = judged
             .iter()
-            .enumerate()
-            .map(|(at, (v, lag))| match known {
-                Some((k, kv, klag)) if k == at => Member {
-                    verdict: kv,
-                    lag: klag,
-                },
-                // A member whose policy is gone counts as failing, never as a candidate.
-                _ => Member {
-                    verdict: v.as_ref().unwrap_or(&unknown),
-                    lag: *lag,
-                },
+            // A member whose policy is gone counts as failing, never as a candidate.
+            .map(|(v, lag)| Member {
+                verdict: v.as_ref().unwrap_or(&unknown),
+                lag: *lag,
             })
             .collect();
-        pool::standing(pool.config.min_serving, &members)
+        let standing = pool::standing(pool.config.min_serving, &members);
+        let mut cache = pool.lock();
+        cache.retain(|c| now.saturating_duration_since(c.at) < STANDING_TTL);
+        if cache.len() >= STANDING_ENTRIES {
+            // Requests choose thresholds: the cache is bounded whatever they ask.
+            cache.remove(0);
+        }
+        cache.push(Cached {
+            policy: policy.map(str::to_string),
+            request: request.clone(),
+            snapshots,
+            at: now,
+            standing: standing.clone(),
+        });
+        standing
+    }
+}
+
+/// How long a pool's computed standing is reused while no member's snapshot changed.
+const STANDING_TTL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Standings (distinct questions) a pool keeps.
+const STANDING_ENTRIES: usize = 8;
+
+/// One computed standing of a pool and what it was computed from.
+struct Cached {
+    policy: Option<String>,
+    request: Thresholds,
+    snapshots: Vec<Arc<Snapshot>>,
+    at: Instant,
+    standing: Standing,
+}
+
+impl Pool {
+    /// The cache; a poisoned lock still holds valid entries (each is pushed whole).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Cached>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -203,5 +250,84 @@ fn unknown_verdict() -> Verdict {
         checks: Vec::new(),
         sample_age_ms: None,
         steps: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::fixtures::instance;
+    use crate::policy::{Judge, PolicySet};
+    use crate::snapshot::sample::fixtures::{replica, snap};
+    use std::time::Duration;
+    use tokio::sync::watch;
+
+    /// A replica lagging `secs` (Seconds_Behind), sampled 100 ms before `now`.
+    fn lagging(secs: u64, now: Instant) -> Arc<Snapshot> {
+        let mut s = replica();
+        s.channels[0].lag = Some(Duration::from_secs(secs));
+        Arc::new(snap(Ok(s), now, Duration::from_millis(100)))
+    }
+
+    #[test]
+    fn a_pool_admits_the_least_behind_and_follows_every_members_newest_snapshot() {
+        let now = Instant::now();
+        let names = ["r1", "r2", "r3"];
+        let (senders, receivers): (Vec<_>, Vec<_>) = [0, 30, 40]
+            .iter()
+            .map(|&lag| watch::channel(lagging(lag, now)))
+            .unzip();
+        let hub = Hub::new(
+            names
+                .iter()
+                .zip(receivers)
+                .enumerate()
+                .map(|(i, (n, rx))| (instance(n, 3310 + i as u16, "replica"), rx))
+                .collect(),
+            Arc::new(Judge::new(PolicySet::builtin(), Duration::from_secs(3))),
+            Default::default(),
+        )
+        .with_pools(&[PoolConfig {
+            name: "reads".into(),
+            instances: names.iter().map(|n| n.to_string()).collect(),
+            min_serving: 2,
+        }]);
+        let ask = |i: usize| {
+            let w = &hub.instances()[i];
+            hub.evaluate(w, &w.latest(), None, &Thresholds::default(), now)
+                .expect("a verdict")
+        };
+        let r2 = ask(1);
+        assert!(r2.verdict.healthy && r2.degraded && !r2.alone);
+        assert!(!ask(2).verdict.healthy);
+        assert!(ask(0).alone, "a passing member reads no other");
+        // r1 falls behind too (50s): the asked question is the same, the snapshots are not.
+        senders[0].send_replace(lagging(50, now));
+        let r3 = ask(2);
+        assert!(r3.verdict.healthy && r3.degraded, "{:?}", r3.verdict.checks);
+        let line = r3.verdict.checks.last().map(|c| c.line());
+        assert_eq!(
+            line.as_deref(),
+            Some("WARN pool reads: 0 of 3 healthy, admitted as degraded (lag 40s, least behind)")
+        );
+        assert!(!ask(0).verdict.healthy, "the most behind stays out");
+        let health = hub.pools(now);
+        assert_eq!(health[0].standing.healthy, 0);
+        assert_eq!(health[0].standing.admitted.len(), 2);
+        // A request with its own max_lag is judged as its own question: at 45s two pass,
+        // min_serving is met, r1 stays out.
+        let lenient = Thresholds {
+            max_lag: Some(Duration::from_secs(45)),
+            ..Thresholds::default()
+        };
+        let w = &hub.instances()[0];
+        let r1 = hub.evaluate(w, &w.latest(), None, &lenient, now).unwrap();
+        assert!(!r1.verdict.healthy && !r1.degraded);
+        assert_eq!(
+            r1.verdict.checks.last().map(|c| c.line()).as_deref(),
+            Some("-- pool reads: 2 of 3 healthy, min_serving 2 is met")
+        );
+        // ... and the pool's default question was not overwritten by it.
+        assert!(ask(2).degraded);
     }
 }
