@@ -68,6 +68,13 @@ enum Received {
 fn received(state: &ServerState) -> Result<Received, String> {
     match state.flavor {
         Flavor::MySql => {
+            // Without GTIDs the sets are empty whatever was received: nothing to compare.
+            if state.gtid.mode.as_deref() != Some("ON") {
+                return Err(format!(
+                    "gtid_mode {}",
+                    state.gtid.mode.as_deref().unwrap_or("unknown")
+                ));
+            }
             let executed = state
                 .gtid
                 .executed
@@ -85,6 +92,19 @@ fn received(state: &ServerState) -> Result<Received, String> {
             Ok(Received::Mysql(set))
         }
         Flavor::MariaDb => {
+            // A channel not using GTIDs has no Gtid_IO_Pos: what it received but has not
+            // applied would go unseen, and "nothing lacks" would be a guess.
+            if let Some(ch) = state.channels.iter().find(|c| c.gtid_io_pos.is_none()) {
+                return Err(format!(
+                    "{} does not use GTIDs (Using_Gtid {})",
+                    if ch.name.is_empty() {
+                        "its replication channel".to_string()
+                    } else {
+                        format!("channel {}", ch.name)
+                    },
+                    ch.using_gtid.as_deref().unwrap_or("unknown")
+                ));
+            }
             let mut pos = MariadbGtidPos::new();
             let mut any = false;
             let positions = [
@@ -211,6 +231,7 @@ mod tests {
         ch.io_thread = ThreadState::Connecting;
         match flavor {
             Flavor::MySql => {
+                s.gtid.mode = Some("ON".into());
                 s.gtid.executed = Some(executed.into());
                 ch.retrieved_gtid_set = Some(received.into());
             }
@@ -319,6 +340,37 @@ mod tests {
             ],
         );
         assert_eq!(check.level, Level::Fail);
+        // Without GTIDs on a channel, what it received is not known: unknown, never ok.
+        let mut no_gtid = replica(Flavor::MariaDb, "0-1-120", "0-1-120");
+        no_gtid.channels[0].gtid_io_pos = None;
+        no_gtid.channels[0].using_gtid = Some("No".into());
+        let check = most_advanced(
+            &no_gtid,
+            &[Sibling {
+                name: "b",
+                state: Ok(&b),
+            }],
+        );
+        assert_eq!(check.level, Level::Unknown, "{}", check.line());
+        assert!(check.detail.contains("Using_Gtid No"), "{}", check.line());
+        let check = most_advanced(
+            &me,
+            &[Sibling {
+                name: "n",
+                state: Ok(&no_gtid),
+            }],
+        );
+        assert_eq!(check.level, Level::Unknown, "{}", check.line());
+        let mut off = replica(Flavor::MySql, "", "");
+        off.gtid.mode = Some("OFF".into());
+        let check = most_advanced(
+            &off,
+            &[Sibling {
+                name: "b",
+                state: Ok(&off),
+            }],
+        );
+        assert_eq!(check.detail, "its own GTIDs: gtid_mode OFF");
         // A domain this one never saw.
         let d = replica(Flavor::MariaDb, "0-1-120,1-2-5", "0-1-120");
         let check = most_advanced(
