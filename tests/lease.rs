@@ -625,9 +625,41 @@ async fn a_holder_cut_off_from_etcd_stops_before_its_lease_can_expire() {
         "with one of three etcd members down the backup's guard neither lost etcd nor let \
          the writes go: {events}"
     );
+
+    // Still cut off, the primary dies and comes back: the backup keeps the writes (the
+    // primary's guard cannot ask for them), and once the guard reaches etcd again the
+    // primary gets them only after it has applied the backup's.
+    let mut a = a;
+    a.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.restart().await;
+    a.exec("START SLAVE").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        gb.get("/backup").await.status,
+        200,
+        "the backup kept the writes"
+    );
+    assert_eq!(ga.get("/primary").await.status, 503);
+    let back = Instant::now();
+    for r in &relays {
+        r.freeze(false);
+    }
+    wait_status(&ga, "/primary", 200, "failback once etcd is reached").await;
+    let handed = back.elapsed();
+    assert_eq!(gb.get("/backup").await.status, 503);
+    let events = ga.get("/events").await.body;
+    assert!(
+        events.contains("from b (guard gb), to apply "),
+        "the primary took the backup's released position: {events}"
+    );
+    eprintln!("reconnected: the writes came back after {handed:?}");
+    rig.writes_reach(1, back).await;
+
     let (both, samples) = sampler.finish().await;
     assert_eq!(both, 0, "two writers in {both} of {samples} samples");
-    rig.finish(&[(1, 2, cut)], &HashSet::new()).await;
+    rig.finish(&[(1, 2, cut), (2, 1, back)], &HashSet::new())
+        .await;
     ga.stop().await;
     gb.stop().await;
 }
@@ -1085,7 +1117,7 @@ async fn an_operator_waives_a_released_position_that_can_never_be_applied() {
 async fn a_holder_that_never_applied_its_predecessors_position_hands_that_position_on() {
     let _serial = SERIAL.lock().await;
     let (etcd, (a, b)) = tokio::join!(Etcd::start(1), async {
-        tokio::join!(MariaDb::start("lpa", 1), MariaDb::start("lpb", 2))
+        tokio::join!(MariaDb::start("lqa", 1), MariaDb::start("lqb", 2))
     });
     b.exec("SET GLOBAL gtid_domain_id = 1").await;
     b.replicate_from(&a).await;
