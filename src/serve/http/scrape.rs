@@ -384,7 +384,7 @@ pub fn render(hub: &Hub, now: Instant) -> Result<String, std::fmt::Error> {
     );
     registry.register(
         "policy_healthy",
-        "1 when the instance passes the policy now (what a check would answer 200 to)",
+        "1 when the instance passes the policy now on its own (what a check would answer 200 to, unless its pool admits it as degraded)",
         healthy,
     );
     let pool_members = Family::<PoolLabels, Gauge>::default();
