@@ -6,8 +6,7 @@
 use super::file::Thresholds;
 use super::limits::Limits;
 use super::set::PolicySet;
-use super::siblings::Sibling;
-use super::verdict::{Freshness, Input, Verdict};
+use super::verdict::{Freshness, Input, Sibling, Verdict};
 use crate::snapshot::Snapshot;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

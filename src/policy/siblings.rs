@@ -6,17 +6,10 @@
 //!
 //! Pure: the siblings' states come in (the reader that has them, the hub, finds them).
 
+pub use super::verdict::Sibling;
 use super::verdict::{Check, Level};
 use crate::gtid::{MariadbGtidPos, MysqlGtidSet};
 use crate::snapshot::sample::{Flavor, ServerState};
-
-/// Another replica of the same source, as this guard last sampled it.
-#[derive(Debug, Clone, Copy)]
-pub struct Sibling<'a> {
-    pub name: &'a str,
-    /// Its state, or why it cannot be compared (unreachable, stale, no sample yet).
-    pub state: Result<&'a ServerState, &'a str>,
-}
 
 /// Another instance a reader has, to find the siblings among: its latest state when its
 /// latest poll succeeded, why that state cannot be compared even so (a stale sample), and

@@ -26,7 +26,15 @@ pub struct Input<'a> {
     /// it).
     pub judge_lease: bool,
     /// Other replicas of the same source, for `most_advanced`.
-    pub siblings: &'a [super::siblings::Sibling<'a>],
+    pub siblings: &'a [Sibling<'a>],
+}
+
+/// Another replica of the same source, as the reader last sampled it (see `siblings`).
+#[derive(Debug, Clone, Copy)]
+pub struct Sibling<'a> {
+    pub name: &'a str,
+    /// Its state, or why it cannot be compared (unreachable, stale, no sample yet).
+    pub state: Result<&'a ServerState, &'a str>,
 }
 
 /// Whether a snapshot's sample is fresh at a moment: decided by [`Judge::freshness`]
