@@ -39,6 +39,8 @@ struct Replica {
     gtid_executed: String,
     /// `@@gtid_mode`.
     gtid_mode: &'static str,
+    /// The replica status' `Retrieved_Gtid_Set` and `Executed_Gtid_Set`.
+    retrieved: String,
     /// This server's own binary log position (`SHOW MASTER STATUS`).
     binlog: (&'static str, u64),
     /// Every statement fails with 1053, as a server shutting down answers.
@@ -236,8 +238,8 @@ fn replica_status(r: &Replica) -> Vec<Col> {
         ("Last_SQL_Error_Timestamp", s("")),
         (n("Source_SSL_Crl", "Master_SSL_Crl"), s("")),
         (n("Source_SSL_Crlpath", "Master_SSL_Crlpath"), s("")),
-        ("Retrieved_Gtid_Set", Some(format!("{UUID}:1-42"))),
-        ("Executed_Gtid_Set", Some(format!("{UUID}:1-42"))),
+        ("Retrieved_Gtid_Set", s(&r.retrieved)),
+        ("Executed_Gtid_Set", s(&r.gtid_executed)),
         ("Auto_Position", s("1")),
         ("Replicate_Rewrite_DB", s("")),
         ("Channel_Name", s("")),
@@ -635,6 +637,7 @@ async fn standin(version: &'static str) -> (u16, Shared) {
         uuid: "4a2bb8e0-1111-11ee-8000-000000000002".to_string(),
         gtid_executed: format!("{UUID}:1-42"),
         gtid_mode: "ON",
+        retrieved: format!("{UUID}:1-42"),
         binlog: ("binlog.000003", 1234),
         down: false,
         pxc: None,
@@ -799,6 +802,63 @@ async fn a_query_that_hangs_times_out_and_its_session_is_killed() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    g.stop().await;
+}
+
+/// Two MySQL replicas of one source, one of which received more (its IO thread fetched
+/// transactions 43-50 it has not applied yet): the other's checklist names it and what it
+/// has (received ∪ executed, exact GTID sets); its own passes `most_advanced`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checklist_names_the_mysql_sibling_that_received_more() {
+    let (p1, r1) = standin("8.0.36").await;
+    let (p2, r2) = standin("8.0.36").await;
+    {
+        let mut r = r2.lock().unwrap();
+        r.uuid = "4a2bb8e0-1111-11ee-8000-000000000003".into();
+        r.server_id = 3;
+        r.gtid_executed = format!("{UUID}:1-40");
+        r.retrieved = format!("{UUID}:1-50");
+    }
+    let _ = &r1;
+    let g = Guard::start(FAST, |dir| {
+        let pw = common::mariadb::write_password_file(dir, "pw", "secret");
+        [("r1", p1), ("r2", p2)]
+            .iter()
+            .map(|(name, port)| {
+                format!(
+                    "[[instance]]\nname = \"{name}\"\nport = {port}\nuser = \"replguard\"\n\
+                     password_file = \"{}\"\npolicy = \"replica\"\n",
+                    pw.display()
+                )
+            })
+            .collect()
+    })
+    .await;
+    let limit = Duration::from_secs(20);
+    let r = g
+        .wait_for("/promotion?instance=r1", limit, |r| {
+            r.body.contains("FAIL most_advanced")
+        })
+        .await;
+    assert!(
+        r.body.contains(&format!(
+            "FAIL most_advanced r2 is ahead: it has {UUID}:43-50; this one lacks it"
+        )),
+        "{}",
+        r.body
+    );
+    let r = g
+        .wait_for("/promotion?instance=r2", limit, |r| {
+            r.body.contains("ok most_advanced")
+        })
+        .await;
+    assert!(
+        r.line("most_advanced").is_some_and(
+            |l| l == "ok most_advanced has received everything its 1 sibling has received (r1)"
+        ),
+        "{}",
+        r.body
+    );
     g.stop().await;
 }
 
