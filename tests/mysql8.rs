@@ -810,7 +810,7 @@ async fn a_query_that_hangs_times_out_and_its_session_is_killed() {
 /// has (received ∪ executed, exact GTID sets); its own passes `most_advanced`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checklist_names_the_mysql_sibling_that_received_more() {
-    let (p1, r1) = standin("8.0.36").await;
+    let (p1, _r1) = standin("8.0.36").await;
     let (p2, r2) = standin("8.0.36").await;
     {
         let mut r = r2.lock().unwrap();
@@ -819,7 +819,6 @@ async fn the_checklist_names_the_mysql_sibling_that_received_more() {
         r.gtid_executed = format!("{UUID}:1-40");
         r.retrieved = format!("{UUID}:1-50");
     }
-    let _ = &r1;
     let g = Guard::start(FAST, |dir| {
         let pw = common::mariadb::write_password_file(dir, "pw", "secret");
         [("r1", p1), ("r2", p2)]
