@@ -97,6 +97,7 @@ async fn status_page_shows_a_replica_failing() {
     let g = Guard::start(FAST, |dir| {
         instance_block(dir, "db1", &primary, "primary", "")
             + &instance_block(dir, "db2", &replica, "replica", "")
+            + "[[pool]]\nname = \"reads\"\ninstances = [\"db2\"]\nmin_serving = 1\n"
     })
     .await;
     for i in ["db1", "db2"] {
@@ -166,6 +167,18 @@ async fn status_page_shows_a_replica_failing() {
             let db1 = row(&dom, "db1").expect("db1 row");
             assert!(db1.contains("data-healthy=\"true\""), "{db1}");
             assert!(dom.contains("data-kind=\"unhealthy\""), "{dom}");
+            // What fails leads: db2's row comes before db1's.
+            let (at1, at2) = (
+                dom.find("data-instance=\"db1\"").unwrap(),
+                dom.find("data-instance=\"db2\"").unwrap(),
+            );
+            assert!(at2 < at1, "the failing row first");
+            // The pool, short of its min_serving (a stopped SQL thread is never admitted).
+            assert!(
+                dom.contains("data-pool=\"reads\"")
+                    && dom.contains("reads: 0 of 1 healthy, 0 serving (min_serving 1)"),
+                "{dom}"
+            );
             break;
         }
         assert!(
@@ -174,6 +187,18 @@ async fn status_page_shows_a_replica_failing() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Filtered from the address: only what fails, or only what matches.
+    let failing = browse(&format!("{url}?failing=1"), &["--dump-dom"]).await;
+    assert!(
+        row(&failing, "db2").is_some() && row(&failing, "db1").is_none(),
+        "{failing}"
+    );
+    assert!(failing.contains("1 of 2 instances"), "{failing}");
+    let matching = browse(&format!("{url}?filter=DB1"), &["--dump-dom"]).await;
+    assert!(
+        row(&matching, "db1").is_some() && row(&matching, "db2").is_none(),
+        "{matching}"
+    );
     // Usable at 1000 px: the page asks for no more width than that (no horizontal scrolling).
     let narrow = browse(&url, &["--window-size=1000,800", "--dump-dom"]).await;
     let width: u32 = narrow
