@@ -38,6 +38,9 @@ FOOTPRINT_WINDOW = float(E["BENCH_FOOTPRINT_WINDOW"])
 FOOTPRINT_INSTANCES = [int(n) for n in E["BENCH_FOOTPRINT_INSTANCES"].split()]
 SCALE_INSTANCES = int(E["BENCH_SCALE_INSTANCES"])
 SCALE_WINDOW = float(E["BENCH_SCALE_WINDOW"])
+SCALE_STEPS = sorted({int(n) for n in E.get("BENCH_SCALE_STEPS", "").split()})
+# The servers figure 5 spreads its instances over (run.sh starts them); the replica if none.
+SCALE_SOCKETS = E.get("BENCH_SCALE_SOCKETS", "").split()
 FIGURES = set(E["BENCH_FIGURES"].split())
 WAIT_QUIET = float(E.get("BENCH_WAIT_QUIET", "0"))
 
@@ -205,6 +208,15 @@ def replica_instances(n):
     """n instance blocks that all watch the replica through its unix socket (no port)."""
     return [
         dict(name=f"r{i:03d}", socket=REPLICA_SOCK, user="replguard", password_file=PWFILE, policy="replica")
+        for i in range(n)
+    ]
+
+
+def fleet_instances(n):
+    """n instance blocks spread round-robin over figure 5's servers (by socket)."""
+    socks = SCALE_SOCKETS or [REPLICA_SOCK]
+    return [
+        dict(name=f"r{i:04d}", socket=socks[i % len(socks)], user="replguard", password_file=PWFILE, policy="replica")
         for i in range(n)
     ]
 
@@ -580,19 +592,72 @@ def figure4():
             g.stop()
 
 
-def figure5():
-    def threads_conns():
-        c = {k: int(v) for k, v in (l.split("\t") for l in sql_once(COUNTERS_SQL))}
-        return c["Threads_connected"], c["Connections"]
+def phase_figures(ages):
+    """How the pollers' phases (sample age mod interval, in one /status read) sit in the
+    interval: the shortest arc holding them all (~0: they tick together; ~interval: spread),
+    the largest gap between neighbours (spread evenly: interval / n), and the busiest tenth
+    of the interval's share of the polls (spread evenly: 10 %)."""
+    ph = sorted(a % INTERVAL_MS for a in ages)
+    gaps = [b - a for a, b in zip(ph, ph[1:])] + [ph[0] + INTERVAL_MS - ph[-1]]
+    tenth = INTERVAL_MS / 10
+    # the busiest window of a tenth of the interval, wherever it starts (circular)
+    ext = ph + [x + INTERVAL_MS for x in ph]
+    j, busiest = 0, 0
+    for i in range(len(ph)):
+        while j < len(ext) and ext[j] < ph[i] + tenth:
+            j += 1
+        busiest = max(busiest, j - i)
+    return INTERVAL_MS - max(gaps), max(gaps), busiest / len(ph)
 
-    th0, cn0 = threads_conns()
+
+def fleet_conns():
+    """Threads_connected and Connections summed over figure 5's servers."""
+    th = cn = 0
+    for sock in SCALE_SOCKETS or [REPLICA_SOCK]:
+        c = {k: int(v) for k, v in (l.split("\t") for l in sql_once(COUNTERS_SQL, sock=sock))}
+        th, cn = th + c["Threads_connected"], cn + c["Connections"]
+    return th, cn
+
+
+def timed_get(g, path):
+    t = time.monotonic()
+    code, body = g.http.get(path)
+    return code, len(body), (time.monotonic() - t) * 1000.0
+
+
+def figure5_steps():
+    """CPU and memory of an idle guard at each of SCALE_STEPS instances, one guard at a time."""
+    rows = []
+    for n in SCALE_STEPS:
+        if n > SCALE_INSTANCES:
+            continue
+        g = Guard(f"step{n}", fleet_instances(n))
+        try:
+            if not g.wait_all_polled(timeout=60):
+                raise RuntimeError(f"{g.name}: not every instance polled")
+            time.sleep(3)
+            fp = footprint([g], min(SCALE_WINDOW, 10.0))[g.name]
+            st = g.status()
+            ages = [i["sample_age_ms"] for i in st if i["sample_age_ms"] is not None]
+            fp["max_age"] = max(ages) if ages else None
+            fp["missing"] = len(st) - len(ages)
+            rows.append(fp)
+            log(f"  {n:>5} instances: {fp['rss_kb'] / 1024:.1f} MB RSS, {fp['cpu_pct']:.2f}% of a core, "
+                f"max sample age {f(fp['max_age'])} ms")
+        finally:
+            g.stop()
+    return rows
+
+
+def figure5():
+    th0, cn0 = fleet_conns()
     t_start = time.monotonic()
-    g = Guard(f"scale{SCALE_INSTANCES}", replica_instances(SCALE_INSTANCES))
+    g = Guard(f"scale{SCALE_INSTANCES}", fleet_instances(SCALE_INSTANCES))
     try:
         all_polled = g.wait_all_polled(timeout=60)
         startup_ms = (time.monotonic() - t_start) * 1000.0
-        time.sleep(2)
-        th1, cn1 = threads_conns()
+        time.sleep(3)
+        th1, cn1 = fleet_conns()
         reads = []
 
         def sample_status():
@@ -607,7 +672,12 @@ def figure5():
                 time.sleep(nap)
 
         fp = footprint([g], SCALE_WINDOW, during=sample_status)[g.name]
-        th2, cn2 = threads_conns()
+        th2, cn2 = fleet_conns()
+        # What the readers cost at this size: bytes and time of one answer each.
+        readers = {}
+        for path in ["/status", "/metrics", "/ui", "/events", "/status?failing=1"]:
+            code, size, ms = timed_get(g, path)
+            readers[path] = dict(code=code, bytes=size, ms=ms)
         ages = [i["sample_age_ms"] for _, st in reads for i in st]
         missing = sum(1 for a in ages if a is None)
         present = [a for a in ages if a is not None]
@@ -617,28 +687,23 @@ def figure5():
         dpolls = [i["polls"] - p_first[i["name"]] for i in last[1]]
         span = last[0] - first[0]
         poll_ms = [i["poll_ms"] for _, st in reads for i in st if i["poll_ms"] is not None]
-        # How far apart the pollers' phases are: in each read, the shortest arc of the interval
-        # holding every instance's (sample age mod interval). ~0: they tick together;
-        # ~interval: spread out. (A plain max - min would count a read taken mid-burst as ~1 s.)
-        def phase_arc(ages):
-            ph = sorted(a % INTERVAL_MS for a in ages)
-            gaps = [b - a for a, b in zip(ph, ph[1:])] + [ph[0] + INTERVAL_MS - ph[-1]]
-            return INTERVAL_MS - max(gaps)
-
-        spreads = [phase_arc(a) for a in
-                   ([i["sample_age_ms"] for i in st if i["sample_age_ms"] is not None] for _, st in reads) if a]
+        phases = [phase_figures(a) for a in
+                  ([i["sample_age_ms"] for i in st if i["sample_age_ms"] is not None] for _, st in reads) if a]
         errors = sum(1 for _, st in reads for i in st if i["error"])
         unhealthy = sum(1 for _, st in reads for i in st
                         if not next(v["healthy"] for v in i["verdicts"] if v["policy"] == "replica"))
         return dict(
-            n=SCALE_INSTANCES, all_polled=all_polled, startup_ms=startup_ms, reads=len(reads),
-            samples=len(ages), max_age=max(present) if present else None, p50_age=median(present),
+            n=SCALE_INSTANCES, servers=len(SCALE_SOCKETS) or 1, all_polled=all_polled, startup_ms=startup_ms,
+            reads=len(reads), samples=len(ages), max_age=max(present) if present else None, p50_age=median(present),
             missing=missing, stale=stale, errors=errors, unhealthy=unhealthy,
             span=span, dpolls_min=min(dpolls), dpolls_max=max(dpolls),
             poll_ms_p50=median(poll_ms), poll_ms_max=max(poll_ms) if poll_ms else None,
-            spread_p50=median(spreads), spread_max=max(spreads) if spreads else None,
+            spread_p50=median([p[0] for p in phases]), spread_max=max(p[0] for p in phases) if phases else None,
+            gap_max=max(p[1] for p in phases) if phases else None,
+            busiest_p50=median([p[2] for p in phases]), busiest_max=max(p[2] for p in phases) if phases else None,
             threads_before=th0, threads_during=th1, threads_end=th2,
-            conn_delta_start=cn1 - cn0, conn_delta_window=cn2 - cn1, fp=fp,
+            conn_delta_start=cn1 - cn0, conn_delta_window=cn2 - cn1, fp=fp, readers=readers,
+            steps=figure5_steps(),
         )
     finally:
         g.stop()
@@ -802,7 +867,11 @@ def report(m, r1, r1b, r2, r3, r4, r5):
     if r5 is not None:
         fp = r5["fp"]
         ok = r5["all_polled"] and r5["missing"] == 0 and r5["stale"] == 0 and r5["errors"] == 0
-        out += ["", f"## 5. One guard, {r5['n']} instances on one MariaDB (central mode, interval 1s)", "",
+        n = r5["n"]
+        even_gap = INTERVAL_MS / n
+        spread_ok = r5["busiest_max"] is not None and r5["busiest_max"] <= 0.15
+        cheap_ok = fp["cpu_pct"] < 10.0 and fp["rss_kb"] < 40 * 1024
+        out += ["", f"## 5. One guard, {n} instances on {r5['servers']} MariaDB replicas (central mode, interval 1s)", "",
                 f"`/status` read {r5['reads']} times at random spacing over {r5['span']:.0f}s ({r5['samples']} instance samples).", "",
                 "| figure | value |", "| --- | --- |",
                 f"| every instance polled after start | {'yes' if r5['all_polled'] else 'NO'} ({r5['startup_ms']:.0f} ms from process start) |",
@@ -811,15 +880,35 @@ def report(m, r1, r1b, r2, r3, r4, r5):
                 f"| polls per instance between first and last read | {r5['dpolls_min']}..{r5['dpolls_max']} in {r5['span']:.1f}s |",
                 f"| failed polls / unhealthy replica verdicts seen | {r5['errors']} / {r5['unhealthy']} |",
                 f"| poll duration p50 / max | {f(r5['poll_ms_p50'])} ms / {f(r5['poll_ms_max'])} ms |",
-                f"| poll phase spread: shortest arc of the interval holding every instance's sample age, p50 / max | "
+                f"| poll phase spread: shortest arc of the interval holding every instance's phase, p50 / max | "
                 f"{f(r5['spread_p50'])} ms / {f(r5['spread_max'])} ms of {INTERVAL_MS} ms |",
-                f"| replica Threads_connected before / with the guard | {r5['threads_before']} / {r5['threads_during']} "
+                f"| largest gap between neighbouring phases (even: {even_gap:.1f} ms) | {f(r5['gap_max'])} ms |",
+                f"| polls in the busiest tenth of the interval (even: 10%), p50 / max | "
+                f"{f(r5['busiest_p50'] and r5['busiest_p50'] * 100)}% / {f(r5['busiest_max'] and r5['busiest_max'] * 100)}% |",
+                f"| fleet Threads_connected before / with the guard | {r5['threads_before']} / {r5['threads_during']} "
                 f"(+{r5['threads_during'] - r5['threads_before']}) |",
-                f"| replica Connections: at start / during the window | +{r5['conn_delta_start']} / +{r5['conn_delta_window']} "
-                f"(each includes 1 for the root client reading the counters) |",
-                f"| guard VmRSS / CPU (window includes the /status reads) | {fp['rss_kb'] / 1024:.1f} MB / {fp['cpu_pct']:.2f}% of one core |",
-                f"| all {r5['n']} fresh (under max_sample_age) throughout | {verdict(ok)} |"]
-        goals.append((f"5. all {r5['n']} instances keep a fresh sample", ok))
+                f"| fleet Connections: at start / during the window | +{r5['conn_delta_start']} / +{r5['conn_delta_window']} "
+                f"(each includes 1 per server for the root client reading the counters) |",
+                f"| guard VmRSS / VmHWM / CPU (window includes the /status reads) | {fp['rss_kb'] / 1024:.1f} MB / "
+                f"{fp['hwm_kb'] / 1024:.1f} MB / {fp['cpu_pct']:.2f}% of one core |",
+                f"| all {n} fresh (under max_sample_age) throughout | {verdict(ok)} |"]
+        out += ["", f"What the readers cost with {n} instances (one request each, after the window):", "",
+                "| request | status | bytes | ms |", "| --- | ---: | ---: | ---: |"]
+        for path, r in r5["readers"].items():
+            out.append(f"| `{path}` | {r['code']} | {r['bytes']} | {r['ms']:.1f} |")
+        if r5["steps"]:
+            out += ["", f"Growth: an idle guard at each size (one at a time, CPU over {min(SCALE_WINDOW, 10.0):g}s after a 3s warm-up):", "",
+                    "| instances | VmRSS MB | VmHWM MB | KB RSS per instance | CPU % of one core | max sample age ms |",
+                    "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+            base = r5["steps"][0]["rss_kb"]
+            for r in r5["steps"]:
+                per = (r["rss_kb"] - base) / (r["instances"] - r5["steps"][0]["instances"]) if r["instances"] > r5["steps"][0]["instances"] else None
+                out.append(f"| {r['instances']} | {r['rss_kb'] / 1024:.1f} | {r['hwm_kb'] / 1024:.1f} | {f(per, '{:.1f}')} | "
+                           f"{r['cpu_pct']:.2f} | {f(r['max_age'])} |")
+        goals.append((f"5. all {n} instances keep a fresh sample", ok))
+        if n >= 1000:
+            goals.append((f"5. {n} instances: < 10% of one core and < 40 MB RSS", cheap_ok))
+        goals.append((f"5. polls spread over the interval (busiest tenth ≤ 15% of polls)", spread_ok))
 
     out += ["", "## Goals", "", "| goal | result |", "| --- | --- |"]
     out += [f"| {g} | {verdict(ok)} |" for g, ok in goals]
@@ -881,7 +970,7 @@ def main():
             log(f"figure 4: footprint with {', '.join(map(str, FOOTPRINT_INSTANCES))} instances")
             r4 = figure4()
         if "5" in FIGURES:
-            log(f"figure 5: {SCALE_INSTANCES} instances on one server")
+            log(f"figure 5: {SCALE_INSTANCES} instances on {len(SCALE_SOCKETS) or 1} servers")
             r5 = figure5()
     finally:
         for g in list(STARTED):

@@ -30,7 +30,11 @@
 #   BENCH_KILL_TRIALS* [20 | quick 2]   SIGKILL trials (figure 3)
 #   BENCH_FOOTPRINT_WINDOW* [20 | quick 5]  seconds of CPU accounting (figure 4)
 #   BENCH_FOOTPRINT_INSTANCES ["1 50"]  instance counts for figure 4
-#   BENCH_SCALE_INSTANCES [200]         instances for figure 5
+#   BENCH_SCALE_INSTANCES [1000]        instances for figure 5
+#   BENCH_SCALE_SERVERS [4]             MariaDB replicas figure 5 spreads them over (each
+#                                       started with max_connections = its share + 50)
+#   BENCH_SCALE_STEPS* ["1 10 100 1000" | quick "1 100"]  instance counts of figure 5's
+#                                       growth table (CPU and memory from 1 to N)
 #   BENCH_SCALE_WINDOW* [20 | quick 6]  seconds of /status sampling (figure 5)
 #   BENCH_HANDOVER_TRIALS* [20 | quick 3]       failovers + failbacks, recommended profile (figure 6)
 #   BENCH_HANDOVER_SEED_TRIALS* [3 | quick 1]   the same with the seed's inter 5000 rise 3 fall 3
@@ -117,7 +121,7 @@ stop_pid() { # label pid [timeout seconds]
 stop_recorded() { # stop everything with a pid file in $RUN: guards first, then mariadbd
   local f pid
   [ -d "$RUN" ] || return 0
-  for f in "$RUN"/guard-*.pid "$RUN"/replica.pid "$RUN"/primary.pid; do
+  for f in "$RUN"/guard-*.pid "$RUN"/bare-*.pid "$RUN"/fleet*.pid "$RUN"/replica.pid "$RUN"/primary.pid; do
     [ -e "$f" ] || continue
     pid=$(cat "$f" 2>/dev/null || true)
     [ -n "$pid" ] && stop_pid "$(basename "$f" .pid)" "$pid"
@@ -144,11 +148,22 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 PRIMARY_PORT=${PRIMARY_PORT:-$(free_port)}
 REPLICA_PORT=${REPLICA_PORT:-$(free_port)}
 while [ "$REPLICA_PORT" = "$PRIMARY_PORT" ]; do REPLICA_PORT=$(free_port); done
-for p in "$PRIMARY_PORT" "$REPLICA_PORT"; do
-  port_busy "$p" && die "port 127.0.0.1:$p is already in use"
-done
 declare -A PORT=([primary]=$PRIMARY_PORT [replica]=$REPLICA_PORT)
 declare -A SERVER_ID=([primary]=1 [replica]=2)
+# Figure 5's fleet: BENCH_SCALE_SERVERS more replicas of the primary, reached by socket.
+SCALE_INSTANCES=${BENCH_SCALE_INSTANCES:-1000}
+SCALE_SERVERS=${BENCH_SCALE_SERVERS:-4}
+FLEET=()
+if [[ " ${BENCH_FIGURES:-5} " == *" 5 "* ]]; then
+  for ((k = 0; k < SCALE_SERVERS; k++)); do
+    FLEET+=("fleet$k")
+    PORT[fleet$k]=$(free_port)
+    SERVER_ID[fleet$k]=$((10 + k))
+  done
+fi
+for p in "${PORT[@]}"; do
+  port_busy "$p" && die "port 127.0.0.1:$p is already in use"
+done
 
 # ---------------------------------------------------------------------------
 # 3. MariaDB: one template datadir, copied for a primary and a replica
@@ -158,26 +173,33 @@ sandbox_template
 
 for n in primary replica; do
   say "starting mariadb $n on 127.0.0.1:${PORT[$n]} (server_id ${SERVER_ID[$n]})"
-  # max_connections 300: figure 5 opens 200 persistent check connections to the replica.
+  # max_connections 300: figure 4 opens 50 persistent check connections to the replica.
   # The saved argv (RUN/replica.argv) lets bench.py restart it after SIGKILL (figure 3).
   sandbox_start_mariadb "$n" --max-connections=300
 done
+# Figure 5 spreads its instances over the fleet: each server holds its share of persistent
+# check connections plus room for the root clients reading counters.
+fleet_conns=$(( (SCALE_INSTANCES + SCALE_SERVERS - 1) / SCALE_SERVERS + 50 ))
+for n in "${FLEET[@]}"; do
+  say "starting mariadb $n on 127.0.0.1:${PORT[$n]} (figure 5, max_connections $fleet_conns)"
+  sandbox_start_mariadb "$n" --max-connections="$fleet_conns"
+done
 rm -rf "$TEMPLATE"
 
-say "setting up GTID replication primary -> replica"
-sandbox_replicate primary replica
+say "setting up GTID replication primary -> replica ${FLEET[*]}"
+sandbox_replicate primary replica "${FLEET[@]}"
 sql primary "CREATE DATABASE bench; CREATE TABLE bench.t (id INT PRIMARY KEY); INSERT INTO bench.t VALUES (1);"
-sandbox_wait_caught_up primary replica
+sandbox_wait_caught_up primary replica "${FLEET[@]}"
 
 # ---------------------------------------------------------------------------
 # 4. measure
 # ---------------------------------------------------------------------------
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   d_runs=1 d_wrk=2 d_bd=1 d_load=4 d_trials=3 d_kill=2 d_fp=5 d_scale=6
-  d_ho=3 d_ho_seed=1 d_ho_steady=10 d_rf_hold=20
+  d_ho=3 d_ho_seed=1 d_ho_steady=10 d_rf_hold=20 d_steps="1 100"
 else
   d_runs=5 d_wrk=5 d_bd=3 d_load=10 d_trials=20 d_kill=20 d_fp=20 d_scale=20
-  d_ho=20 d_ho_seed=3 d_ho_steady=60 d_rf_hold=25
+  d_ho=20 d_ho_seed=3 d_ho_steady=60 d_rf_hold=25 d_steps="1 10 100 1000"
 fi
 export BENCH_WORK="$WORK" BENCH_RUN="$RUN" BENCH_LOGS="$LOGS" BENCH_PWFILE="$PWFILE"
 export BENCH_REPLGUARD="$REPLGUARD" BENCH_MARIADB="$MARIADB" BENCH_MARIADBD="$MARIADBD" BENCH_WRK="$WRK"
@@ -191,7 +213,9 @@ export BENCH_TRIALS=${BENCH_TRIALS:-$d_trials}
 export BENCH_KILL_TRIALS=${BENCH_KILL_TRIALS:-$d_kill}
 export BENCH_FOOTPRINT_WINDOW=${BENCH_FOOTPRINT_WINDOW:-$d_fp}
 export BENCH_FOOTPRINT_INSTANCES=${BENCH_FOOTPRINT_INSTANCES:-"1 50"}
-export BENCH_SCALE_INSTANCES=${BENCH_SCALE_INSTANCES:-200}
+export BENCH_SCALE_INSTANCES=$SCALE_INSTANCES
+export BENCH_SCALE_STEPS=${BENCH_SCALE_STEPS:-$d_steps}
+export BENCH_SCALE_SOCKETS="$(for n in "${FLEET[@]}"; do printf '%s ' "$RUN/$n.sock"; done)"
 export BENCH_SCALE_WINDOW=${BENCH_SCALE_WINDOW:-$d_scale}
 export BENCH_FIGURES=${BENCH_FIGURES:-"1 1b 2 3 4 5 6"}
 export BENCH_QUICK=${BENCH_QUICK:-0}
