@@ -31,14 +31,70 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-/// All endpoints, with errors rendered; never rejects.
+/// What a connection is served: the warp filter of every endpoint, and the answers that need
+/// none of warp (the checks, HAProxy's hot path), asked first by the listener.
+#[derive(Clone)]
+pub struct Served<F> {
+    pub filter: F,
+    pub direct: Arc<dyn Direct>,
+}
+
+/// Requests answered without warp, exactly as its filter would answer them; `None`: left to
+/// the filter. The listener asks only for requests its gate lets through without credentials.
+pub trait Direct: Send + Sync {
+    fn answer(&self, req: &hyper::Request<hyper::body::Incoming>) -> Option<Response>;
+}
+
+/// The checks of one hub, answered without warp: the path read once, the answer cache shared
+/// with the warp route of the same generation.
+struct Checks {
+    hub: Arc<Hub>,
+    answers: Arc<[AnswerCache]>,
+}
+
+impl Direct for Checks {
+    fn answer(&self, req: &hyper::Request<hyper::body::Incoming>) -> Option<Response> {
+        let m = req.method();
+        if !(m == Method::GET || m == Method::HEAD || m == Method::OPTIONS) {
+            return None; // warp answers 405
+        }
+        let target = check_path(req.uri().path())?;
+        // An Accept header that is not text is warp's to refuse, as before.
+        let accept = match req.headers().get(header::ACCEPT) {
+            Some(v) => Some(v.to_str().ok()?),
+            None => None,
+        };
+        let query = req.uri().query().unwrap_or("");
+        Some(check_reply(&self.hub, &self.answers, target, query, accept))
+    }
+}
+
+/// Every endpoint of `hub` as the listener serves them: [`routes`], and the checks directly.
+pub fn served(
+    hub: Arc<Hub>,
+) -> Served<impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static>
+{
+    let answers = AnswerCache::per_instance(hub.instances().len());
+    Served {
+        filter: routes_with(hub.clone(), answers.clone()),
+        direct: Arc::new(Checks { hub, answers }),
+    }
+}
+
+/// All endpoints, with errors rendered; never rejects (the warp half of [`served`], for tests).
+#[cfg(test)]
 pub fn routes(
     hub: Arc<Hub>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let checks = check_route(
-        hub.clone(),
-        AnswerCache::per_instance(hub.instances().len()),
-    );
+    let answers = AnswerCache::per_instance(hub.instances().len());
+    routes_with(hub, answers)
+}
+
+fn routes_with(
+    hub: Arc<Hub>,
+    answers: Arc<[AnswerCache]>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let checks = check_route(hub.clone(), answers);
     let hub = warp::any().map(move || hub.clone());
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
 

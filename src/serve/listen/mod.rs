@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod gate;
 
+use crate::serve::http::{Direct, Served};
 use crate::serve::listen::admission::{Admission, Conn};
 use crate::serve::listen::gate::{Gate, Refusal};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -54,7 +55,7 @@ pub struct Limits {
 /// by the `filters` current when it arrives (a config reload replaces them).
 pub async fn serve<F>(
     listener: TcpListener,
-    filters: tokio::sync::watch::Receiver<F>,
+    filters: tokio::sync::watch::Receiver<Served<F>>,
     limits: Limits,
     gate: Arc<Gate>,
     admission: Arc<Admission>,
@@ -109,8 +110,10 @@ pub async fn serve<F>(
         ) {
             conn.arrived();
         }
+        let served = filters.borrow().clone();
         let handler = Handler {
-            service: warp::service(filters.borrow().clone()),
+            service: warp::service(served.filter),
+            direct: served.direct,
             gate: gate.clone(),
             conn: conn.clone(),
         };
@@ -323,6 +326,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 struct Handler<S> {
     /// warp's service for the endpoints (its type cannot be named outside warp).
     service: S,
+    /// The answers that need no warp, asked first.
+    direct: Arc<dyn Direct>,
     gate: Arc<Gate>,
     /// Marked busy from a request's arrival until its answer is flushed ([`Idle`]).
     conn: Arc<Conn>,
@@ -341,15 +346,22 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Answering;
 
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
-        let mut service = self.service.clone();
-        let gate = self.gate.clone();
         // The head has arrived: from here the connection is answering, never displaced.
         self.conn.busy();
+        // A check needing no credentials: answered here and now, with no future to box.
+        if self.gate.open_for(req.uri().path()) {
+            if let Some(answer) = self.direct.answer(&req) {
+                self.conn.responded();
+                return Answering::Ready(Some(answer));
+            }
+        }
+        let mut service = self.service.clone();
+        let gate = self.gate.clone();
         let conn = self.conn.clone();
-        Box::pin(async move {
+        Answering::Later(Box::pin(async move {
             let auth = req
                 .headers()
                 .get(warp::http::header::AUTHORIZATION)
@@ -362,7 +374,26 @@ where
             // Busy until the transport has flushed it (`Idle::poll_flush`).
             conn.responded();
             answer
-        })
+        }))
+    }
+}
+
+/// A request's answer: ready at once (a direct answer), or from the gate and warp.
+enum Answering {
+    Ready(Option<Response>),
+    Later(Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>),
+}
+
+impl Future for Answering {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut *self {
+            Answering::Ready(answer) => Poll::Ready(Ok(answer
+                .take()
+                .expect("an answer is polled until it is ready, once"))),
+            Answering::Later(fut) => fut.as_mut().poll(cx),
+        }
     }
 }
 
