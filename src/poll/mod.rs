@@ -224,6 +224,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             }),
     };
     let mut written: Option<Persisted> = None;
+    let poll_duration = metrics.poll_histogram(instance);
     // The first poll at once (a new instance has no sample yet), then on the instance's phase.
     let mut due = Instant::now();
     loop {
@@ -254,7 +255,8 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             ),
             Err(err) => tracing::debug!(instance = %instance, error = %err, "poll failed"),
         }
-        metrics.observe_poll(instance, &sample);
+        poll_duration.observe(sample.duration.as_secs_f64());
+        metrics.observe_poll_error(instance, &sample);
         let previous = tx.borrow().clone();
         let now = Instant::now().into_std();
         // The judge of the config in force: policies may change at a reload.
@@ -284,8 +286,12 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         }
         due = phase.next(interval, started, Instant::now());
     }
-    probe.close().await;
-    source.close().await;
+    // Boxed too, for the same reason as the poll.
+    Box::pin(async {
+        probe.close().await;
+        source.close().await;
+    })
+    .await;
     tracing::debug!(instance = %instance, "poller stopped");
 }
 
