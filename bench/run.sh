@@ -8,11 +8,13 @@
 # replica on free loopback ports (one initialised datadir copied per instance, as
 # deploy/sandbox/demo.sh does), then bench/bench.py starts `replguard serve` with generated
 # configurations and measures:
-#   1. check throughput and latency under wrk (/replica vs /healthz, 1/16/256 connections)
+#   1. check throughput and latency under wrk (/replica vs a bare hyper's empty 200 and
+#      /healthz, 1/16/256 connections); 1s: the same over HTTPS against plain
 #   2. MySQL load on the replica while /replica is hammered vs an idle window
 #   3. reaction time: STOP SLAVE SQL_THREAD / SIGKILL of mariadbd -> first non-200 of /replica
 #   4. footprint: RSS and CPU of an idle guard watching 1 and 50 instances
-#   5. scale: one guard watching 200 instances on one server (fresh samples, connections)
+#   5. scale: one guard watching 1000 instances on 4 servers (fresh samples, phase spread,
+#      CPU and memory from 1 to 1000 instances)
 #   6. the write handover: master-master behind a real HAProxy (deploy/haproxy.cfg's options),
 #      an application at ~1000+ writes/s; failover p50/p99, failback write gap, dual writes,
 #      stale reads, and the read farm's staleness (tests/handover.rs figure_6_handover)
@@ -40,12 +42,13 @@
 #   BENCH_HANDOVER_SEED_TRIALS* [3 | quick 1]   the same with the seed's inter 5000 rise 3 fall 3
 #   BENCH_HANDOVER_STEADY* [60 | quick 10]      seconds of a caught-up pair under load (figure 6)
 #   BENCH_READFARM_HOLD* [25 | quick 20]        seconds a read-farm replica's applier is held
-#   BENCH_FIGURES ["1 1b 2 3 4 5 6"]    which figures to run (1b: where a check's CPU goes;
+#   BENCH_FIGURES ["1 1s 1b 2 3 4 5 6"] which figures to run (1s: HTTPS against plain; 1b: where a check's CPU goes;
 #                                       "hold": keep the guard up for profiling until $BENCH_DIR/run/hold is removed)
 #   BENCH_WAIT_QUIET [0]                wait up to this many seconds for other processes to use
 #                                       < 0.25 core before measuring (a shared machine skews figure 1)
 #   PRIMARY_PORT, REPLICA_PORT [free ports]   MariaDB TCP ports (127.0.0.1 only)
 #   REPLGUARD_BIN [target/release/replguard, built here]   SKIP_BUILD=1   SKIP_INSTALL=1
+#   BARE_HTTP [target/release/examples/bare_http, built here]   figure 1's ceiling
 set -euo pipefail
 
 # The command line as run, with the BENCH_*/SKIP_* settings given, for the results.
@@ -80,7 +83,7 @@ sandbox_require MARIADBD=mariadbd:/usr/sbin/mariadbd:mariadb-server \
   INSTALL_DB=mariadb-install-db:/usr/bin/mariadb-install-db:mariadb-server \
   MARIADB=mariadb:/usr/bin/mariadb:mariadb-client \
   WRK=wrk:/usr/bin/wrk:wrk PYTHON=python3:/usr/bin/python3:python3 \
-  PROTOC=protoc:/usr/bin/protoc:protobuf-compiler
+  PROTOC=protoc:/usr/bin/protoc:protobuf-compiler OPENSSL=openssl:/usr/bin/openssl:openssl
 
 # ---------------------------------------------------------------------------
 # 2. build replguard
@@ -92,9 +95,12 @@ elif [ "${SKIP_BUILD:-0}" = 1 ]; then
 else
   command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs"
   say "building replguard (cargo build --release)"
-  (cd "$REPO_ROOT" && cargo build --release) >&2
+  (cd "$REPO_ROOT" && cargo build --release && cargo build --release --example bare_http) >&2
   REPLGUARD="$REPO_ROOT/target/release/replguard"
 fi
+# Figure 1's ceiling: the same hyper serving an empty 200, nothing else (examples/bare_http.rs).
+BARE_HTTP=${BARE_HTTP:-$REPO_ROOT/target/release/examples/bare_http}
+[ -x "$BARE_HTTP" ] || { warn "no $BARE_HTTP (cargo build --release --example bare_http): figure 1 without its ceiling"; BARE_HTTP=""; }
 [ -x "$REPLGUARD" ] || die "replguard binary not found at $REPLGUARD"
 
 # ---------------------------------------------------------------------------
@@ -217,7 +223,8 @@ export BENCH_SCALE_INSTANCES=$SCALE_INSTANCES
 export BENCH_SCALE_STEPS=${BENCH_SCALE_STEPS:-$d_steps}
 export BENCH_SCALE_SOCKETS="$(for n in "${FLEET[@]}"; do printf '%s ' "$RUN/$n.sock"; done)"
 export BENCH_SCALE_WINDOW=${BENCH_SCALE_WINDOW:-$d_scale}
-export BENCH_FIGURES=${BENCH_FIGURES:-"1 1b 2 3 4 5 6"}
+export BENCH_FIGURES=${BENCH_FIGURES:-"1 1s 1b 2 3 4 5 6"}
+export BENCH_BARE_HTTP="$BARE_HTTP"
 export BENCH_QUICK=${BENCH_QUICK:-0}
 export BENCH_WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
 export BENCH_COMMAND
