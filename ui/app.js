@@ -265,10 +265,23 @@ function setConn(ok, text) {
   b.textContent = text;
 }
 
+// At fleet size the page asks for the failing first and at most SHOWN rows, filtered by
+// name and failure on the guard: the document it reads stays small whatever the fleet.
+const SHOWN = 200;
+let timer;
+
+function statusQuery() {
+  const q = new URLSearchParams({ order: "failing", limit: String(SHOWN) });
+  const name = document.getElementById("filter-name").value.trim();
+  if (name) q.set("name", name);
+  if (document.getElementById("filter-failing").checked) q.set("failing", "1");
+  return STATUS + "?" + q.toString();
+}
+
 async function refresh() {
   try {
     const [st, ev] = await Promise.all([
-      fetch(STATUS, { cache: "no-store" }),
+      fetch(statusQuery(), { cache: "no-store" }),
       fetch(EVENTS, { cache: "no-store" }),
     ]);
     if (!st.ok) throw new Error(STATUS + " " + st.status);
@@ -277,8 +290,12 @@ async function refresh() {
     document.getElementById("rows").replaceChildren(...doc.instances.map((i) => row(i, now)));
     const configured = new Map(doc.instances.map((i) => [i.name, i.policy]));
     if (ev.ok) drawEvents((await ev.json()).events, configured);
-    const failing = doc.instances.filter((i) =>
+    const failing = doc.summary ? doc.summary.failing : doc.instances.filter((i) =>
       !(i.verdicts.find((v) => v.policy === i.policy) || {}).healthy).length;
+    if (doc.summary) {
+      document.getElementById("shown").textContent = "showing " + doc.summary.shown + " of " +
+        doc.summary.instances + " (" + doc.summary.failing + " failing, listed first)";
+    }
     setConn(true, failing ? failing + " failing" : "all healthy");
     if (failing) document.getElementById("conn").className = "badge fail";
     document.getElementById("updated").textContent =
@@ -289,8 +306,12 @@ async function refresh() {
   } catch (err) {
     setConn(false, "replguard unreachable: " + err.message);
   } finally {
-    setTimeout(refresh, REFRESH_MS);
+    clearTimeout(timer);
+    timer = setTimeout(refresh, REFRESH_MS);
   }
 }
 
+for (const id of ["filter-name", "filter-failing"]) {
+  document.getElementById(id).addEventListener("change", () => { clearTimeout(timer); refresh(); });
+}
 refresh();

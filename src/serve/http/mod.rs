@@ -99,7 +99,10 @@ fn routes_with(
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
 
     let healthz = warp::path!("healthz").map(|| respond(StatusCode::OK, None, TEXT, "ok\n"));
-    let status = warp::path!("status").and(hub.clone()).map(status_reply);
+    let status = warp::path!("status")
+        .and(query)
+        .and(hub.clone())
+        .map(status_reply);
     // Metrics, status page and events (issue 9): read snapshots and in-memory logs only.
     let metrics = warp::path!("metrics").and(hub.clone()).map(metrics_reply);
     let ui = warp::path!("ui").map(ui_reply);
@@ -309,9 +312,16 @@ fn check_answer(
     )
 }
 
-fn status_reply(hub: Arc<Hub>) -> Response {
+/// `/status`, all instances or (with parameters) those a reader asks for: `failing=1` only those
+/// whose own policy fails, `name=TEXT` those whose name contains it, `order=failing` the failing
+/// first, `limit=N` at most N. Strict: anything else is a 400.
+fn status_reply(query: String, hub: Arc<Hub>) -> Response {
+    let filter = match status::Filter::parse(&query) {
+        Ok(f) => f,
+        Err(msg) => return respond(StatusCode::BAD_REQUEST, None, TEXT, format!("{msg}\n")),
+    };
     let now = tokio::time::Instant::now().into_std();
-    let body = status::status(&hub, now);
+    let body = status::status_filtered(&hub, now, &filter);
     respond(StatusCode::OK, None, JSON, body)
 }
 
