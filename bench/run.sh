@@ -8,11 +8,13 @@
 # replica on free loopback ports (one initialised datadir copied per instance, as
 # deploy/sandbox/demo.sh does), then bench/bench.py starts `replguard serve` with generated
 # configurations and measures:
-#   1. check throughput and latency under wrk (/replica vs /healthz, 1/16/256 connections)
+#   1. check throughput and latency under wrk (/replica vs a bare hyper's empty 200 and
+#      /healthz, 1/16/256 connections); 1s: the same over HTTPS against plain
 #   2. MySQL load on the replica while /replica is hammered vs an idle window
 #   3. reaction time: STOP SLAVE SQL_THREAD / SIGKILL of mariadbd -> first non-200 of /replica
 #   4. footprint: RSS and CPU of an idle guard watching 1 and 50 instances
-#   5. scale: one guard watching 200 instances on one server (fresh samples, connections)
+#   5. scale: one guard watching 1000 instances on 4 servers (fresh samples, phase spread,
+#      CPU and memory from 1 to 1000 instances)
 #   6. the write handover: master-master behind a real HAProxy (deploy/haproxy.cfg's options),
 #      an application at ~1000+ writes/s; failover p50/p99, failback write gap, dual writes,
 #      stale reads, and the read farm's staleness (tests/handover.rs figure_6_handover)
@@ -30,18 +32,23 @@
 #   BENCH_KILL_TRIALS* [20 | quick 2]   SIGKILL trials (figure 3)
 #   BENCH_FOOTPRINT_WINDOW* [20 | quick 5]  seconds of CPU accounting (figure 4)
 #   BENCH_FOOTPRINT_INSTANCES ["1 50"]  instance counts for figure 4
-#   BENCH_SCALE_INSTANCES [200]         instances for figure 5
+#   BENCH_SCALE_INSTANCES [1000]        instances for figure 5
+#   BENCH_SCALE_SERVERS [4]             MariaDB replicas figure 5 spreads them over (each
+#                                       started with max_connections = its share + 50)
+#   BENCH_SCALE_STEPS* ["1 10 100 1000" | quick "1 100"]  instance counts of figure 5's
+#                                       growth table (CPU and memory from 1 to N)
 #   BENCH_SCALE_WINDOW* [20 | quick 6]  seconds of /status sampling (figure 5)
 #   BENCH_HANDOVER_TRIALS* [20 | quick 3]       failovers + failbacks, recommended profile (figure 6)
 #   BENCH_HANDOVER_SEED_TRIALS* [3 | quick 1]   the same with the seed's inter 5000 rise 3 fall 3
 #   BENCH_HANDOVER_STEADY* [60 | quick 10]      seconds of a caught-up pair under load (figure 6)
 #   BENCH_READFARM_HOLD* [25 | quick 20]        seconds a read-farm replica's applier is held
-#   BENCH_FIGURES ["1 1b 2 3 4 5 6"]    which figures to run (1b: where a check's CPU goes;
+#   BENCH_FIGURES ["1 1s 1b 2 3 4 5 6"] which figures to run (1s: HTTPS against plain; 1b: where a check's CPU goes;
 #                                       "hold": keep the guard up for profiling until $BENCH_DIR/run/hold is removed)
 #   BENCH_WAIT_QUIET [0]                wait up to this many seconds for other processes to use
 #                                       < 0.25 core before measuring (a shared machine skews figure 1)
 #   PRIMARY_PORT, REPLICA_PORT [free ports]   MariaDB TCP ports (127.0.0.1 only)
 #   REPLGUARD_BIN [target/release/replguard, built here]   SKIP_BUILD=1   SKIP_INSTALL=1
+#   BARE_HTTP [target/release/examples/bare_http, built here]   figure 1's ceiling
 set -euo pipefail
 
 # The command line as run, with the BENCH_*/SKIP_* settings given, for the results.
@@ -76,7 +83,7 @@ sandbox_require MARIADBD=mariadbd:/usr/sbin/mariadbd:mariadb-server \
   INSTALL_DB=mariadb-install-db:/usr/bin/mariadb-install-db:mariadb-server \
   MARIADB=mariadb:/usr/bin/mariadb:mariadb-client \
   WRK=wrk:/usr/bin/wrk:wrk PYTHON=python3:/usr/bin/python3:python3 \
-  PROTOC=protoc:/usr/bin/protoc:protobuf-compiler
+  PROTOC=protoc:/usr/bin/protoc:protobuf-compiler OPENSSL=openssl:/usr/bin/openssl:openssl
 
 # ---------------------------------------------------------------------------
 # 2. build replguard
@@ -88,9 +95,12 @@ elif [ "${SKIP_BUILD:-0}" = 1 ]; then
 else
   command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs"
   say "building replguard (cargo build --release)"
-  (cd "$REPO_ROOT" && cargo build --release) >&2
+  (cd "$REPO_ROOT" && cargo build --release && cargo build --release --example bare_http) >&2
   REPLGUARD="$REPO_ROOT/target/release/replguard"
 fi
+# Figure 1's ceiling: the same hyper serving an empty 200, nothing else (examples/bare_http.rs).
+BARE_HTTP=${BARE_HTTP:-$REPO_ROOT/target/release/examples/bare_http}
+[ -x "$BARE_HTTP" ] || { warn "no $BARE_HTTP (cargo build --release --example bare_http): figure 1 without its ceiling"; BARE_HTTP=""; }
 [ -x "$REPLGUARD" ] || die "replguard binary not found at $REPLGUARD"
 
 # ---------------------------------------------------------------------------
@@ -117,7 +127,7 @@ stop_pid() { # label pid [timeout seconds]
 stop_recorded() { # stop everything with a pid file in $RUN: guards first, then mariadbd
   local f pid
   [ -d "$RUN" ] || return 0
-  for f in "$RUN"/guard-*.pid "$RUN"/replica.pid "$RUN"/primary.pid; do
+  for f in "$RUN"/guard-*.pid "$RUN"/bare-*.pid "$RUN"/fleet*.pid "$RUN"/replica.pid "$RUN"/primary.pid; do
     [ -e "$f" ] || continue
     pid=$(cat "$f" 2>/dev/null || true)
     [ -n "$pid" ] && stop_pid "$(basename "$f" .pid)" "$pid"
@@ -144,11 +154,22 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 PRIMARY_PORT=${PRIMARY_PORT:-$(free_port)}
 REPLICA_PORT=${REPLICA_PORT:-$(free_port)}
 while [ "$REPLICA_PORT" = "$PRIMARY_PORT" ]; do REPLICA_PORT=$(free_port); done
-for p in "$PRIMARY_PORT" "$REPLICA_PORT"; do
-  port_busy "$p" && die "port 127.0.0.1:$p is already in use"
-done
 declare -A PORT=([primary]=$PRIMARY_PORT [replica]=$REPLICA_PORT)
 declare -A SERVER_ID=([primary]=1 [replica]=2)
+# Figure 5's fleet: BENCH_SCALE_SERVERS more replicas of the primary, reached by socket.
+SCALE_INSTANCES=${BENCH_SCALE_INSTANCES:-1000}
+SCALE_SERVERS=${BENCH_SCALE_SERVERS:-4}
+FLEET=()
+if [[ " ${BENCH_FIGURES:-5} " == *" 5 "* ]]; then
+  for ((k = 0; k < SCALE_SERVERS; k++)); do
+    FLEET+=("fleet$k")
+    PORT[fleet$k]=$(free_port)
+    SERVER_ID[fleet$k]=$((10 + k))
+  done
+fi
+for p in "${PORT[@]}"; do
+  port_busy "$p" && die "port 127.0.0.1:$p is already in use"
+done
 
 # ---------------------------------------------------------------------------
 # 3. MariaDB: one template datadir, copied for a primary and a replica
@@ -158,26 +179,33 @@ sandbox_template
 
 for n in primary replica; do
   say "starting mariadb $n on 127.0.0.1:${PORT[$n]} (server_id ${SERVER_ID[$n]})"
-  # max_connections 300: figure 5 opens 200 persistent check connections to the replica.
+  # max_connections 300: figure 4 opens 50 persistent check connections to the replica.
   # The saved argv (RUN/replica.argv) lets bench.py restart it after SIGKILL (figure 3).
   sandbox_start_mariadb "$n" --max-connections=300
 done
+# Figure 5 spreads its instances over the fleet: each server holds its share of persistent
+# check connections plus room for the root clients reading counters.
+fleet_conns=$(( (SCALE_INSTANCES + SCALE_SERVERS - 1) / SCALE_SERVERS + 50 ))
+for n in "${FLEET[@]}"; do
+  say "starting mariadb $n on 127.0.0.1:${PORT[$n]} (figure 5, max_connections $fleet_conns)"
+  sandbox_start_mariadb "$n" --max-connections="$fleet_conns"
+done
 rm -rf "$TEMPLATE"
 
-say "setting up GTID replication primary -> replica"
-sandbox_replicate primary replica
+say "setting up GTID replication primary -> replica ${FLEET[*]}"
+sandbox_replicate primary replica "${FLEET[@]}"
 sql primary "CREATE DATABASE bench; CREATE TABLE bench.t (id INT PRIMARY KEY); INSERT INTO bench.t VALUES (1);"
-sandbox_wait_caught_up primary replica
+sandbox_wait_caught_up primary replica "${FLEET[@]}"
 
 # ---------------------------------------------------------------------------
 # 4. measure
 # ---------------------------------------------------------------------------
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
   d_runs=1 d_wrk=2 d_bd=1 d_load=4 d_trials=3 d_kill=2 d_fp=5 d_scale=6
-  d_ho=3 d_ho_seed=1 d_ho_steady=10 d_rf_hold=20
+  d_ho=3 d_ho_seed=1 d_ho_steady=10 d_rf_hold=20 d_steps="1 100"
 else
   d_runs=5 d_wrk=5 d_bd=3 d_load=10 d_trials=20 d_kill=20 d_fp=20 d_scale=20
-  d_ho=20 d_ho_seed=3 d_ho_steady=60 d_rf_hold=25
+  d_ho=20 d_ho_seed=3 d_ho_steady=60 d_rf_hold=25 d_steps="1 10 100 1000"
 fi
 export BENCH_WORK="$WORK" BENCH_RUN="$RUN" BENCH_LOGS="$LOGS" BENCH_PWFILE="$PWFILE"
 export BENCH_REPLGUARD="$REPLGUARD" BENCH_MARIADB="$MARIADB" BENCH_MARIADBD="$MARIADBD" BENCH_WRK="$WRK"
@@ -191,9 +219,12 @@ export BENCH_TRIALS=${BENCH_TRIALS:-$d_trials}
 export BENCH_KILL_TRIALS=${BENCH_KILL_TRIALS:-$d_kill}
 export BENCH_FOOTPRINT_WINDOW=${BENCH_FOOTPRINT_WINDOW:-$d_fp}
 export BENCH_FOOTPRINT_INSTANCES=${BENCH_FOOTPRINT_INSTANCES:-"1 50"}
-export BENCH_SCALE_INSTANCES=${BENCH_SCALE_INSTANCES:-200}
+export BENCH_SCALE_INSTANCES=$SCALE_INSTANCES
+export BENCH_SCALE_STEPS=${BENCH_SCALE_STEPS:-$d_steps}
+export BENCH_SCALE_SOCKETS="$(for n in "${FLEET[@]}"; do printf '%s ' "$RUN/$n.sock"; done)"
 export BENCH_SCALE_WINDOW=${BENCH_SCALE_WINDOW:-$d_scale}
-export BENCH_FIGURES=${BENCH_FIGURES:-"1 1b 2 3 4 5 6"}
+export BENCH_FIGURES=${BENCH_FIGURES:-"1 1s 1b 2 3 4 5 6"}
+export BENCH_BARE_HTTP="$BARE_HTTP"
 export BENCH_QUICK=${BENCH_QUICK:-0}
 export BENCH_WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
 export BENCH_COMMAND

@@ -164,6 +164,48 @@ async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
     g.stop().await;
 }
 
+/// The header-read timeout bounds every request of a keep-alive connection, not only the first:
+/// after an answer, a client that trickles in the next head (a byte now and then, so the idle
+/// timeout never fires) is closed without an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_connection_trickling_its_next_head_is_closed() {
+    let g = guard_with("header_read_timeout = \"500ms\"\nidle_timeout = \"1h\"\n").await;
+    let mut s = send(&g, b"GET /healthz HTTP/1.1\r\nHost: g\r\n\r\n").await;
+    let mut first = [0u8; 17];
+    s.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200 OK\r\n");
+    let start = std::time::Instant::now();
+    let mut closed = false;
+    for b in b"GET /healthz HTTP/1.1\r\nX-Slow: "
+        .iter()
+        .cycle()
+        .take(100)
+    {
+        if s.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let rest = closed_within(&mut s, Duration::from_secs(2)).await;
+    assert!(
+        closed || rest.is_some(),
+        "still open after {:?} of trickled headers",
+        start.elapsed()
+    );
+    if let Some(rest) = rest {
+        // Whatever came after the first answer, it is not a second one.
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("200 OK"),
+            "{rest:?}"
+        );
+    }
+    g.stop().await;
+}
+
 /// At the cap, a check displaces the oldest connection that has not delivered a request, instead
 /// of being refused (issue 22); the cap itself holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -193,8 +193,11 @@ async fn status_page_shows_a_replica_failing() {
         row(&failing, "db2").is_some() && row(&failing, "db1").is_none(),
         "{failing}"
     );
-    assert!(failing.contains("1 of 2 instances"), "{failing}");
-    let matching = browse(&format!("{url}?filter=DB1"), &["--dump-dom"]).await;
+    assert!(
+        failing.contains("showing 1 of 2 (1 failing, listed first)"),
+        "{failing}"
+    );
+    let matching = browse(&format!("{url}?filter=db1"), &["--dump-dom"]).await;
     assert!(
         row(&matching, "db1").is_some() && row(&matching, "db2").is_none(),
         "{matching}"

@@ -116,6 +116,10 @@ impl ReloadStatus {
 /// One generation per config: a reload builds a new hub (sharing [`Shared`]).
 pub struct Hub {
     instances: Vec<Watched>,
+    /// Positions in `instances` by name and by port (the first instance with that port), so a
+    /// check finds its instance in a fleet of thousands without a scan.
+    by_name: std::collections::HashMap<String, usize>,
+    by_port: std::collections::HashMap<u16, usize>,
     judge: Arc<Judge>,
     shared: Shared,
     /// The read pools over the instances (see [`Hub::with_pools`]).
@@ -129,7 +133,7 @@ impl Hub {
         judge: Arc<Judge>,
         shared: Shared,
     ) -> Hub {
-        let instances = instances
+        let instances: Vec<Watched> = instances
             .into_iter()
             .enumerate()
             .map(|(index, (config, snapshot))| Watched {
@@ -139,8 +143,18 @@ impl Hub {
                 pool: None,
             })
             .collect();
+        let mut by_name = std::collections::HashMap::with_capacity(instances.len());
+        let mut by_port = std::collections::HashMap::with_capacity(instances.len());
+        for w in &instances {
+            by_name.entry(w.config.name.clone()).or_insert(w.index);
+            if let Some(port) = w.config.port {
+                by_port.entry(port).or_insert(w.index);
+            }
+        }
         Hub {
             instances,
+            by_name,
+            by_port,
             judge,
             shared,
             pools: Vec::new(),
@@ -172,14 +186,14 @@ impl Hub {
     pub fn find(&self, selector: &Selector) -> Result<&Watched, LookupError> {
         match selector {
             Selector::Port(port) => self
-                .instances
-                .iter()
-                .find(|w| w.config.port == Some(*port))
+                .by_port
+                .get(port)
+                .map(|&i| &self.instances[i])
                 .ok_or(LookupError::NoSuchPort(*port)),
             Selector::Name(name) => self
-                .instances
-                .iter()
-                .find(|w| &w.config.name == name)
+                .by_name
+                .get(name)
+                .map(|&i| &self.instances[i])
                 .ok_or_else(|| LookupError::NoSuchName(name.clone())),
             Selector::Only => match self.instances.as_slice() {
                 [only] => Ok(only),

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use store::Persisted;
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Polls the probe once (and, for a replica, its source), times it, and notes whether the
@@ -136,6 +136,59 @@ pub struct Poller {
     /// The lease task's view of the instance's writer lease, copied into each sample; `None`:
     /// the instance is in no writer group.
     pub lease: Option<watch::Receiver<crate::snapshot::lease::LeaseView>>,
+    /// When this instance polls within the interval: its steady place on the fleet's grid.
+    pub phase: Phase,
+}
+
+/// An instance's steady place in the poll interval: it polls at `epoch + offset + k * interval`.
+/// The epoch is the fleet's (fixed for the daemon's life) and the offset comes from the
+/// instance's name alone, so polls of a fleet are spread over the interval rather than in one
+/// burst, and an instance keeps its phase across reloads (even when its poller restarts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phase {
+    pub epoch: Instant,
+    pub offset: Duration,
+}
+
+/// How finely phases are placed: slots of an interval / `PHASE_SLOTS` (at least 1 ms). Pollers
+/// in one slot wake together, so a large fleet costs at most this many timer wake-ups per
+/// interval, while no slot holds much more than its share of the polls.
+pub const PHASE_SLOTS: u32 = 200;
+
+impl Phase {
+    /// The phase of the instance `name` polled every `interval` on the grid starting at `epoch`.
+    pub fn of(name: &str, interval: Duration, epoch: Instant) -> Phase {
+        // FNV-1a: stable across runs and builds (std's hasher promises neither).
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        let slot = interval
+            .checked_div(PHASE_SLOTS)
+            .unwrap_or_default()
+            .max(Duration::from_millis(1))
+            .min(interval.max(Duration::from_millis(1)));
+        let slots = (interval.as_nanos() / slot.as_nanos()).max(1) as u64;
+        Phase {
+            epoch,
+            offset: slot * ((hash % slots) as u32),
+        }
+    }
+
+    /// When the poll after one that started at `started` is due, given that it ended at `now`:
+    /// the first point of the grid at least half an interval after `started` (so a poller that
+    /// started off the grid joins it at once) and not before `now` (a slow poll delays the next
+    /// rather than bursting to catch up). On the grid, polls are exactly one interval apart.
+    pub fn next(&self, interval: Duration, started: Instant, now: Instant) -> Instant {
+        let after = (started + interval / 2).max(now);
+        let first = self.epoch + self.offset;
+        if after <= first || interval.is_zero() {
+            return first.max(after);
+        }
+        let since = after - first;
+        let k = since.as_nanos().div_ceil(interval.as_nanos());
+        let k = u32::try_from(k).unwrap_or(u32::MAX);
+        first + interval.saturating_mul(k)
+    }
 }
 
 /// Samples every `interval` until `shutdown`, then closes the connections: the I/O and timing
@@ -155,6 +208,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         state_file,
         maintenance_file,
         lease,
+        phase,
     } = poller;
     let instance = &config.name;
     let mut carry = Carry {
@@ -170,17 +224,25 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             }),
     };
     let mut written: Option<Persisted> = None;
-    let mut ticker = tokio::time::interval(interval);
-    // After a slow poll, keep the spacing rather than firing a burst to catch up.
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let poll_duration = metrics.poll_histogram(instance);
+    // The first poll at once (a new instance has no sample yet), then on the instance's phase.
+    let mut due = Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep_until(due) => {}
         }
+        let started = Instant::now();
+        // Boxed: the probe's futures are large, and a poller waits most of its life between
+        // polls; inside the task they would make every idle poller that size.
+        let polling = Box::pin(poll_once(
+            &mut probe,
+            &mut source,
+            maintenance_file.as_deref(),
+        ));
         let mut sample = tokio::select! {
             _ = shutdown.cancelled() => break,
-            s = poll_once(&mut probe, &mut source, maintenance_file.as_deref()) => s,
+            s = polling => s,
         };
         sample.lease = lease.as_ref().map(|rx| rx.borrow().clone());
         match &sample.outcome {
@@ -193,7 +255,8 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
             ),
             Err(err) => tracing::debug!(instance = %instance, error = %err, "poll failed"),
         }
-        metrics.observe_poll(instance, &sample);
+        poll_duration.observe(sample.duration.as_secs_f64());
+        metrics.observe_poll_error(instance, &sample);
         let previous = tx.borrow().clone();
         let now = Instant::now().into_std();
         // The judge of the config in force: policies may change at a reload.
@@ -205,7 +268,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         ) {
             let p = Persisted::new(&snapshot.memory, state);
             if written.as_ref() != Some(&p) {
-                match store::save(path, &p).await {
+                match Box::pin(store::save(path, &p)).await {
                     Ok(()) => written = Some(p),
                     Err(e) => {
                         tracing::warn!(instance = %instance, error = %e, path = %path.display(), "cannot write state file")
@@ -221,9 +284,14 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
                 log.record(event);
             }
         }
+        due = phase.next(interval, started, Instant::now());
     }
-    probe.close().await;
-    source.close().await;
+    // Boxed too, for the same reason as the poll.
+    Box::pin(async {
+        probe.close().await;
+        source.close().await;
+    })
+    .await;
     tracing::debug!(instance = %instance, "poller stopped");
 }
 
@@ -231,6 +299,76 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
 mod tests {
     use super::*;
     use crate::probe::SourceReads;
+
+    #[test]
+    fn an_instance_keeps_its_phase_and_a_fleet_spreads_over_the_interval() {
+        let interval = Duration::from_secs(1);
+        let epoch = Instant::now();
+        let later = epoch + Duration::from_secs(7);
+        assert_eq!(
+            Phase::of("db2", interval, epoch).offset,
+            Phase::of("db2", interval, later).offset,
+            "the offset comes from the name alone"
+        );
+        let offsets: Vec<Duration> = (0..1000)
+            .map(|i| Phase::of(&format!("r{i:04}"), interval, epoch).offset)
+            .collect();
+        assert!(offsets.iter().all(|o| *o < interval));
+        // No tenth of the interval (wherever it starts) holds much more than a tenth of them.
+        let tenth = interval / 10;
+        let busiest = offsets
+            .iter()
+            .map(|start| {
+                offsets
+                    .iter()
+                    .filter(|o| {
+                        (**o + interval - *start).as_nanos() % interval.as_nanos()
+                            < tenth.as_nanos()
+                    })
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert!(busiest <= 150, "busiest tenth holds {busiest} of 1000");
+        let slots: std::collections::BTreeSet<_> = offsets.iter().collect();
+        assert!(
+            slots.len() as u32 > PHASE_SLOTS / 2,
+            "{} slots used",
+            slots.len()
+        );
+    }
+
+    #[test]
+    fn polls_follow_the_grid_and_a_slow_poll_delays_the_next_instead_of_bursting() {
+        let interval = Duration::from_secs(1);
+        let epoch = Instant::now();
+        let phase = Phase {
+            epoch,
+            offset: Duration::from_millis(300),
+        };
+        let ms = |n: u64| Duration::from_millis(n);
+        // Started off the grid (at start or after a reload): joins it at least half an
+        // interval later, at most one and a half.
+        assert_eq!(phase.next(interval, epoch, epoch + ms(5)), epoch + ms(1300));
+        assert_eq!(
+            phase.next(interval, epoch + ms(900), epoch + ms(905)),
+            epoch + ms(2300)
+        );
+        // On the grid: one interval apart.
+        let on = epoch + ms(5300);
+        assert_eq!(phase.next(interval, on, on + ms(4)), on + interval);
+        // A poll slower than the interval: the next grid point after it ended, not at once.
+        assert_eq!(phase.next(interval, on, on + ms(1200)), on + 2 * interval);
+        // Before the grid's first point.
+        let early = Phase {
+            epoch: epoch + ms(10_000),
+            offset: ms(300),
+        };
+        assert_eq!(
+            early.next(interval, epoch, epoch + ms(1)),
+            epoch + ms(10_300)
+        );
+    }
 
     /// The loop only does timing and I/O: with time paused, a server that refuses connections
     /// is polled once per interval, each poll published and counted.
@@ -268,6 +406,7 @@ mod tests {
             state_file: None,
             maintenance_file: None,
             lease: None,
+            phase: Phase::of("db2", interval, Instant::now()),
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(poller, shutdown.clone()));

@@ -83,7 +83,7 @@ pub async fn serve_reloading(
     }
     let http_admission = admission("http", config.max_connections);
     tokio::spawn(crate::serve::notify::run(fleet.hubs(), shutdown.clone()));
-    let (routes_tx, routes) = watch::channel(crate::serve::http::routes(hub));
+    let (routes_tx, routes) = watch::channel(crate::serve::http::served(hub));
     let limits = crate::serve::listen::Limits {
         header_read_timeout: config.header_read_timeout,
         idle_timeout: config.idle_timeout,
@@ -132,7 +132,7 @@ pub async fn serve_reloading(
                     }
                 }
                 reload_config(&config, &mut fleet);
-                routes_tx.send_replace(crate::serve::http::routes(fleet.hub()));
+                routes_tx.send_replace(crate::serve::http::served(fleet.hub()));
             }
         }
     }

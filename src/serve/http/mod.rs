@@ -31,19 +31,78 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-/// All endpoints, with errors rendered; never rejects.
+/// What a connection is served: the warp filter of every endpoint, and the answers that need
+/// none of warp (the checks, HAProxy's hot path), asked first by the listener.
+#[derive(Clone)]
+pub struct Served<F> {
+    pub filter: F,
+    pub direct: Arc<dyn Direct>,
+}
+
+/// Requests answered without warp, exactly as its filter would answer them; `None`: left to
+/// the filter. The listener asks only for requests its gate lets through without credentials.
+pub trait Direct: Send + Sync {
+    fn answer(&self, req: &hyper::Request<hyper::body::Incoming>) -> Option<Response>;
+}
+
+/// The checks of one hub, answered without warp: the path read once, the answer cache shared
+/// with the warp route of the same generation.
+struct Checks {
+    hub: Arc<Hub>,
+    answers: Arc<[AnswerCache]>,
+}
+
+impl Direct for Checks {
+    fn answer(&self, req: &hyper::Request<hyper::body::Incoming>) -> Option<Response> {
+        let m = req.method();
+        if !(m == Method::GET || m == Method::HEAD || m == Method::OPTIONS) {
+            return None; // warp answers 405
+        }
+        let target = check_path(req.uri().path())?;
+        // An Accept header that is not text is warp's to refuse, as before.
+        let accept = match req.headers().get(header::ACCEPT) {
+            Some(v) => Some(v.to_str().ok()?),
+            None => None,
+        };
+        let query = req.uri().query().unwrap_or("");
+        Some(check_reply(&self.hub, &self.answers, target, query, accept))
+    }
+}
+
+/// Every endpoint of `hub` as the listener serves them: [`routes`], and the checks directly.
+pub fn served(
+    hub: Arc<Hub>,
+) -> Served<impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static>
+{
+    let answers = AnswerCache::per_instance(hub.instances().len());
+    Served {
+        filter: routes_with(hub.clone(), answers.clone()),
+        direct: Arc::new(Checks { hub, answers }),
+    }
+}
+
+/// All endpoints, with errors rendered; never rejects (the warp half of [`served`], for tests).
+#[cfg(test)]
 pub fn routes(
     hub: Arc<Hub>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let checks = check_route(
-        hub.clone(),
-        AnswerCache::per_instance(hub.instances().len()),
-    );
+    let answers = AnswerCache::per_instance(hub.instances().len());
+    routes_with(hub, answers)
+}
+
+fn routes_with(
+    hub: Arc<Hub>,
+    answers: Arc<[AnswerCache]>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let checks = check_route(hub.clone(), answers);
     let hub = warp::any().map(move || hub.clone());
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
 
     let healthz = warp::path!("healthz").map(|| respond(StatusCode::OK, None, TEXT, "ok\n"));
-    let status = warp::path!("status").and(hub.clone()).map(status_reply);
+    let status = warp::path!("status")
+        .and(query)
+        .and(hub.clone())
+        .map(status_reply);
     // Metrics, status page and events (issue 9): read snapshots and in-memory logs only.
     let metrics = warp::path!("metrics").and(hub.clone()).map(metrics_reply);
     let ui = warp::path!("ui").map(ui_reply);
@@ -264,9 +323,16 @@ fn check_answer(
     )
 }
 
-fn status_reply(hub: Arc<Hub>) -> Response {
+/// `/status`, all instances or (with parameters) those a reader asks for: `failing=1` only those
+/// whose own policy fails, `name=TEXT` those whose name contains it, `order=failing` the failing
+/// first, `limit=N` at most N. Strict: anything else is a 400.
+fn status_reply(query: String, hub: Arc<Hub>) -> Response {
+    let filter = match status::Filter::parse(&query) {
+        Ok(f) => f,
+        Err(msg) => return respond(StatusCode::BAD_REQUEST, None, TEXT, format!("{msg}\n")),
+    };
     let now = tokio::time::Instant::now().into_std();
-    let body = status::status(&hub, now);
+    let body = status::status_filtered(&hub, now, &filter);
     respond(StatusCode::OK, None, JSON, body)
 }
 

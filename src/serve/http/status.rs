@@ -118,11 +118,68 @@ pub struct Degraded<'a> {
     pub lag_s: f64,
 }
 
-/// The `/status` document for all instances.
-pub fn status(hub: &Hub, now: Instant) -> String {
+/// Which instances a `/status` request asks for (all, by default).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// Only instances whose own policy fails.
+    pub failing: bool,
+    /// Only instances whose name contains this.
+    pub name: Option<String>,
+    /// The failing first (otherwise in config order).
+    pub failing_first: bool,
+    /// At most this many.
+    pub limit: Option<usize>,
+}
+
+impl Filter {
+    /// Parses `/status`'s query strictly.
+    pub fn parse(query: &str) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        let flag = |v: &str| match v {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" => Ok(false),
+            other => Err(format!("failing must be 1 or 0, not {other:?}")),
+        };
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "failing" => f.failing = flag(&value)?,
+                "name" if value.len() > 256 => return Err("name is longer than 256".into()),
+                "name" => f.name = (!value.is_empty()).then(|| value.into_owned()),
+                "order" if value == "failing" => f.failing_first = true,
+                "order" if value == "config" => f.failing_first = false,
+                "order" => return Err(format!("order must be failing or config, not {value:?}")),
+                "limit" => {
+                    f.limit = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("limit must be a number, not {value:?}"))?,
+                    )
+                }
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?} (known: failing, name, order, limit)"
+                    ))
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// How many instances there are, fail, and are shown: a filtered `/status` still says how
+/// large the fleet is.
+#[derive(Serialize)]
+struct Summary {
+    instances: usize,
+    failing: usize,
+    shown: usize,
+}
+
+/// The `/status` document for the instances `filter` asks for.
+pub fn status_filtered(hub: &Hub, now: Instant, filter: &Filter) -> String {
     let instances = hub.instances();
     let snapshots: Vec<_> = instances.iter().map(|w| w.latest()).collect();
-    let entries: Vec<InstanceStatus<'_>> = instances
+    let mut entries: Vec<InstanceStatus<'_>> = instances
         .iter()
         .zip(&snapshots)
         .map(|(w, snap)| {
@@ -189,6 +246,24 @@ pub fn status(hub: &Hub, now: Instant) -> String {
             }
         })
         .collect();
+    let fails =
+        |e: &InstanceStatus<'_>| !e.verdicts.iter().any(|v| v.policy == e.policy && v.healthy);
+    let total = entries.len();
+    let failing = entries.iter().filter(|e| fails(e)).count();
+    entries.retain(|e| {
+        (!filter.failing || fails(e))
+            && filter
+                .name
+                .as_ref()
+                .is_none_or(|n| e.name.contains(n.as_str()))
+    });
+    if filter.failing_first {
+        // Stable: config order within each group.
+        entries.sort_by_key(|e| !fails(e));
+    }
+    if let Some(limit) = filter.limit {
+        entries.truncate(limit);
+    }
     #[derive(Serialize)]
     struct Doc<'a> {
         instances: Vec<InstanceStatus<'a>>,
@@ -197,6 +272,7 @@ pub fn status(hub: &Hub, now: Instant) -> String {
         pools: Vec<PoolStatus<'a>>,
         /// The latest config reload (SIGHUP); `null` until the first.
         last_reload: Option<crate::hub::Reload>,
+        summary: Summary,
     }
     let pools = hub
         .pools(now)
@@ -218,10 +294,16 @@ pub fn status(hub: &Hub, now: Instant) -> String {
                 .collect(),
         })
         .collect();
+    let shown = entries.len();
     serde_json::to_string_pretty(&Doc {
         instances: entries,
         pools,
         last_reload: hub.shared().reload.last(),
+        summary: Summary {
+            instances: total,
+            failing,
+            shown,
+        },
     })
     .expect("status serialises")
 }

@@ -389,3 +389,55 @@ fn params_are_strict() {
         assert!(parse_params(q).is_err(), "{q} should be refused");
     }
 }
+
+/// `/status` at fleet size: filtered by failure and name, the failing first, capped; the summary
+/// still counts the whole fleet; a parameter it does not know is a 400.
+#[tokio::test]
+async fn status_filters_and_orders_the_failing_first() {
+    let mut broken = replica();
+    broken.channels[0].sql_thread = crate::snapshot::sample::ThreadState::No;
+    let h = hub(vec![
+        (inst("ok1", 3301, "replica"), fresh(replica())),
+        (inst("bad1", 3302, "replica"), fresh(broken.clone())),
+        (inst("ok2", 3303, "replica"), fresh(replica())),
+        (inst("bad2", 3304, "replica"), fresh(broken)),
+    ]);
+    let names = |path: &'static str| {
+        let h = h.clone();
+        async move {
+            let r = get(&h, "GET", path).await;
+            assert_eq!(r.status(), 200, "{path}: {}", body(&r));
+            let v: serde_json::Value = serde_json::from_str(&body(&r)).unwrap();
+            let names: Vec<String> = v["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["name"].as_str().unwrap().to_string())
+                .collect();
+            (names, v["summary"].clone())
+        }
+    };
+    let (all, summary) = names("/status").await;
+    assert_eq!(all, ["ok1", "bad1", "ok2", "bad2"]);
+    assert_eq!(summary["instances"], 4);
+    assert_eq!(summary["failing"], 2);
+    assert_eq!(names("/status?failing=1").await.0, ["bad1", "bad2"]);
+    assert_eq!(
+        names("/status?order=failing").await.0,
+        ["bad1", "bad2", "ok1", "ok2"]
+    );
+    let (capped, summary) = names("/status?order=failing&limit=3&name=1").await;
+    assert_eq!(capped, ["bad1", "ok1"]);
+    assert_eq!(
+        (summary["shown"].clone(), summary["instances"].clone()),
+        (2.into(), 4.into())
+    );
+    for bad in [
+        "/status?limit=x",
+        "/status?failing=maybe",
+        "/status?sort=name",
+        "/status?order=up",
+    ] {
+        assert_eq!(get(&h, "GET", bad).await.status(), 400, "{bad}");
+    }
+}

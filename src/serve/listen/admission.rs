@@ -195,11 +195,14 @@ impl Conn {
         self.responded.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The transport flushed: every answer handed to it before is sent.
-    pub fn flushed(&self) {
-        for _ in 0..self.responded.swap(0, Ordering::SeqCst) {
+    /// The transport flushed: every answer handed to it before is sent. Returns how many that
+    /// were (0: the flush sent no answer).
+    pub fn flushed(&self) -> u32 {
+        let sent = self.responded.swap(0, Ordering::SeqCst);
+        for _ in 0..sent {
             self.answered();
         }
+        sent
     }
 
     /// Resolves when the connection has been displaced; its task then drops it.
@@ -207,7 +210,8 @@ impl Conn {
         self.displaced.cancelled().await
     }
 
-    fn is_busy(&self) -> bool {
+    /// Whether a request is being answered (or its answer not yet flushed).
+    pub(crate) fn is_busy(&self) -> bool {
         self.busy.load(Ordering::SeqCst) > 0
     }
 }

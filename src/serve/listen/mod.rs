@@ -10,9 +10,10 @@
 pub mod admission;
 pub mod gate;
 
+use crate::serve::http::{Direct, Served};
 use crate::serve::listen::admission::{Admission, Conn};
 use crate::serve::listen::gate::{Gate, Refusal};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -30,8 +31,6 @@ use warp::Filter;
 /// The most a connection buffers (request head included): a check's request is a few hundred
 /// bytes, a browser's a few KB.
 const MAX_BUF: usize = 16 * 1024;
-/// The most headers a request may carry.
-const MAX_HEADERS: usize = 48;
 
 /// The bounds of the HTTP listener (the connection caps are the [`Admission`]'s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +53,7 @@ pub struct Limits {
 /// by the `filters` current when it arrives (a config reload replaces them).
 pub async fn serve<F>(
     listener: TcpListener,
-    filters: tokio::sync::watch::Receiver<F>,
+    filters: tokio::sync::watch::Receiver<Served<F>>,
     limits: Limits,
     gate: Arc<Gate>,
     admission: Arc<Admission>,
@@ -109,12 +108,14 @@ pub async fn serve<F>(
         ) {
             conn.arrived();
         }
+        let served = filters.borrow().clone();
         let handler = Handler {
-            service: warp::service(filters.borrow().clone()),
+            service: warp::service(served.filter),
+            direct: served.direct,
             gate: gate.clone(),
             conn: conn.clone(),
         };
-        let io = Idle::new(stream, limits.idle_timeout, conn.clone());
+        let io = Idle::new(stream, limits, conn.clone());
         let (tls, watcher) = (tls.as_ref().map(|t| t.borrow().clone()), graceful.watcher());
         let what = if tls.is_some() {
             Waiting::TlsHello
@@ -191,14 +192,14 @@ where
     <Handler<S> as hyper::service::Service<hyper::Request<hyper::body::Incoming>>>::Future:
         Send + 'static,
 {
+    let _ = limits; // header and idle timeouts: `Idle`, below TLS and hyper
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // Headers are small here: bound what a connection may buffer while sending them.
-        .max_buf_size(MAX_BUF)
-        .max_headers(MAX_HEADERS)
-        .keep_alive(true);
+    // No timer for hyper: its header timeout armed and dropped a boxed timer per request (a
+    // quarter of a check's CPU with the header cap below); `Idle` enforces the same bound with
+    // one timer per connection. Headers are small here: bound what a connection may buffer
+    // while sending them. The count of headers is hyper's own bound (100; setting one
+    // initialises a header array per request).
+    builder.max_buf_size(MAX_BUF).keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(io), handler);
     watcher.watch(conn).await.map_err(Into::into)
 }
@@ -323,6 +324,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 struct Handler<S> {
     /// warp's service for the endpoints (its type cannot be named outside warp).
     service: S,
+    /// The answers that need no warp, asked first.
+    direct: Arc<dyn Direct>,
     gate: Arc<Gate>,
     /// Marked busy from a request's arrival until its answer is flushed ([`Idle`]).
     conn: Arc<Conn>,
@@ -341,15 +344,22 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Answering;
 
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
-        let mut service = self.service.clone();
-        let gate = self.gate.clone();
         // The head has arrived: from here the connection is answering, never displaced.
         self.conn.busy();
+        // A check needing no credentials: answered here and now, with no future to box.
+        if self.gate.open_for(req.uri().path()) {
+            if let Some(answer) = self.direct.answer(&req) {
+                self.conn.responded();
+                return Answering::Ready(Some(answer));
+            }
+        }
+        let mut service = self.service.clone();
+        let gate = self.gate.clone();
         let conn = self.conn.clone();
-        Box::pin(async move {
+        Answering::Later(Box::pin(async move {
             let auth = req
                 .headers()
                 .get(warp::http::header::AUTHORIZATION)
@@ -362,7 +372,26 @@ where
             // Busy until the transport has flushed it (`Idle::poll_flush`).
             conn.responded();
             answer
-        })
+        }))
+    }
+}
+
+/// A request's answer: ready at once (a direct answer), or from the gate and warp.
+enum Answering {
+    Ready(Option<Response>),
+    Later(Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>),
+}
+
+impl Future for Answering {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut *self {
+            Answering::Ready(answer) => Poll::Ready(Ok(answer
+                .take()
+                .expect("an answer is polled until it is ready, once"))),
+            Answering::Later(fut) => fut.as_mut().poll(cx),
+        }
     }
 }
 
@@ -384,28 +413,42 @@ fn refusal(r: Refusal) -> Response {
     }
 }
 
-/// A stream that fails with `TimedOut` once nothing has been read or written for `timeout`.
+/// A stream that fails with `TimedOut` once nothing has been read or written for the idle
+/// timeout, or once the connection has waited longer than the header-read timeout for a request
+/// (from when its last answer was flushed, or from the accept) without one arriving: the
+/// listener's slowloris bound for every request, the first one included.
 ///
-/// Activity only records the time (no timer operation per read or write); the timer is moved
-/// forward when it fires early, so a busy keep-alive connection costs one timer wake-up per
-/// `timeout` rather than two timer updates per request.
+/// Activity only records the time (no timer operation per read or write, none per request);
+/// the one timer is moved forward when it fires early, and while a request is being answered it
+/// fires at least every quarter of the header timeout to notice when the wait for the next one
+/// starts: a busy keep-alive connection costs a few timer wake-ups per header timeout rather
+/// than timer updates per request.
 struct Idle<S> {
     inner: S,
     timeout: Duration,
+    header_timeout: Duration,
     /// When something last moved.
     last: Instant,
+    /// When the connection started waiting for its next request head (accept, or the flush
+    /// that ended the last answer).
+    waiting_since: Instant,
     deadline: Pin<Box<Sleep>>,
-    /// Told when a flush has sent the answers handed to the transport.
+    /// Told when a flush has sent the answers handed to the transport; says whether a request
+    /// is being answered.
     conn: Arc<Conn>,
 }
 
 impl<S> Idle<S> {
-    fn new(inner: S, timeout: Duration, conn: Arc<Conn>) -> Idle<S> {
+    fn new(inner: S, limits: Limits, conn: Arc<Conn>) -> Idle<S> {
+        let now = Instant::now();
+        let first = limits.idle_timeout.min(limits.header_read_timeout);
         Idle {
             inner,
-            timeout,
-            last: Instant::now(),
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout: limits.idle_timeout,
+            header_timeout: limits.header_read_timeout,
+            last: now,
+            waiting_since: now,
+            deadline: Box::pin(tokio::time::sleep_until(now + first)),
             conn,
         }
     }
@@ -414,21 +457,33 @@ impl<S> Idle<S> {
         self.last = Instant::now();
     }
 
-    /// After the inner stream said Pending: fails once nothing has moved for `timeout` (and
-    /// arms the waker for the deadline otherwise).
+    /// After the inner stream said Pending: fails once nothing has moved for `timeout`, or no
+    /// request has arrived for `header_timeout` (and arms the waker for the deadline otherwise).
     fn check<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         loop {
             match self.deadline.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(()) => {
-                    let due = self.last + self.timeout;
-                    if due <= Instant::now() {
+                    let now = Instant::now();
+                    let idle_due = self.last + self.timeout;
+                    if idle_due <= now {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             "idle connection closed",
                         )));
                     }
-                    // Something moved since the timer was set: wait for the rest.
+                    let mut due = idle_due.min(now + self.header_timeout / 4);
+                    if !self.conn.is_busy() {
+                        let head_due = self.waiting_since + self.header_timeout;
+                        if head_due <= now {
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "no request within header_read_timeout",
+                            )));
+                        }
+                        due = due.min(head_due);
+                    }
+                    // Not yet: wait for the nearer bound.
                     self.deadline.as_mut().reset(due);
                 }
             }
@@ -478,7 +533,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         match Pin::new(&mut self.inner).poll_flush(cx) {
             Poll::Pending => self.check(cx),
             Poll::Ready(Ok(())) => {
-                self.conn.flushed();
+                // Only a flush that sent an answer starts a wait (hyper flushes on every
+                // wake-up, also while a slow client trickles in its headers).
+                if self.conn.flushed() > 0 && !self.conn.is_busy() {
+                    // Answered: from now the connection waits for its next request.
+                    self.waiting_since = Instant::now();
+                }
                 Poll::Ready(Ok(()))
             }
             done => done,
