@@ -237,6 +237,9 @@ async fn haproxy_single_writer_moves_to_a_synced_backup_with_every_row() {
                 .await
                 .ok()
                 .flatten();
+            // A node applies what it received asynchronously: the count waits for it
+            // (wsrep_sync_wait), so what is asserted is that no committed row was lost.
+            let _ = c.query_drop("SET SESSION wsrep_sync_wait = 1").await;
             let rows: Option<u64> = c
                 .query_first("SELECT COUNT(*) FROM app.t")
                 .await

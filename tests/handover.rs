@@ -283,7 +283,7 @@ async fn an_application_never_sees_two_writers_or_stale_reads_across_handovers()
         .await
         .expect("the backup takes the writes after the primary died");
     let failover = first_b.acked.saturating_duration_since(killed);
-    let window = app::async_window(&app.acks(), 1, killed, &app::rows_on(&r.b).await);
+    let window = app::async_window(&app.acks(), 1, Instant::now(), &app::rows_on(&r.b).await);
     eprintln!(
         "failover: first write on the backup {failover:?} after SIGKILL; async window {} writes",
         window.len()
@@ -339,7 +339,7 @@ async fn an_application_never_sees_two_writers_or_stale_reads_across_handovers()
         "hung primary: first write on the backup {:?} after SIGSTOP",
         first_b.acked.saturating_duration_since(paused)
     );
-    let window = app::async_window(&app.acks(), 1, paused, &app::rows_on(&r.b).await);
+    let window = app::async_window(&app.acks(), 1, Instant::now(), &app::rows_on(&r.b).await);
     excused.extend(window);
     tokio::time::sleep(Duration::from_secs(2)).await;
     phases.push(Phase {
@@ -642,7 +642,7 @@ async fn handovers(profile: &Profile, trials: u64, steady: Duration) -> Handover
         excused.extend(app::async_window(
             &app.acks(),
             1,
-            killed,
+            Instant::now(),
             &app::rows_on(&r.b).await,
         ));
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -288,7 +288,9 @@ pub async fn rows_on(db: &MariaDb) -> HashSet<(u8, u64)> {
 }
 
 /// Writes acknowledged by `server` before `before` that `on` (the server taking over) lacks:
-/// the asynchronous window (the old writer acknowledged them and never sent them).
+/// the asynchronous window (the old writer acknowledged them and never sent them). Pass the
+/// moment after the failover, not the kill's: an OK the dead server sent just before it died
+/// may reach the client (and be stamped) after the kill.
 pub fn async_window(
     acks: &[Ack],
     server: u32,
