@@ -179,7 +179,11 @@ impl Phase {
     /// started off the grid joins it at once) and not before `now` (a slow poll delays the next
     /// rather than bursting to catch up). On the grid, polls are exactly one interval apart.
     pub fn next(&self, interval: Duration, started: Instant, now: Instant) -> Instant {
-        let after = (started + interval / 2).max(now);
+        self.at_or_after(interval, (started + interval / 2).max(now))
+    }
+
+    /// The first point of the grid at or after `after`: a poller's first poll.
+    pub fn at_or_after(&self, interval: Duration, after: Instant) -> Instant {
         let first = self.epoch + self.offset;
         if after <= first || interval.is_zero() {
             return first.max(after);
@@ -225,8 +229,10 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
     };
     let mut written: Option<Persisted> = None;
     let poll_duration = metrics.poll_histogram(instance);
-    // The first poll at once (a new instance has no sample yet), then on the instance's phase.
-    let mut due = Instant::now();
+    // Every poll on the instance's phase, the first one too (within an interval): a guard
+    // starting a fleet at once overflowed its servers' listen backlogs (EAGAIN on connect) with
+    // a thousand connects in the same millisecond.
+    let mut due = phase.at_or_after(interval, Instant::now());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -359,6 +365,9 @@ mod tests {
         assert_eq!(phase.next(interval, on, on + ms(4)), on + interval);
         // A poll slower than the interval: the next grid point after it ended, not at once.
         assert_eq!(phase.next(interval, on, on + ms(1200)), on + 2 * interval);
+        // A poller's first poll: the grid's next point, within an interval.
+        assert_eq!(phase.at_or_after(interval, on + ms(1)), on + interval);
+        assert_eq!(phase.at_or_after(interval, on), on);
         // Before the grid's first point.
         let early = Phase {
             epoch: epoch + ms(10_000),
