@@ -160,3 +160,23 @@ async fn a_guard_keeps_hundreds_of_instances_fresh_and_spread_over_the_interval(
     assert_eq!(r.status, 200, "{}", r.body);
     g.stop().await;
 }
+
+/// Spreading polls over the interval never delays an instance's first sample by the
+/// interval: with a one-hour interval the first sample still comes within about a second, and
+/// checks answer from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_interval_does_not_delay_the_first_sample() {
+    let db = MariaDb::start("slong", 1).await;
+    let started = Instant::now();
+    let g = Guard::start(
+        "interval = \"1h\"\ntimeout = \"1s\"\nmax_sample_age = \"2h\"\n",
+        |dir| common::guard::instance_block(dir, "db", &db, "primary", ""),
+    )
+    .await;
+    let r = g
+        .wait_for("/primary", Duration::from_secs(10), |r| r.status == 200)
+        .await;
+    assert!(r.body.contains("ok reachable"), "{}", r.body);
+    eprintln!("first sample after {:?}", started.elapsed());
+    g.stop().await;
+}

@@ -150,6 +150,9 @@ pub struct Phase {
     pub offset: Duration,
 }
 
+/// Over how long a fleet's first polls are spread at start (each instance by its phase).
+pub const FIRST_POLL_SPREAD: Duration = Duration::from_secs(1);
+
 /// How finely phases are placed: slots of an interval / `PHASE_SLOTS` (at least 1 ms). Pollers
 /// in one slot wake together, so a large fleet costs at most this many timer wake-ups per
 /// interval, while no slot holds much more than its share of the polls.
@@ -229,10 +232,13 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
     };
     let mut written: Option<Persisted> = None;
     let poll_duration = metrics.poll_histogram(instance);
-    // Every poll on the instance's phase, the first one too (within an interval): a guard
-    // starting a fleet at once overflowed its servers' listen backlogs (EAGAIN on connect) with
-    // a thousand connects in the same millisecond.
-    let mut due = phase.at_or_after(interval, Instant::now());
+    // The first poll spread by the instance's phase over at most FIRST_POLL_SPREAD (a guard
+    // starting a fleet at once overflowed its servers' listen backlogs, EAGAIN on connect,
+    // with a thousand connects in the same millisecond), then every poll on the grid. Not a
+    // whole interval: with a long one an instance would have no sample, failing, that long.
+    let spread = interval.min(FIRST_POLL_SPREAD);
+    let mut due = Instant::now()
+        + spread.mul_f64(phase.offset.as_secs_f64() / interval.as_secs_f64().max(1e-9));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
