@@ -259,6 +259,7 @@ impl Fleet {
             // Spread over the interval by name (at most `PHASE_SLOTS` wake-ups per interval),
             // so that a fleet's servers are not all asked in one burst.
             phase: poll::Phase::of(&inst.name, config.interval, self.epoch),
+            first_spread: poll::first_spread(config.interval, config.instances.len()),
         };
         self.tasks
             .spawn_on(poll::run(poller, stop.clone()), &self.thread.handle);

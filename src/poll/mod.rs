@@ -138,6 +138,17 @@ pub struct Poller {
     pub lease: Option<watch::Receiver<crate::snapshot::lease::LeaseView>>,
     /// When this instance polls within the interval: its steady place on the fleet's grid.
     pub phase: Phase,
+    /// Over how long the fleet's first polls are spread (see [`first_spread`]).
+    pub first_spread: Duration,
+}
+
+/// Over how long a fleet of `instances` spreads its first polls, each by its phase: 1 ms per
+/// instance, at most [`FIRST_POLL_SPREAD`] and one `interval`. A thousand connects in one
+/// millisecond overflowed the servers' listen backlogs (EAGAIN on connect); a few instances
+/// poll at once, as ever, and a long interval never leaves an instance without a sample.
+pub fn first_spread(interval: Duration, instances: usize) -> Duration {
+    let per = Duration::from_millis(1).saturating_mul(u32::try_from(instances).unwrap_or(u32::MAX));
+    per.min(FIRST_POLL_SPREAD).min(interval)
 }
 
 /// An instance's steady place in the poll interval: it polls at `epoch + offset + k * interval`.
@@ -216,6 +227,7 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
         maintenance_file,
         lease,
         phase,
+        first_spread,
     } = poller;
     let instance = &config.name;
     let mut carry = Carry {
@@ -232,13 +244,10 @@ pub async fn run(poller: Poller, shutdown: CancellationToken) {
     };
     let mut written: Option<Persisted> = None;
     let poll_duration = metrics.poll_histogram(instance);
-    // The first poll spread by the instance's phase over at most FIRST_POLL_SPREAD (a guard
-    // starting a fleet at once overflowed its servers' listen backlogs, EAGAIN on connect,
-    // with a thousand connects in the same millisecond), then every poll on the grid. Not a
-    // whole interval: with a long one an instance would have no sample, failing, that long.
-    let spread = interval.min(FIRST_POLL_SPREAD);
+    // The first poll spread by the instance's phase over `first_spread`, then every poll on
+    // the grid.
     let mut due = Instant::now()
-        + spread.mul_f64(phase.offset.as_secs_f64() / interval.as_secs_f64().max(1e-9));
+        + first_spread.mul_f64(phase.offset.as_secs_f64() / interval.as_secs_f64().max(1e-9));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -374,6 +383,11 @@ mod tests {
         // A poller's first poll: the grid's next point, within an interval.
         assert_eq!(phase.at_or_after(interval, on + ms(1)), on + interval);
         assert_eq!(phase.at_or_after(interval, on), on);
+        // First polls: 1 ms per instance, at most a second and an interval.
+        assert_eq!(first_spread(interval, 2), ms(2));
+        assert_eq!(first_spread(interval, 1000), ms(1000));
+        assert_eq!(first_spread(interval, 5000), ms(1000));
+        assert_eq!(first_spread(ms(300), 1000), ms(300));
         // Before the grid's first point.
         let early = Phase {
             epoch: epoch + ms(10_000),
@@ -422,6 +436,7 @@ mod tests {
             maintenance_file: None,
             lease: None,
             phase: Phase::of("db2", interval, Instant::now()),
+            first_spread: first_spread(interval, 1),
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run(poller, shutdown.clone()));
