@@ -91,8 +91,7 @@ pub async fn once(
             name: &o.name,
             state: sample.outcome.as_ref().ok(),
             unusable: None,
-            same_configured_source: inst.source.is_some()
-                && o.source.as_ref().map(|t| &t.addr) == inst.source.as_ref().map(|t| &t.addr),
+            same_configured_source: inst.same_configured_source(o),
         })
         .collect();
     let me = step

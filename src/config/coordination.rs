@@ -93,11 +93,7 @@ impl Coordination {
 
 /// A name usable in etcd keys and URLs: letters, digits, `.`, `_`, `-`.
 pub(super) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    name.len() <= 64 && super::is_label(name)
 }
 
 /// Resolves `[coordination]`. Errors are (key, message).

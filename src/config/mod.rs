@@ -148,6 +148,15 @@ impl Config {
 }
 
 impl InstanceConfig {
+    /// Both are configured with the same `source` address (neither reports it otherwise):
+    /// replicas of one source, even while one cannot be read.
+    pub fn same_configured_source(&self, other: &InstanceConfig) -> bool {
+        match (&self.source, &other.source) {
+            (Some(a), Some(b)) => a.addr == b.addr,
+            _ => false,
+        }
+    }
+
     /// What the [`Judge`](crate::policy::Judge) judges this instance as: its own policy and
     /// thresholds.
     pub fn subject(&self) -> crate::policy::Subject<'_> {
@@ -591,12 +600,7 @@ impl Config {
         for (i, ri) in raw.instances.into_iter().enumerate() {
             let shown = display_name(&ri.name, i);
             let at = |key: &str| format!("instance[{shown}].{key}");
-            if ri.name.is_empty()
-                || !ri
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            {
+            if !is_label(&ri.name) {
                 return Err(err(
                     &at("name"),
                     "use letters, digits, '.', '_' and '-' only (it appears in URLs)".into(),
@@ -704,6 +708,15 @@ impl Config {
     }
 }
 
+/// A name that appears in URLs and metric labels (instances, pools, writer groups): not empty;
+/// letters, digits, '.', '_' and '-' only.
+pub(crate) fn is_label(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
 /// Validates `[[pool]]` sections: names as instance names are, members that exist, each
 /// instance in one pool at most, `min_serving` between 1 and the number of members.
 fn resolve_pools(
@@ -716,12 +729,7 @@ fn resolve_pools(
     for (i, rp) in raw.into_iter().enumerate() {
         let shown = display_name(&rp.name, i);
         let at = |key: &str| format!("pool[{shown}].{key}");
-        if rp.name.is_empty()
-            || !rp
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
+        if !is_label(&rp.name) {
             return Err((
                 at("name"),
                 "use letters, digits, '.', '_' and '-' only (it appears in metric labels)".into(),

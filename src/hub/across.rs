@@ -94,9 +94,7 @@ impl Hub {
                     Freshness::Stale { .. } => Some("stale sample"),
                     Freshness::Unsampled => Some("no sample yet"),
                 },
-                same_configured_source: w.config.source.is_some()
-                    && o.config.source.as_ref().map(|t| &t.addr)
-                        == w.config.source.as_ref().map(|t| &t.addr),
+                same_configured_source: w.config.same_configured_source(&o.config),
             })
             .collect();
         let siblings = match snapshot
