@@ -327,5 +327,20 @@ mod tests {
         );
         // ... and the pool's default question was not overwritten by it.
         assert!(ask(2).degraded);
+        // A hostile client asking a lagging member with ever new thresholds: the pool keeps
+        // at most STANDING_ENTRIES standings, and every answer is still judged right.
+        for secs in 0..1000u64 {
+            let t = Thresholds {
+                max_lag: Some(Duration::from_millis(10_000 + secs)),
+                ..Thresholds::default()
+            };
+            let w = &hub.instances()[2];
+            let v = hub.evaluate(w, &w.latest(), None, &t, now).unwrap();
+            assert!(
+                v.degraded,
+                "all three lag: the two least behind are admitted"
+            );
+        }
+        assert!(hub.pools[0].lock().len() <= STANDING_ENTRIES);
     }
 }
