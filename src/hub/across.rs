@@ -229,8 +229,14 @@ impl Pool {
     }
 }
 
-/// The lag a snapshot's verdict judged (heartbeat or Seconds_Behind), `None` when unknown.
+/// The lag a pool may admit a member by: the one its verdict judged (heartbeat or
+/// Seconds_Behind); `None` when unknown, or when the member holds transactions its source never
+/// had (errant at the last source reading): such a member is never admitted, whatever policy
+/// the pool's checks ask (`replica` does not check errant transactions).
 fn judged_lag(snapshot: &Snapshot) -> Option<std::time::Duration> {
+    if snapshot.memory.errant_at_last_source.is_some() {
+        return None;
+    }
     snapshot
         .sample
         .as_ref()
@@ -327,6 +333,16 @@ mod tests {
         );
         // ... and the pool's default question was not overwritten by it.
         assert!(ask(2).degraded);
+        // r3 turns out to hold an errant transaction: never admitted; r1 takes its place.
+        let mut errant = (*lagging(40, now)).clone();
+        errant.memory.errant_at_last_source = Some("1: 0-3-7".into());
+        senders[2].send_replace(Arc::new(errant));
+        assert!(
+            !ask(2).verdict.healthy,
+            "an errant member is never admitted"
+        );
+        assert!(ask(0).degraded && ask(1).degraded);
+        senders[2].send_replace(lagging(40, now));
         // A hostile client asking a lagging member with ever new thresholds: the pool keeps
         // at most STANDING_ENTRIES standings, and every answer is still judged right.
         for secs in 0..1000u64 {
